@@ -95,24 +95,27 @@ class DPENet(nn.Module):
         )
         self.tail = conv(spatial_dims, channels[0], out_channels, kernel_size=1)
 
-    def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
-        spatial = list(x.shape[2:])
+    def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[slice, ...] | None]:
+        """Replicate-pad ``x`` to a multiple of ``self.multiple``; return it and the crop that undoes the pad."""
         pads: list[int] = []
-        for s in reversed(spatial):  # F.pad wants the last dim first
+        crop = [slice(None), slice(None)]
+        for s in x.shape[2:]:
             extra = (-s) % self.multiple
-            pads += [extra // 2, extra - extra // 2]
-        if any(pads):
-            x = F.pad(x, pads, mode="replicate")
-        return x, pads
+            pads = [extra // 2, extra - extra // 2] + pads  # F.pad wants the last dim first
+            crop.append(slice(extra // 2, extra // 2 + s))
+        if not any(pads):
+            return x, None
+        return F.pad(x, pads, mode="replicate"), tuple(crop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Enhance ``x`` of shape ``(B, in_channels, *spatial)`` in [0, 1]; returns the same spatial shape in [0, 1]."""
         if x.ndim != self.spatial_dims + 2:
-            raise ValueError(f"expected a {self.spatial_dims + 2}-D tensor (B, C, *spatial), got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"expected a {self.spatial_dims + 2}-D tensor (B, C, *spatial), got shape {tuple(x.shape)}"
+            )
         if x.shape[1] != self.in_channels:
             raise ValueError(f"expected {self.in_channels} input channels, got {x.shape[1]}")
-        spatial = x.shape[2:]
-        xp, pads = self._pad(x * 2.0 - 1.0)
+        xp, crop = self._pad(x * 2.0 - 1.0)
         h = self.head(xp)
         skips = []
         for level in self.encoder:
@@ -127,9 +130,4 @@ class DPENet(nn.Module):
         if self.global_residual:
             y = y + xp
         y = (torch.tanh(y) + 1.0) * 0.5
-        if any(pads):
-            idx = [slice(None), slice(None)] + [
-                slice(pads[2 * (len(spatial) - 1 - d)], pads[2 * (len(spatial) - 1 - d)] + s) for d, s in enumerate(spatial)
-            ]
-            y = y[tuple(idx)]
-        return y
+        return y if crop is None else y[crop]
