@@ -1,0 +1,57 @@
+"""Transforms: the DPE low-quality simulator (Algorithm 1), invertible intensity windowing, input preparation."""
+
+from dpe_monai.transforms.intensity import (
+    IntensityWindow,
+    IntensityWindowD,
+    IntensityWindowd,
+    IntensityWindowDict,
+    InverseIntensityWindow,
+    dicom_window_from_meta,
+)
+from dpe_monai.transforms.low_quality import (
+    L8_SCALE,
+    LUMA_WEIGHTS,
+    RandLowQuality,
+    RandLowQualityD,
+    RandLowQualityd,
+    RandLowQualityDict,
+    mean_luminance_l8,
+)
+from dpe_monai.transforms.preprocess import (
+    EnsureMinSize,
+    EnsureMinSizeD,
+    EnsureMinSized,
+    EnsureMinSizeDict,
+    ToRGB,
+    ToRGBD,
+    ToRGBd,
+    ToRGBDict,
+)
+from dpe_monai.transforms.seeded import SeededLowQualityD, SeededLowQualityd, SeededLowQualityDict
+
+__all__ = [
+    "EnsureMinSize",
+    "EnsureMinSizeD",
+    "EnsureMinSizeDict",
+    "EnsureMinSized",
+    "SeededLowQualityD",
+    "SeededLowQualityDict",
+    "SeededLowQualityd",
+    "ToRGB",
+    "ToRGBD",
+    "ToRGBDict",
+    "ToRGBd",
+    "IntensityWindow",
+    "IntensityWindowD",
+    "IntensityWindowDict",
+    "IntensityWindowd",
+    "InverseIntensityWindow",
+    "L8_SCALE",
+    "LUMA_WEIGHTS",
+    "RandLowQuality",
+    "RandLowQualityD",
+    "RandLowQualityDict",
+    "RandLowQualityd",
+    "dicom_window_from_meta",
+    "mean_luminance_l8",
+]

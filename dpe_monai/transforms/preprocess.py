@@ -1,0 +1,103 @@
+"""Input preparation for the RGB DPE model: grayscale -> RGB and a minimum spatial size."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+
+import torch
+import torch.nn.functional as F
+from monai.config import KeysCollection
+from monai.config.type_definitions import NdarrayOrTensor
+from monai.transforms import MapTransform, Transform
+from monai.utils import convert_to_dst_type, convert_to_tensor
+
+__all__ = [
+    "ToRGB",
+    "ToRGBd",
+    "ToRGBD",
+    "ToRGBDict",
+    "EnsureMinSize",
+    "EnsureMinSized",
+    "EnsureMinSizeD",
+    "EnsureMinSizeDict",
+]
+
+
+class ToRGB(Transform):
+    """Replicate a 1-channel image to 3 channels; 3-channel images pass through; others raise.
+
+    Args:
+        drop_alpha: drop the 4th channel of an RGBA image instead of raising.
+    """
+
+    def __init__(self, drop_alpha: bool = False) -> None:
+        self.drop_alpha = drop_alpha
+
+    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        """``img``: channel-first ``(C, *spatial)``; returns ``(3, *spatial)``."""
+        c = img.shape[0]
+        if c == 3:
+            return img
+        if c == 1:
+            out = convert_to_tensor(img, track_meta=True).repeat(3, *([1] * (img.ndim - 1)))
+            return convert_to_dst_type(out, img)[0]
+        if c == 4 and self.drop_alpha:
+            return img[:3]
+        raise ValueError(f"expected 1 or 3 channels, got {c} (shape {tuple(img.shape)})")
+
+
+class EnsureMinSize(Transform):
+    """Upsample (bilinear, aspect kept) images whose smallest spatial side is below ``min_size``.
+
+    Larger images pass through unchanged, so full-resolution noise statistics are kept for random crops; small
+    patches (e.g. 32x32 dermoscopy) are resized up, as the paper resized its training images.
+
+    Args:
+        min_size: the smallest allowed spatial side.
+    """
+
+    def __init__(self, min_size: int) -> None:
+        self.min_size = int(min_size)
+
+    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        """``img``: ``(C, H, W)`` or ``(C, H, W, D)``; returns the same or an upsampled copy."""
+        spatial = img.shape[1:]
+        smallest = min(spatial)
+        if smallest >= self.min_size:
+            return img
+        scale = self.min_size / smallest
+        size = [max(self.min_size, round(s * scale)) for s in spatial]
+        t = convert_to_tensor(img, track_meta=False, dtype=torch.float32)[None]
+        mode = "bilinear" if len(spatial) == 2 else "trilinear"
+        out = F.interpolate(t, size=size, mode=mode, align_corners=False)[0]
+        return convert_to_dst_type(out, img, dtype=torch.float32)[0]
+
+
+class _Dict(MapTransform):
+    transform: Transform
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.transform(d[key])
+        return d
+
+
+class ToRGBd(_Dict):
+    """Dictionary twin of :class:`ToRGB`."""
+
+    def __init__(self, keys: KeysCollection, drop_alpha: bool = False, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.transform = ToRGB(drop_alpha)
+
+
+class EnsureMinSized(_Dict):
+    """Dictionary twin of :class:`EnsureMinSize`."""
+
+    def __init__(self, keys: KeysCollection, min_size: int, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.transform = EnsureMinSize(min_size)
+
+
+ToRGBD = ToRGBDict = ToRGBd
+EnsureMinSizeD = EnsureMinSizeDict = EnsureMinSized

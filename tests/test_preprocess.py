@@ -1,0 +1,51 @@
+"""ToRGB, EnsureMinSize and the per-item seeded degradation used for validation/test sets."""
+
+import numpy as np
+import pytest
+import torch
+from monai.data import CacheDataset, MetaTensor
+
+from dpe_monai.transforms import EnsureMinSize, EnsureMinSized, SeededLowQualityd, ToRGB, ToRGBd
+
+
+def test_to_rgb():
+    g = np.random.rand(1, 5, 6).astype(np.float32)
+    out = ToRGB()(g)
+    assert out.shape == (3, 5, 6) and isinstance(out, np.ndarray) and np.array_equal(out[2], g[0])
+    rgb = torch.rand(3, 5, 6)
+    assert ToRGB()(rgb) is rgb
+    assert ToRGB(drop_alpha=True)(torch.rand(4, 5, 6)).shape == (3, 5, 6)
+    with pytest.raises(ValueError, match="1 or 3 channels"):
+        ToRGB()(torch.rand(2, 5, 6))
+    assert ToRGBd("image")({"image": g})["image"].shape == (3, 5, 6)
+
+
+def test_ensure_min_size_only_upsamples_small_images():
+    small = torch.rand(3, 32, 48)
+    assert EnsureMinSize(64)(small).shape == (3, 64, 96)
+    big = torch.rand(3, 200, 130)
+    assert EnsureMinSize(128)(big) is big
+    assert EnsureMinSized("image", 16)({"image": torch.rand(1, 8, 8, 8)})["image"].shape == (1, 16, 16, 16)
+
+
+def test_seeded_degradation_is_per_item_and_cacheable():
+    items = [
+        {"image": MetaTensor(torch.rand(3, 32, 32) * 0.4 + 0.6, meta={"filename_or_obj": f"{i}.png"})} for i in range(3)
+    ]
+    t = SeededLowQualityd("image", seed=3)
+    first = [t(dict(d))["lq"] for d in items]
+    again = [t(dict(d))["lq"] for d in reversed(items)][::-1]
+    for a, b in zip(first, again):
+        assert torch.equal(a, b)
+    assert not torch.equal(first[0], first[1])
+    other_seed = SeededLowQualityd("image", seed=4)(dict(items[0]))["lq"]
+    assert not torch.equal(first[0], other_seed)
+    ds = CacheDataset(items, transform=t, cache_rate=1.0, progress=False)
+    assert torch.equal(ds[0]["lq"], first[0])
+    with pytest.raises(ValueError, match="id_key"):
+        t({"image": torch.rand(3, 8, 8)})
+    assert SeededLowQualityd("image", id_key="name")({"image": torch.rand(3, 8, 8), "name": "x"})["lq"].shape == (
+        3,
+        8,
+        8,
+    )
