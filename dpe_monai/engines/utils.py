@@ -1,0 +1,88 @@
+"""Small engine helpers: paired-batch preparation, precision selection, EMA."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from monai.utils import CommonKeys as Keys
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+__all__ = ["PairedBatch", "resolve_amp_dtype", "make_ema", "autocast"]
+
+
+class PairedBatch:
+    """``prepare_batch`` for MONAI engines: returns ``(low_quality, clean)`` moved to ``device``.
+
+    Args:
+        input_key: batch key of the degraded input (written by ``RandLowQualityd``).
+        target_key: batch key of the clean reference.
+        channels_last: convert 4-D tensors to ``torch.channels_last`` memory format.
+    """
+
+    def __init__(self, input_key: str = "lq", target_key: str = Keys.IMAGE, channels_last: bool = False) -> None:
+        self.input_key = input_key
+        self.target_key = target_key
+        self.channels_last = channels_last
+
+    def _move(self, x: torch.Tensor, device: torch.device | str | None, non_blocking: bool) -> torch.Tensor:
+        x = torch.as_tensor(x).to(device=device, non_blocking=non_blocking, dtype=torch.float32)
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def __call__(
+        self,
+        batchdata: Mapping[str, Any],
+        device: torch.device | str | None = None,
+        non_blocking: bool = False,
+        **_: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        inputs = self._move(batchdata[self.input_key], device, non_blocking)
+        target = batchdata.get(self.target_key)
+        return inputs, None if target is None else self._move(target, device, non_blocking)
+
+
+def resolve_amp_dtype(precision: str | None, device: torch.device | str) -> torch.dtype | None:
+    """Map ``"fp32" | "bf16" | "fp16" | "auto"`` to an autocast dtype (``None`` = full fp32).
+
+    ``"auto"`` picks bf16 on CUDA devices that support it and on CPUs with native bf16 (AVX-512 BF16 / AMX),
+    and fp32 otherwise. fp16 is CUDA-only (it needs a GradScaler).
+    """
+    dev = torch.device(device)
+    precision = (precision or "fp32").lower()
+    if precision in ("fp32", "float32", "none", "false"):
+        return None
+    if precision in ("fp16", "float16"):
+        if dev.type != "cuda":
+            raise ValueError("fp16 autocast is only supported on CUDA; use bf16 or fp32 on CPU")
+        return torch.float16
+    if precision in ("bf16", "bfloat16"):
+        return torch.bfloat16
+    if precision == "auto":
+        if dev.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cpu_has_native_bf16() else None
+    raise ValueError(f"unknown precision {precision!r}; expected fp32, bf16, fp16 or auto")
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU advertises AVX-512 BF16 or AMX-BF16 (Linux ``/proc/cpuinfo``)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast(device: torch.device | str, dtype: torch.dtype | None) -> torch.autocast:
+    """``torch.autocast`` for ``device`` that is a no-op when ``dtype`` is None."""
+    dev = torch.device(device)
+    return torch.autocast(device_type=dev.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def make_ema(network: torch.nn.Module, decay: float) -> AveragedModel:
+    """Exponential moving average of ``network`` weights (BasicSR/NAFNet ``net_g_ema``), buffers included."""
+    return AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)

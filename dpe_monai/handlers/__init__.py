@@ -1,0 +1,7 @@
+"""Ignite handlers used by the bundle: atomic resumable checkpoints, validation image grids, config snapshots."""
+
+from dpe_monai.handlers.config_snapshot import snapshot_configs
+from dpe_monai.handlers.image_grid import ImageGridSaver, make_grid
+from dpe_monai.handlers.latest_checkpoint import LatestCheckpoint
+
+__all__ = ["ImageGridSaver", "LatestCheckpoint", "make_grid", "snapshot_configs"]

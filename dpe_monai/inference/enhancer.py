@@ -1,0 +1,171 @@
+"""The one fast inference path shared by the CLI, the bundle and MONAI Label."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from monai.inferers import SlidingWindowInferer
+
+from dpe_monai.engines.utils import autocast, cpu_has_native_bf16
+
+__all__ = ["Enhancer"]
+
+logger = logging.getLogger(__name__)
+
+
+class Enhancer:
+    """Run an enhancement network on images of any size, on CPU or CUDA, at the fastest safe precision.
+
+    ``Enhancer(x)`` takes ``(B, C, H, W)`` tensors in [0, 1] (the network's documented range) and returns the same
+    shape in [0, 1]. ``C`` may be the network's ``in_channels`` or 1 for a 3-channel network (the grey image is
+    replicated to RGB and the output averaged back to one channel). Images larger than ``tile_size`` on a side go
+    through MONAI's ``SlidingWindowInferer`` with Gaussian blending (no seams, bounded memory). 5-D input
+    ``(B, C, H, W, D)`` is enhanced slice by slice along spatial axis ``axis`` (0, 1 or 2).
+
+    ``precision="auto"`` picks bf16 autocast where the hardware runs it natively (CUDA, or CPUs with AVX-512 BF16 /
+    AMX) **and** a probe image enhanced in bf16 matches fp32 within ``tolerance`` (max abs difference, [0, 1]
+    units); otherwise fp32. The decision is kept in ``self.precision`` and ``self.precision_check``.
+
+    Args:
+        network: a 2-D enhancement network (e.g. ``DPENet``); set to eval mode.
+        device: ``"cpu"``, ``"cuda"``, a ``torch.device`` or None (CUDA when available).
+        precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA only).
+        tile_size: sliding-window tile side; larger images are tiled.
+        overlap: tile overlap fraction.
+        tolerance: largest max-abs difference to fp32 that ``"auto"`` accepts.
+        channels_last: use channels-last memory format (faster convolutions on CPU and CUDA).
+        axis: slicing axis for 3-D volumes.
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        device: str | torch.device | None = None,
+        precision: str = "auto",
+        tile_size: int = 512,
+        overlap: float = 0.25,
+        tolerance: float = 2e-2,
+        channels_last: bool = True,
+        axis: int = 2,
+    ) -> None:
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.network = network.to(self.device).eval()
+        self.channels_last = channels_last
+        if channels_last:
+            self.network.to(memory_format=torch.channels_last)
+        self.in_channels = int(getattr(network, "in_channels", 3))
+        self.tile_size = int(tile_size)
+        self.axis = int(axis)
+        self.tolerance = float(tolerance)
+        self.inferer = SlidingWindowInferer(
+            roi_size=(self.tile_size, self.tile_size),
+            sw_batch_size=1,
+            overlap=overlap,
+            mode="gaussian",
+            padding_mode="replicate",
+        )
+        self.precision_check: dict[str, Any] = {}
+        self.precision = self._choose_precision(precision)
+
+    # ------------------------------------------------------------------ precision
+    def _dtype(self, precision: str) -> torch.dtype | None:
+        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+    def _choose_precision(self, precision: str) -> str:
+        precision = precision.lower()
+        if precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+        if precision == "fp16" and self.device.type != "cuda":
+            raise ValueError("fp16 inference needs CUDA; use bf16 or fp32 on CPU")
+        if precision != "auto":
+            return precision
+        native = self.device.type == "cuda" or cpu_has_native_bf16()
+        if not native:
+            self.precision_check = {"candidate": "bf16", "accepted": False, "reason": "no native bf16"}
+            return "fp32"
+        gen = torch.Generator().manual_seed(0)
+        probe = torch.rand(1, self.in_channels, 64, 64, generator=gen).to(self.device)
+        ref = self._run(probe, None)
+        diff = float((self._run(probe, torch.bfloat16) - ref).abs().max())
+        accepted = diff <= self.tolerance
+        self.precision_check = {
+            "candidate": "bf16",
+            "max_abs_diff": diff,
+            "tolerance": self.tolerance,
+            "accepted": accepted,
+        }
+        return "bf16" if accepted else "fp32"
+
+    # ------------------------------------------------------------------ running
+    def _run(self, x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+        x = x.to(self.device, torch.float32)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), autocast(self.device, dtype):
+            if max(x.shape[-2:]) > self.tile_size:
+                y = self.inferer(x, self.network)
+            else:
+                y = self.network(x)
+            return y.float().clamp(0.0, 1.0).contiguous()
+
+    def _enhance_2d(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        if c == self.in_channels:
+            return self._run(x, self._dtype(self.precision))
+        if c == 1 and self.in_channels == 3:
+            return self._run(x.expand(-1, 3, -1, -1), self._dtype(self.precision)).mean(dim=1, keepdim=True)
+        raise ValueError(f"the network takes {self.in_channels} channels (or 1 if it takes 3); got {c}")
+
+    def __call__(self, x: torch.Tensor, slice_batch: int = 8) -> torch.Tensor:
+        """Enhance ``x``: ``(B, C, H, W)`` or ``(B, C, H, W, D)`` in [0, 1]; returns the same shape, float32, on CPU."""
+        x = torch.as_tensor(x)
+        if x.ndim == 4:
+            return self._enhance_2d(x).cpu()
+        if x.ndim != 5:
+            raise ValueError(f"expected (B, C, H, W) or (B, C, H, W, D), got shape {tuple(x.shape)}")
+        moved = x.movedim(2 + self.axis, 1)  # (B, S, C, h, w)
+        b, s = moved.shape[:2]
+        flat = moved.reshape(b * s, *moved.shape[2:])
+        out = torch.cat([self._enhance_2d(flat[i : i + slice_batch]).cpu() for i in range(0, b * s, slice_batch)])
+        return out.reshape(b, s, *out.shape[1:]).movedim(1, 2 + self.axis)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_bundle(
+        cls, bundle_dir: str | os.PathLike, weights: str | os.PathLike | None = None, **kwargs: Any
+    ) -> Enhancer:
+        """Build from a MONAI bundle: ``network_def`` from ``configs/inference.json`` and ``models/model.pt``.
+
+        Args:
+            bundle_dir: the bundle folder.
+            weights: checkpoint path (default ``<bundle_dir>/models/model.pt``); a plain state dict or a dict
+                with a ``"model"``/``"network"`` entry.
+            kwargs: forwarded to :class:`Enhancer`.
+        """
+        from monai.bundle import ConfigParser
+
+        bundle_dir = Path(bundle_dir)
+        parser = ConfigParser()
+        parser.read_config(str(bundle_dir / "configs" / "inference.json"))
+        parser["bundle_root"] = str(bundle_dir)
+        network = parser.get_parsed_content("network_def")
+        path = Path(weights) if weights is not None else bundle_dir / "models" / "model.pt"
+        network.load_state_dict(load_weights(path))
+        return cls(network, **kwargs)
+
+
+def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a generator state dict saved by the bundle (``{"model": sd}``), by ``torch.save(sd)``, or fp16-packed."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model weights at {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("model", "network", "state_dict"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+            break
+    return {k.removeprefix("module."): v.float() if v.is_floating_point() else v for k, v in state.items()}
