@@ -1,5 +1,6 @@
-"""Inference: the shared fast enhancement path."""
+"""Inference: the shared fast enhancement path and file-level enhancement."""
 
 from dpe_monai.inference.enhancer import Enhancer, load_weights
+from dpe_monai.inference.files import EnhanceSummary, enhance_files, enhance_native
 
-__all__ = ["Enhancer", "load_weights"]
+__all__ = ["EnhanceSummary", "Enhancer", "enhance_files", "enhance_native", "load_weights"]

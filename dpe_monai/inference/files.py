@@ -1,0 +1,136 @@
+"""Enhance files on disk: read in the file's format, window to [0, 1], enhance, map back, write the same format."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dpe_monai.io import (
+    BadImageError,
+    InputJob,
+    NativeImage,
+    OutputCollisionError,
+    check_values,
+    discover,
+    output_paths,
+    read_image,
+    write_image,
+)
+from dpe_monai.transforms import IntensityWindow, InverseIntensityWindow
+
+__all__ = ["enhance_native", "enhance_files", "EnhanceSummary"]
+
+logger = logging.getLogger(__name__)
+
+
+def enhance_native(image: NativeImage, enhancer: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
+    """Enhance a :class:`NativeImage`; returns values in the file's units, same layout as ``image.array``.
+
+    The image is windowed with ``IntensityWindow(mode="auto")`` (8-bit: 0..255; otherwise its own min..max,
+    which is exactly invertible), enhanced (2-D directly, 3-D slice by slice through the enhancer's 5-D path),
+    and mapped back to the original range.
+    """
+    window = IntensityWindow(mode="auto", source_dtype=image.dtype)
+    x = window(image.array.astype(np.float32))
+    lo, hi = window.last_params["lo"], window.last_params["hi"]
+    y = enhancer(torch.from_numpy(np.ascontiguousarray(x))[None])[0].numpy()
+    return np.asarray(InverseIntensityWindow(lo, hi, dtype=None, clip=False)(y.astype(np.float64)), dtype=np.float64)
+
+
+@dataclass
+class EnhanceSummary:
+    """What a batch run did: outputs per input, skipped and failed files with their messages."""
+
+    done: list[tuple[str, list[str]]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """0 when everything succeeded, 2 when anything failed."""
+        return 2 if self.failed else 0
+
+    def table(self) -> str:
+        """A small plain-text summary table."""
+        rows = [("done", len(self.done)), ("skipped", len(self.skipped)), ("failed", len(self.failed))]
+        lines = ["status   files", "-------  -----"] + [f"{k:<7}  {v:>5}" for k, v in rows]
+        lines.append(f"time     {self.seconds:.1f} s")
+        return "\n".join(lines)
+
+
+def enhance_files(
+    inputs: Sequence[str | Path],
+    output_dir: str | Path,
+    enhancer: Callable[[torch.Tensor], torch.Tensor] | None,
+    postfix: str = "_dpe",
+    overwrite: bool = False,
+    dry_run: bool = False,
+    max_pixels: int | None = 64_000_000,
+    progress: bool = False,
+    on_error: Callable[[str, str], None] | None = None,
+) -> EnhanceSummary:
+    """Enhance every supported file under ``inputs`` into ``output_dir``; one bad file never stops the batch.
+
+    Args:
+        inputs: files and/or folders (recursive).
+        output_dir: outputs mirror each input's path relative to its root, named ``<stem><postfix><ext>``.
+        enhancer: ``(B, C, H, W[, D]) [0,1] -> same`` callable (e.g. :class:`~dpe_monai.inference.Enhancer`); may be
+            None with ``dry_run``.
+        postfix: added to each output's stem.
+        overwrite: replace existing outputs (never inputs: an output path equal to an input is always refused).
+        dry_run: list what would be written without reading pixels or writing anything.
+        max_pixels: refuse images with more spatial elements than this (None = no limit).
+        progress: show a tqdm progress bar.
+        on_error: called as ``on_error(name, message)`` for each failure (e.g. to print it at once).
+
+    Returns:
+        An :class:`EnhanceSummary`.
+    """
+    start = time.perf_counter()
+    summary = EnhanceSummary()
+    jobs, problems = discover(list(inputs))
+    for path, msg in problems:
+        summary.failed.append((str(path), f"{path}: {msg}"))
+        if on_error:
+            on_error(str(path), f"{path}: {msg}")
+    iterator: Sequence[InputJob] = jobs
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(jobs, desc="enhancing", unit="image")
+    for job in iterator:
+        name = str(job.paths[0]) if len(job.paths) == 1 else f"{job.paths[0].parent} (series of {len(job.paths)})"
+        outs = output_paths(job, output_dir, postfix)
+        try:
+            for out in outs:
+                if any(out.resolve() == p.resolve() for p in job.paths):
+                    raise OutputCollisionError(f"{out}: output path is an input file; refusing to overwrite it")
+            existing = [o for o in outs if o.exists()]
+            if existing and not overwrite:
+                summary.skipped.append((name, f"{existing[0]}: output exists (use --overwrite to replace it)"))
+                continue
+            if dry_run:
+                summary.done.append((name, [str(o) for o in outs]))
+                continue
+            image = read_image(job.paths, job.kind)
+            check_values(image.name, image.array, max_pixels)
+            values = enhance_native(image, enhancer)
+            write_image(image, values, outs)
+            summary.done.append((name, [str(o) for o in outs]))
+        except (BadImageError, OutputCollisionError) as e:
+            summary.failed.append((name, str(e)))
+        except Exception as e:  # one bad file must not stop the batch: report it with its name
+            summary.failed.append((name, f"{name}: {type(e).__name__}: {e}"))
+        else:
+            continue
+        if on_error:
+            on_error(name, summary.failed[-1][1])
+    summary.seconds = time.perf_counter() - start
+    return summary

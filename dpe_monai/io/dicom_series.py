@@ -1,0 +1,126 @@
+"""DICOM in, DICOM out: single files, multi-frame files and multi-file series, written as a derived series."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from dpe_monai.data.dicom import modality_range, read_dicom_pixels
+from dpe_monai.io.image import BadImageError, NativeImage
+
+__all__ = ["read_dicom", "write_dicom", "DERIVED_SUFFIX"]
+
+DERIVED_SUFFIX = " DPE enhanced"
+
+
+def read_dicom(paths: list[Path]) -> NativeImage:
+    """Read one DICOM file or an ordered series (same ``SeriesInstanceUID``) as ``(C, rows, cols[, slices])``.
+
+    Values are modality values (rescale slope/intercept applied) with MONOCHROME1 inverted so brighter means
+    higher; the writer undoes both.
+
+    Raises:
+        BadImageError: unreadable/truncated files, files without pixel data, inconsistent series, palette colour.
+    """
+    slices, headers = [], []
+    for path in paths:
+        if path.stat().st_size == 0:
+            raise BadImageError(path, "file is empty (0 bytes)")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                header = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception as e:
+            raise BadImageError(path, f"not a readable DICOM file ({type(e).__name__}: {e})") from e
+        if str(header.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR":
+            raise BadImageError(path, "PALETTE COLOR DICOM is not supported for enhancement")
+        try:
+            values, ds = read_dicom_pixels(path)
+        except Exception as e:
+            if "PixelData" not in pydicom.dcmread(path, stop_before_pixels=False, force=True):
+                raise BadImageError(path, "DICOM file has no pixel data") from e
+            raise BadImageError(path, f"cannot decode DICOM pixel data ({type(e).__name__}: {e})") from e
+        slices.append(np.asarray(values, dtype=np.float64))
+        headers.append(header)
+    shapes = {s.shape for s in slices}
+    if len(shapes) != 1:
+        raise BadImageError(paths[0], f"series slices differ in shape: {sorted(shapes)}")
+    frames = int(headers[0].get("NumberOfFrames", 1) or 1)
+    rgb = int(headers[0].get("SamplesPerPixel", 1) or 1) == 3
+    first = slices[0]
+    if len(paths) == 1:
+        if frames > 1:  # (frames, rows, cols[, 3]) -> (C, rows, cols, frames)
+            arr = np.moveaxis(first, 0, -1) if not rgb else np.moveaxis(np.moveaxis(first, -1, 0), 1, -1)
+            arr = arr[None] if not rgb else arr
+        else:
+            arr = first[None] if not rgb else np.moveaxis(first, -1, 0)
+    else:
+        if rgb:
+            raise BadImageError(paths[0], "multi-file RGB DICOM series are not supported")
+        arr = np.stack(slices, axis=-1)[None]
+    ds0 = headers[0]
+    bits, signed = int(ds0.get("BitsAllocated", 16)), int(ds0.get("PixelRepresentation", 0)) == 1
+    dtype = np.dtype(f"{'i' if signed else 'u'}{max(bits, 8) // 8}")
+    info = {"headers": headers, "frames": frames, "rgb": rgb}
+    return NativeImage(array=arr, kind="dicom", sources=list(paths), dtype=dtype, info=info)
+
+
+def _stored_values(values: np.ndarray, ds: pydicom.Dataset, dtype: np.dtype) -> np.ndarray:
+    """Modality values -> stored pixel values of ``ds`` (undo MONOCHROME1 inversion and rescale, clip to BitsStored)."""
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        lo, hi = modality_range(ds)
+        values = (lo + hi) - values
+    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    stored = np.rint((values - intercept) / slope)
+    bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 16)))
+    signed = int(ds.get("PixelRepresentation", 0)) == 1
+    lo_s, hi_s = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    return np.clip(stored, lo_s, hi_s).astype(dtype)
+
+
+def write_dicom(image: NativeImage, values: np.ndarray, out_paths: list[Path], series_uid: str | None = None) -> None:
+    """Write ``values`` (``image.array`` layout, modality units) as a derived series, one file per source file.
+
+    Each output keeps rows, columns, BitsAllocated/BitsStored/PixelRepresentation, rescale and window tags, and
+    gets a new SeriesInstanceUID (shared by the series) and SOPInstanceUID, ``ImageType`` DERIVED\\SECONDARY and
+    a SeriesDescription suffix. Compressed sources are written uncompressed (Explicit VR Little Endian).
+    """
+    series_uid = series_uid or generate_uid()
+    rgb, frames = image.info["rgb"], image.info["frames"]
+    for idx, (src, out) in enumerate(zip(image.sources, out_paths)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(src)
+        if len(image.sources) > 1:
+            pix = values[0, ..., idx]
+        elif frames > 1:
+            pix = np.moveaxis(values[0], -1, 0) if not rgb else np.moveaxis(np.moveaxis(values, 0, -1), -2, 0)
+        else:
+            pix = values[0] if not rgb else np.moveaxis(values, 0, -1)
+        stored = _stored_values(pix, ds, image.dtype)
+        _derive(ds, series_uid)
+        if ds.file_meta.TransferSyntaxUID.is_compressed:
+            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        if rgb:
+            ds.PhotometricInterpretation = "RGB"
+            ds.PlanarConfiguration = 0
+        ds.PixelData = np.ascontiguousarray(stored).tobytes()
+        ds.save_as(out, enforce_file_format=True)
+
+
+def _derive(ds: pydicom.Dataset, series_uid: str) -> None:
+    sop = generate_uid()
+    ds.SOPInstanceUID = sop
+    ds.file_meta.MediaStorageSOPInstanceUID = sop
+    ds.SeriesInstanceUID = series_uid
+    image_type = list(ds.get("ImageType", ["ORIGINAL", "PRIMARY"]))
+    ds.ImageType = ["DERIVED", "SECONDARY"] + [v for v in image_type[2:]]
+    ds.SeriesDescription = (str(ds.get("SeriesDescription", "")) + DERIVED_SUFFIX).strip()[:64]
+    ds.DerivationDescription = "Deep Perceptual Enhancement (dpe-monai)"
+    if "SeriesNumber" in ds and str(ds.SeriesNumber).strip():
+        ds.SeriesNumber = int(ds.SeriesNumber) + 1000

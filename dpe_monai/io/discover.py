@@ -1,0 +1,101 @@
+"""Find enhanceable inputs: files and folders (recursive), DICOM files grouped into series."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+
+from dpe_monai.data.dicom import group_series
+from dpe_monai.io.raster import RASTER_SUFFIXES
+
+__all__ = ["InputJob", "discover", "detect_kind", "NIFTI_SUFFIXES"]
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+@dataclass
+class InputJob:
+    """One unit of work: a file, or the files of one DICOM series, with the root it was found under."""
+
+    kind: str
+    paths: list[Path]
+    root: Path
+
+    @property
+    def relative(self) -> Path:
+        """Path of the (first) file relative to the root it was found under."""
+        first = self.paths[0]
+        return first.relative_to(self.root) if first.is_relative_to(self.root) else Path(first.name)
+
+
+def _is_dicom(path: Path) -> bool:
+    if path.suffix.lower() in (".dcm", ".dicom"):
+        return True
+    if path.suffix:
+        return False
+    try:
+        with open(path, "rb") as f:
+            f.seek(128)
+            return f.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def detect_kind(path: Path) -> str | None:
+    """``"nifti"``, ``"dicom"``, a raster kind (``"png"``...), or None for files we do not handle."""
+    name = path.name.lower()
+    if name.endswith(NIFTI_SUFFIXES):
+        return "nifti"
+    if path.suffix.lower() in RASTER_SUFFIXES:
+        return RASTER_SUFFIXES[path.suffix.lower()]
+    return "dicom" if _is_dicom(path) else None
+
+
+def discover(inputs: list[str | Path]) -> tuple[list[InputJob], list[tuple[Path, str]]]:
+    """Expand files and folders into jobs.
+
+    Args:
+        inputs: files and/or folders (searched recursively; hidden files are skipped).
+
+    Returns:
+        ``(jobs, problems)``: jobs sorted by path; problems as ``(path, message)`` for missing inputs and empty
+        folders. Files of unknown type inside folders are ignored silently; given explicitly they are problems.
+    """
+    jobs: list[InputJob] = []
+    problems: list[tuple[Path, str]] = []
+    for item in map(Path, inputs):
+        if not item.exists():
+            problems.append((item, "no such file or directory"))
+            continue
+        root = item if item.is_dir() else item.parent
+        files = (
+            sorted(p for p in item.rglob("*") if p.is_file() and not p.name.startswith("."))
+            if item.is_dir()
+            else [item]
+        )
+        if item.is_dir() and not files:
+            problems.append((item, "folder is empty: no files to enhance"))
+            continue
+        dicoms: list[tuple[str, pydicom.Dataset]] = []
+        for path in files:
+            kind = detect_kind(path)
+            if kind is None:
+                if not item.is_dir():
+                    problems.append((path, f"unsupported file type {path.suffix or '(no extension)'!r}"))
+                continue
+            if kind != "dicom":
+                jobs.append(InputJob(kind, [path], root))
+                continue
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    dicoms.append((str(path), pydicom.dcmread(path, stop_before_pixels=True)))
+            except Exception:  # unreadable: let the reader report it as a single-file job
+                jobs.append(InputJob("dicom", [path], root))
+        for group in group_series(dicoms):
+            jobs.append(InputJob("dicom", [Path(p) for p in group], root))
+    jobs.sort(key=lambda j: str(j.paths[0]))
+    return jobs, problems

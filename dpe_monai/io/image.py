@@ -1,0 +1,75 @@
+"""``NativeImage``: an image as stored on disk, with what is needed to write a result back in the same format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["NativeImage", "BadImageError", "check_values"]
+
+
+class BadImageError(ValueError):
+    """A file that cannot be enhanced; the message names the file and the problem."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = str(path)
+        self.problem = problem
+
+
+@dataclass
+class NativeImage:
+    """An image in its file's own units and layout.
+
+    Attributes:
+        array: ``(C, *spatial)`` float64 values in the file's units after any rescale (DICOM slope/intercept,
+            NIfTI scl_slope/inter) and with MONOCHROME1 inverted so brighter means higher; C = 1 or 3;
+            spatial = (rows, cols) for 2-D files, (rows, cols, slices) / NIfTI's (i, j, k) for volumes.
+        kind: ``"png"``, ``"jpeg"``, ``"bmp"``, ``"tiff"``, ``"nifti"`` or ``"dicom"``.
+        sources: the file (or the DICOM series' files in slice order) it came from.
+        dtype: the stored sample dtype (what the written result is cast back to).
+        info: format-specific details the writer needs (PIL mode, NIfTI header, DICOM headers...).
+    """
+
+    array: np.ndarray
+    kind: str
+    sources: list[Path]
+    dtype: np.dtype
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spatial_dims(self) -> int:
+        return self.array.ndim - 1
+
+    @property
+    def name(self) -> str:
+        """Display name: the file, or the series folder and its first file."""
+        return str(self.sources[0]) if len(self.sources) == 1 else f"{self.sources[0]} (+{len(self.sources) - 1})"
+
+
+def check_values(path: str | Path, array: np.ndarray, max_pixels: int | None = None) -> None:
+    """Reject arrays an enhancer cannot take: NaN/inf, constant images, 1x1 images, too many pixels.
+
+    Args:
+        path: file name for the message.
+        array: ``(C, *spatial)`` values.
+        max_pixels: largest allowed number of spatial elements (None = no limit).
+
+    Raises:
+        BadImageError: naming the file and the problem.
+    """
+    spatial = array.shape[1:]
+    if min(spatial) < 2 and (len(spatial) == 2 or sorted(spatial)[-2] < 2):
+        raise BadImageError(path, f"image is too small to enhance (spatial size {tuple(spatial)})")
+    n = int(np.prod(spatial))
+    if max_pixels is not None and n > max_pixels:
+        raise BadImageError(path, f"image has {n} pixels, over the limit of {max_pixels} (raise --max-pixels)")
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = int((~finite).sum())
+        raise BadImageError(path, f"image contains {bad} NaN/inf values")
+    if float(array.max()) == float(array.min()):
+        raise BadImageError(path, f"image is constant (every value is {float(array.min()):g}); nothing to enhance")
