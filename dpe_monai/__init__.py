@@ -19,7 +19,19 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("networks", "losses", "transforms", "metrics", "data", "engines", "handlers", "inference", "io")
+_SUBPACKAGES = (
+    "networks",
+    "losses",
+    "transforms",
+    "metrics",
+    "data",
+    "engines",
+    "handlers",
+    "inference",
+    "io",
+    "tracking",
+    "baselines",
+)
 
 
 def __getattr__(name: str) -> Any:

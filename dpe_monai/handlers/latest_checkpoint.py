@@ -38,6 +38,8 @@ class LatestCheckpoint:
         epoch_interval: save every this many epochs (0 = never at epoch end).
         iteration_interval: also save every this many iterations (0 = never).
         resume: load the checkpoint (if it exists) when the engine starts.
+        strict: with False, objects the checkpoint lacks (e.g. a discriminator added for a second, adversarial
+            training stage) keep their fresh state and a warning names them; with True that is an error.
         map_location: ``torch.load`` map location for resuming.
     """
 
@@ -50,6 +52,7 @@ class LatestCheckpoint:
         iteration_interval: int = 0,
         resume: bool = False,
         map_location: Any = "cpu",
+        strict: bool = False,
     ) -> None:
         self.path = Path(save_dir) / filename
         self.save_dict = {k: v for k, v in save_dict.items() if v is not None}
@@ -57,6 +60,7 @@ class LatestCheckpoint:
         self.iteration_interval = iteration_interval
         self.resume = resume
         self.map_location = map_location
+        self.strict = strict
 
     def attach(self, engine: Engine) -> None:
         from ignite.engine import Events
@@ -90,7 +94,10 @@ class LatestCheckpoint:
         state = torch.load(self.path, map_location=self.map_location, weights_only=True)
         for name, obj in self.save_dict.items():
             if name not in state:
-                raise KeyError(f"checkpoint {self.path} has no entry {name!r}; it holds {sorted(state)}")
+                if self.strict:
+                    raise KeyError(f"checkpoint {self.path} has no entry {name!r}; it holds {sorted(state)}")
+                logger.warning("checkpoint %s has no %r: it starts fresh", self.path, name)
+                continue
             _unwrap(obj).load_state_dict(state[name])
         engine.state.epoch = int(state["engine"]["epoch"])
         engine.state.iteration = int(state["engine"]["iteration"])

@@ -169,3 +169,31 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             state = state[key]
             break
     return {k.removeprefix("module."): v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def load_network(network: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Module:
+    """Load generator weights from ``path`` (see :func:`load_weights`) into ``network`` and return it."""
+    network.load_state_dict(load_weights(path))
+    return network
+
+
+class EnhancerInferer:
+    """A MONAI-style inferer (``inferer(inputs, network)``) that runs through :class:`Enhancer`.
+
+    Lets MONAI evaluators and MONAI Label use the same tiled, precision-checked path as the CLI. The
+    :class:`Enhancer` is built on first use for each network and cached.
+
+    Args:
+        kwargs: forwarded to :class:`Enhancer` (``precision``, ``tile_size``, ``overlap``, ``axis``...).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+        self._cache: dict[int, Enhancer] = {}
+
+    def __call__(self, inputs: torch.Tensor, network: torch.nn.Module, *args: Any, **kwargs: Any) -> torch.Tensor:
+        key = id(network)
+        if key not in self._cache:
+            device = inputs.device if inputs.device.type != "cpu" else next(network.parameters()).device
+            self._cache[key] = Enhancer(network, device=device, **self.kwargs)
+        return self._cache[key](inputs).to(inputs.device)

@@ -84,7 +84,9 @@ def enhance_files(
         enhancer: ``(B, C, H, W[, D]) [0,1] -> same`` callable (e.g. :class:`~dpe_monai.inference.Enhancer`); may be
             None with ``dry_run``.
         postfix: added to each output's stem.
-        overwrite: replace existing outputs (never inputs: an output path equal to an input is always refused).
+        overwrite: replace existing outputs. Inputs are never replaced: an output path equal to its own input
+            fails, and with ``overwrite`` so does one equal to any other input (without it, it is skipped as an
+            existing output).
         dry_run: list what would be written without reading pixels or writing anything.
         max_pixels: refuse images with more spatial elements than this (None = no limit).
         progress: show a tqdm progress bar.
@@ -100,6 +102,7 @@ def enhance_files(
         summary.failed.append((str(path), f"{path}: {msg}"))
         if on_error:
             on_error(str(path), f"{path}: {msg}")
+    all_inputs = {p.resolve() for job in jobs for p in job.paths}
     iterator: Sequence[InputJob] = jobs
     if progress:
         from tqdm import tqdm
@@ -116,6 +119,9 @@ def enhance_files(
             if existing and not overwrite:
                 summary.skipped.append((name, f"{existing[0]}: output exists (use --overwrite to replace it)"))
                 continue
+            for out in outs:  # another job's input (e.g. an earlier result enhanced again into the same folder)
+                if out.resolve() in all_inputs:
+                    raise OutputCollisionError(f"{out}: output path is an input file; refusing to overwrite it")
             if dry_run:
                 summary.done.append((name, [str(o) for o in outs]))
                 continue
@@ -133,4 +139,34 @@ def enhance_files(
         if on_error:
             on_error(name, summary.failed[-1][1])
     summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def report_and_track(
+    summary: EnhanceSummary,
+    output_dir: str | Path,
+    tracking_uri: str | None = None,
+    experiment_name: str = "dpe_enhancement",
+    run_name: str = "inference",
+    params: dict | None = None,
+) -> EnhanceSummary:
+    """Print the summary table and failures, write ``<output_dir>/summary.json`` and log the run to MLflow."""
+    import json
+
+    from dpe_monai.tracking import default_tracking_uri, log_run
+
+    for _, message in summary.failed:
+        print(f"FAILED {message}")
+    print(summary.table())
+    report = Path(output_dir) / "summary.json"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(
+        json.dumps(
+            {"done": summary.done, "skipped": summary.skipped, "failed": summary.failed, "seconds": summary.seconds},
+            indent=1,
+        )
+    )
+    metrics = {"n_done": len(summary.done), "n_skipped": len(summary.skipped), "n_failed": len(summary.failed)}
+    metrics["seconds"] = summary.seconds
+    log_run(tracking_uri or default_tracking_uri(output_dir), experiment_name, run_name, params, metrics, [report])
     return summary

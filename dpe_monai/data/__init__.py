@@ -1,0 +1,35 @@
+"""Data: the packaged collection of real medical images that install offline, and the user-folder loader.
+
+* :func:`build_collection` / ``python -m dpe_monai.data.build``: MONAI datalist + 2-D image files, split by subject;
+* :func:`scan_folder` and :func:`load_image`: a user's NIfTI / DICOM / PNG / JPEG / TIFF files through MONAI readers.
+
+Names are imported lazily, so ``python -m dpe_monai.data.build`` and light imports stay cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "build_collection": "dpe_monai.data.build",
+    "main": "dpe_monai.data.build",
+    "scan_folder": "dpe_monai.data.folders",
+    "BadFileWarning": "dpe_monai.data.io",
+    "BadImageError": "dpe_monai.data.io",
+    "load_image": "dpe_monai.data.io",
+    "to_display": "dpe_monai.data.io",
+    "SOURCES": "dpe_monai.data.sources",
+    "assign_split": "dpe_monai.data.splits",
+    "check_disjoint": "dpe_monai.data.splits",
+    "ensure_collection": "dpe_monai.data.ensure",
+    "group_balanced_weights": "dpe_monai.data.balance",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

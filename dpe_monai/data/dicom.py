@@ -1,0 +1,188 @@
+"""DICOM helpers shared by the packaged sources and the user-folder loader.
+
+Pixel decoding and rescale slope/intercept are left to pydicom (``pixel_array``, ``apply_modality_lut``) or to
+MONAI's ``PydicomReader``; this module adds what neither does for display-ready values:
+
+* ``MONOCHROME1`` (low values are white) is inverted over the theoretical modality range, so bright means dense or
+  high signal for every grayscale image, as in ``MONOCHROME2``;
+* ``PALETTE COLOR`` images are mapped through their colour lookup table to RGB;
+* series are grouped by ``SeriesInstanceUID`` and ordered along the slice normal.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_color_lut, apply_modality_lut, iter_pixels
+
+__all__ = [
+    "apply_photometric",
+    "group_series",
+    "dicom_bit_depth",
+    "modality_range",
+    "read_dicom_header",
+    "read_dicom_pixels",
+    "slice_sort_key",
+    "tag_int",
+    "tag_number",
+]
+
+
+def tag_number(ds: Dataset, keyword: str, default: float) -> float:
+    """A numeric header value, or ``default`` when it is missing, empty or malformed (e.g. ``IS`` value ``"1A"``)."""
+    try:
+        value = ds.get(keyword, None)
+        return float(value) if value not in (None, "") else default
+    except (TypeError, ValueError):
+        return default
+
+
+def tag_int(ds: Dataset, keyword: str, default: int) -> int:
+    """Integer version of :func:`tag_number`."""
+    return int(tag_number(ds, keyword, default))
+
+
+def read_dicom_header(path: str | Path, *, stop_before_pixels: bool = True) -> Dataset:
+    """Read a DICOM file's header quietly (pydicom's validation warnings about odd VRs are silenced).
+
+    Args:
+        path: the file.
+        stop_before_pixels: skip the pixel data (fast); lookup tables stored before it are still read.
+
+    Returns:
+        The pydicom dataset.
+
+    Raises:
+        pydicom.errors.InvalidDicomError: not a DICOM file. Other ``Exception`` subclasses for unreadable files.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pydicom.dcmread(str(path), stop_before_pixels=stop_before_pixels)
+
+
+def dicom_bit_depth(ds: Dataset) -> int:
+    """Container bit depth of the stored pixels (``BitsAllocated``: 8 or 16 for almost every image)."""
+    return tag_int(ds, "BitsAllocated", 16) or 16
+
+
+def modality_range(ds: Dataset) -> tuple[float, float]:
+    """Theoretical ``[low, high]`` of the modality values: ``BitsStored`` range through slope/intercept."""
+    bits = tag_int(ds, "BitsStored", 0) or tag_int(ds, "BitsAllocated", 16) or 16
+    if tag_int(ds, "PixelRepresentation", 0) == 1:
+        lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    else:
+        lo, hi = 0, 2**bits - 1
+    slope = tag_number(ds, "RescaleSlope", 1.0) or 1.0
+    intercept = tag_number(ds, "RescaleIntercept", 0.0)
+    a, b = lo * slope + intercept, hi * slope + intercept
+    return (min(a, b), max(a, b))
+
+
+def apply_photometric(values: np.ndarray, ds: Dataset) -> np.ndarray:
+    """Make modality values display-ready: invert ``MONOCHROME1``, map ``PALETTE COLOR`` to RGB (last axis).
+
+    Args:
+        values: pixel values after the modality LUT (rescale slope/intercept), any spatial layout.
+        ds: the dataset (a header read with ``stop_before_pixels`` suffices; it holds the palette tables).
+
+    Returns:
+        An array of the same spatial layout; ``MONOCHROME1`` keeps its dtype where the inverted range fits it
+        (else float32); ``PALETTE COLOR`` gains a trailing RGB axis (``uint8`` when the table holds 8-bit
+        values scaled to 16 bits).
+    """
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if photometric == "MONOCHROME1":
+        lo, hi = modality_range(ds)
+        inverted = (lo + hi) - values.astype(np.float64)
+        if np.issubdtype(values.dtype, np.integer):
+            info = np.iinfo(values.dtype)
+            if info.min <= inverted.min() and inverted.max() <= info.max:
+                return inverted.astype(values.dtype)
+        return inverted.astype(np.float32)
+    if photometric == "PALETTE COLOR":
+        rgb = apply_color_lut(np.asarray(values).astype(np.int64, copy=False), ds)
+        if rgb.dtype == np.uint16:  # 8-bit tables are often stored scaled to 16 bits (x257 or x256)
+            if not np.any(rgb % 257):
+                return (rgb // 257).astype(np.uint8)
+            if not np.any(rgb % 256):
+                return (rgb >> 8).astype(np.uint8)
+        return rgb
+    return values
+
+
+def read_dicom_pixels(path: str | Path) -> tuple[np.ndarray, Dataset]:
+    """Decode a DICOM file with pydicom into display-ready values.
+
+    Rescale slope/intercept are applied (``apply_modality_lut``), then ``MONOCHROME1``/``PALETTE COLOR`` are
+    handled by :func:`apply_photometric`. YBR colour is converted to RGB by pydicom.
+
+    Args:
+        path: a DICOM file.
+
+    Returns:
+        ``(array, dataset)``: array ``(rows, cols)``, ``(rows, cols, 3)``, ``(frames, rows, cols)`` or
+        ``(frames, rows, cols, 3)``; the full dataset.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(str(path))
+        frames = tag_int(ds, "NumberOfFrames", 1) or 1
+        raw = np.stack(list(iter_pixels(ds))) if frames > 1 else ds.pixel_array  # per frame: bounded memory
+        photometric = str(ds.get("PhotometricInterpretation", "")).upper()
+        values = raw if photometric == "PALETTE COLOR" else apply_modality_lut(raw, ds)
+    return apply_photometric(values, ds), ds
+
+
+def slice_sort_key(ds: Dataset, path: str | Path) -> tuple[float, int, str]:
+    """Order of a slice inside its series: position along the slice normal, then ``InstanceNumber``, then path."""
+    position = 0.0
+    try:
+        ipp, iop = ds.get("ImagePositionPatient"), ds.get("ImageOrientationPatient")
+        if ipp is not None and iop is not None and len(ipp) == 3 and len(iop) == 6:
+            normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
+            position = float(np.dot(normal, np.asarray(ipp, float)))
+    except (TypeError, ValueError):
+        position = 0.0
+    return (position, tag_int(ds, "InstanceNumber", 0), str(path))
+
+
+def _is_series(members: Sequence[tuple[str, Dataset]]) -> bool:
+    """A true multi-file series: same geometry and sample type, and no two files at the same slice position."""
+    if len(members) < 2:
+        return False
+    keys = ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated")
+    layout = {tuple(tag_int(ds, k, 0) for k in keys) for _, ds in members}
+    places = {slice_sort_key(ds, "")[:2] for _, ds in members}
+    return len(layout) == 1 and len(places) == len(members)
+
+
+def group_series(headers: Sequence[tuple[str, Dataset]]) -> list[list[str]]:
+    """Group DICOM files by ``SeriesInstanceUID``; multi-frame files and files without a UID stand alone.
+
+    Files sharing a UID but not forming a stack (different sizes, or the same slice position twice, e.g. the same
+    image saved with several transfer syntaxes) are kept as separate single-file items.
+
+    Args:
+        headers: ``(path, header)`` pairs.
+
+    Returns:
+        Lists of paths, each ordered with :func:`slice_sort_key`; the groups are sorted by their first path.
+    """
+    groups: dict[str, list[tuple[str, Dataset]]] = {}
+    for path, ds in headers:
+        uid = str(ds.get("SeriesInstanceUID", "") or "")
+        frames = tag_int(ds, "NumberOfFrames", 1) or 1
+        key = f"file:{path}" if not uid or frames > 1 else f"uid:{uid}"
+        groups.setdefault(key, []).append((path, ds))
+    ordered: list[list[str]] = []
+    for members in groups.values():
+        if _is_series(members):
+            ordered.append([p for p, _ in sorted(members, key=lambda m: slice_sort_key(m[1], m[0]))])
+        else:
+            ordered += [[p] for p, _ in members]
+    return sorted(ordered, key=lambda paths: paths[0])

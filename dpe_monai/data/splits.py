@@ -1,0 +1,64 @@
+"""Subject-level splits: whole subjects (volumes, original images) go to one split, never single slices.
+
+Sources with a handful of subjects get a fixed, curated split (:attr:`Subject.split`), chosen so that each
+modality group has at least one whole subject in test. Sources with many subjects (the 199 PH2 dermoscopy images,
+user folders) are split by a seeded hash of the subject id: stable under re-ordering and additions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+
+__all__ = ["SPLITS", "assign_split", "check_disjoint", "hash_fraction"]
+
+SPLITS = ("training", "validation", "test")
+
+#: hash-split fractions (validation, test); the rest is training.
+HASH_FRACTIONS = (0.1, 0.2)
+
+
+def hash_fraction(subject: str, seed: int = 0) -> float:
+    """A uniform number in [0, 1) fixed by ``(seed, subject)`` (SHA-256, independent of Python's hash seed)."""
+    digest = hashlib.sha256(f"{seed}:{subject}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def assign_split(
+    subject: str, fixed: str | None = None, seed: int = 0, fractions: tuple[float, float] = HASH_FRACTIONS
+) -> str:
+    """Split of a subject.
+
+    Args:
+        subject: globally unique subject id.
+        fixed: a curated split that wins over the hash.
+        seed: seed of the hash split.
+        fractions: ``(validation, test)`` shares of the hash split.
+
+    Returns:
+        ``"training"``, ``"validation"`` or ``"test"``.
+    """
+    if fixed is not None:
+        if fixed not in SPLITS:
+            raise ValueError(f"unknown split {fixed!r} for {subject}; use one of {SPLITS}")
+        return fixed
+    u = hash_fraction(subject, seed)
+    val, test = fractions
+    return "test" if u < test else "validation" if u < test + val else "training"
+
+
+def check_disjoint(datalist: Mapping[str, Iterable[Mapping]], key: str = "subject") -> dict[str, set[str]]:
+    """Subjects seen in more than one split (empty when the splits are clean).
+
+    Args:
+        datalist: ``{"training": [...], "validation": [...], "test": [...]}`` of item dicts.
+        key: the item field holding the subject id.
+
+    Returns:
+        ``{subject: {splits}}`` for every subject found in two or more splits.
+    """
+    seen: dict[str, set[str]] = {}
+    for split in SPLITS:
+        for item in datalist.get(split, []):
+            seen.setdefault(str(item[key]), set()).add(split)
+    return {subject: splits for subject, splits in seen.items() if len(splits) > 1}

@@ -1,0 +1,61 @@
+"""MLflow run logging for workflows that are not Ignite engines (file enhancement, benchmarks, the demo)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["default_tracking_uri", "log_run"]
+
+
+def default_tracking_uri(output_dir: str | os.PathLike) -> str:
+    """``sqlite:///<abs output_dir>/mlruns.db`` unless ``MLFLOW_TRACKING_URI`` is set (e.g. to a server URI)."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    from monai.utils import path_to_sqlite_uri
+
+    return path_to_sqlite_uri(str(Path(output_dir).resolve() / "mlruns.db"))
+
+
+def log_run(
+    tracking_uri: str,
+    experiment_name: str,
+    run_name: str,
+    params: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, float] | None = None,
+    artifacts: Sequence[str | os.PathLike] = (),
+    tags: Mapping[str, str] | None = None,
+) -> str:
+    """Create one finished MLflow run with params, metrics and artifacts; returns its run id.
+
+    Artifacts stored next to a SQLite store go to ``<db folder>/mlruns`` (as MONAI's ``MLFlowHandler`` does).
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(experiment_name)
+    if exp is None:
+        location = None
+        if tracking_uri.startswith("sqlite:"):
+            db_path = Path(tracking_uri.split("sqlite:///", 1)[-1])
+            location = (db_path.parent / "mlruns").resolve().as_uri()
+        exp_id = client.create_experiment(experiment_name, artifact_location=location)
+    else:
+        exp_id = exp.experiment_id
+    run = client.create_run(exp_id, run_name=run_name, tags=dict(tags or {}))
+    rid = run.info.run_id
+    for k, v in (params or {}).items():
+        client.log_param(rid, k, str(v)[:6000])
+    for k, v in (metrics or {}).items():
+        client.log_metric(rid, k, float(v))
+    for path in artifacts:
+        p = Path(path)
+        if p.is_dir():
+            client.log_artifacts(rid, str(p), artifact_path=p.name)
+        elif p.is_file():
+            client.log_artifact(rid, str(p))
+    client.set_terminated(rid)
+    return rid
