@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: install test lint demo clean
+.PHONY: install install-monailabel test lint demo clean
 
 install: $(STAMP)
 
@@ -17,11 +17,15 @@ $(STAMP): requirements.txt requirements-nodeps.txt constraints.txt setup.py
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# Optional MONAI Label extra (no-deps: monailabel's own pins would pull CUDA torch); CI installs it for its tests.
+install-monailabel: $(STAMP)
+	$(PIP) install -q --no-deps -c constraints.txt -r requirements-monailabel.txt
+
 lint: install
 	$(BIN)/ruff check dpe_monai tests benchmarks bundles setup.py
 	$(BIN)/ruff format --check dpe_monai tests benchmarks bundles setup.py
 
-test: lint
+test: lint install-monailabel
 	$(BIN)/python -m pytest -q tests
 
 demo: install

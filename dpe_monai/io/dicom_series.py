@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from dpe_monai.data.dicom import modality_range, read_dicom_pixels
@@ -34,6 +35,8 @@ def read_dicom(paths: list[Path]) -> NativeImage:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 header = pydicom.dcmread(path, stop_before_pixels=True)
+        except InvalidDicomError as e:
+            raise BadImageError(path, "not a DICOM file (no DICOM file meta header or 'DICM' prefix)") from e
         except Exception as e:
             raise BadImageError(path, f"not a readable DICOM file ({type(e).__name__}: {e})") from e
         if str(header.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR":
@@ -41,9 +44,7 @@ def read_dicom(paths: list[Path]) -> NativeImage:
         try:
             values, ds = read_dicom_pixels(path)
         except Exception as e:
-            if "PixelData" not in pydicom.dcmread(path, stop_before_pixels=False, force=True):
-                raise BadImageError(path, "DICOM file has no pixel data") from e
-            raise BadImageError(path, f"cannot decode DICOM pixel data ({type(e).__name__}: {e})") from e
+            raise _pixel_problem(path, e) from e
         slices.append(np.asarray(values, dtype=np.float64))
         headers.append(header)
     shapes = {s.shape for s in slices}
@@ -67,6 +68,24 @@ def read_dicom(paths: list[Path]) -> NativeImage:
     dtype = np.dtype(f"{'i' if signed else 'u'}{max(bits, 8) // 8}")
     info = {"headers": headers, "frames": frames, "rgb": rgb}
     return NativeImage(array=arr, kind="dicom", sources=list(paths), dtype=dtype, info=info)
+
+
+def _pixel_problem(path: Path, error: Exception) -> BadImageError:
+    """Explain why a readable DICOM header came without decodable pixels: missing, truncated, or undecodable."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(path, force=True)
+    pixel_tags = [t for t in (0x7FE00010, 0x7FE00008, 0x7FE00009) if t in ds]
+    if not pixel_tags:
+        return BadImageError(path, "DICOM file has no pixel data")
+    if not ds.file_meta.get("TransferSyntaxUID", ExplicitVRLittleEndian).is_compressed:
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        expected = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * frames
+        expected = expected * int(ds.get("BitsAllocated", 16)) // 8
+        got = len(ds[pixel_tags[0]].value or b"")
+        if got < expected:
+            return BadImageError(path, f"DICOM file is truncated (pixel data has {got} of {expected} bytes)")
+    return BadImageError(path, f"cannot decode DICOM pixel data ({type(error).__name__}: {error})")
 
 
 def _stored_values(values: np.ndarray, ds: pydicom.Dataset, dtype: np.dtype) -> np.ndarray:

@@ -15,6 +15,7 @@ class BadImageError(ValueError):
     """A file that cannot be enhanced; the message names the file and the problem."""
 
     def __init__(self, path: str | Path, problem: str) -> None:
+        problem = " ".join(str(problem).split())  # always one line, whatever the underlying library said
         super().__init__(f"{path}: {problem}")
         self.path = str(path)
         self.problem = problem

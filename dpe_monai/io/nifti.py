@@ -28,10 +28,15 @@ def read_nifti(path: str | Path) -> NativeImage:
         shape = img.shape
         squeezed = tuple(s for i, s in enumerate(shape) if i < 3 or s != 1)
         if len(squeezed) > 3:
-            raise BadImageError(path, f"{len(squeezed)}-D data of shape {shape} is not supported (2-D or 3-D only)")
+            ndim = len(shape)
+            while ndim > 3 and shape[ndim - 1] == 1:
+                ndim -= 1
+            raise BadImageError(path, f"{ndim}-D data of shape {shape} is not supported (2-D or 3-D only)")
         data = np.asarray(img.dataobj, dtype=np.float64).reshape(squeezed)
     except BadImageError:
         raise
+    except nib.filebasedimages.ImageFileError as e:
+        raise BadImageError(path, "not a readable NIfTI file (no valid NIfTI header)") from e
     except Exception as e:  # nibabel raises many types for broken files
         raise BadImageError(path, f"not a readable NIfTI file ({type(e).__name__}: {e})") from e
     if data.ndim < 2:
@@ -55,7 +60,8 @@ def write_nifti(image: NativeImage, values: np.ndarray, out_path: str | Path) ->
         raw = np.clip(np.rint(raw), info.min, info.max)
     raw = raw.astype(dtype).reshape(image.info["shape"])
     header.set_data_dtype(dtype)
-    header.set_data_shape(raw.shape)
+    if tuple(header.get_data_shape()) != raw.shape:  # set_data_shape also resets unused pixdim entries to 1
+        header.set_data_shape(raw.shape)
     if slope != 1.0 or inter != 0.0:
         header.set_slope_inter(slope, inter)
     with ImageOpener(str(out_path), "wb") as f:

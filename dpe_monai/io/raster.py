@@ -61,7 +61,13 @@ def read_raster(path: str | Path) -> NativeImage:
                     raise BadImageError(path, f"unsupported image mode {mode!r}")
                 arr = np.asarray(img)
                 fmt = img.format
-        except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        except BadImageError:
+            raise
+        except UnidentifiedImageError as e:
+            raise BadImageError(
+                path, f"not a readable {kind.upper()} image (contents are not a known image format)"
+            ) from e
+        except (OSError, SyntaxError, ValueError) as e:
             raise BadImageError(path, f"not a readable {kind.upper()} image ({e})") from e
         if mode == "I":  # Pillow opens some 16-bit PNGs as 32-bit integers
             arr = arr.astype(np.uint16) if arr.min() >= 0 and arr.max() <= 65535 else arr

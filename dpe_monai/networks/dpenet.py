@@ -95,39 +95,40 @@ class DPENet(nn.Module):
         )
         self.tail = conv(spatial_dims, channels[0], out_channels, kernel_size=1)
 
-    def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[slice, ...] | None]:
-        """Replicate-pad ``x`` to a multiple of ``self.multiple``; return it and the crop that undoes the pad."""
+    def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+        """Replicate-pad ``x`` to a multiple of ``self.multiple``; return it and the leading pad of each spatial dim."""
         pads: list[int] = []
-        crop = [slice(None), slice(None)]
+        lead: list[int] = []
         for s in x.shape[2:]:
-            extra = (-s) % self.multiple
+            extra = (self.multiple - s % self.multiple) % self.multiple
+            lead.append(extra // 2)
             pads = [extra // 2, extra - extra // 2] + pads  # F.pad wants the last dim first
-            crop.append(slice(extra // 2, extra // 2 + s))
-        if not any(pads):
-            return x, None
-        return F.pad(x, pads, mode="replicate"), tuple(crop)
+        return F.pad(x, pads, mode="replicate"), lead  # zero pads are a no-op; no shape branch keeps export dynamic
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Enhance ``x`` of shape ``(B, in_channels, *spatial)`` in [0, 1]; returns the same spatial shape in [0, 1]."""
         if x.ndim != self.spatial_dims + 2:
             raise ValueError(
-                f"expected a {self.spatial_dims + 2}-D tensor (B, C, *spatial), got shape {tuple(x.shape)}"
+                "expected a " + str(self.spatial_dims + 2) + "-D tensor (B, C, *spatial), got " + str(x.shape)
             )
         if x.shape[1] != self.in_channels:
-            raise ValueError(f"expected {self.in_channels} input channels, got {x.shape[1]}")
-        xp, crop = self._pad(x * 2.0 - 1.0)
+            raise ValueError("expected " + str(self.in_channels) + " input channels, got " + str(x.shape[1]))
+        spatial = x.shape[2:]
+        xp, lead = self._pad(x * 2.0 - 1.0)
         h = self.head(xp)
-        skips = []
+        skips: list[torch.Tensor] = []
         for level in self.encoder:
             h = level["res"](h)
             skips.append(h)
             h = level["down"](h)
         h = self.bottleneck(h)
-        for level, skip in zip(self.decoder, reversed(skips)):
-            h = level["up"](h) + level["gate"](skip)
+        for i, level in enumerate(self.decoder):
+            h = level["up"](h) + level["gate"](skips[len(skips) - 1 - i])
             h = level["res"](h)
         y = self.tail(h)
         if self.global_residual:
             y = y + xp
         y = (torch.tanh(y) + 1.0) * 0.5
-        return y if crop is None else y[crop]
+        for d, size in enumerate(spatial):
+            y = y.narrow(2 + d, lead[d], size)
+        return y

@@ -1,0 +1,256 @@
+"""The ``dpe-monai`` command: ``enhance`` files and folders, ``data build``, ``demo``.
+
+``dpe-monai enhance INPUT... --output DIR`` enhances NIfTI, DICOM (single files, multi-frame files and multi-file
+series) and PNG/JPEG/BMP/TIFF images with the DPE bundle and writes each result in its input's format, bit depth
+and layout, mirroring the input's relative path under ``DIR``. One bad file never stops the batch: each failure
+is printed as one line on stderr (file and problem) and counted in the summary table.
+
+Exit codes: 0 when every input was enhanced (or skipped because its output exists), 2 when some failed,
+1 on usage errors (bad options, missing model, an output path that would replace an input). See
+``docs/ENHANCE_CLI.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main", "default_bundle", "build_parser"]
+
+EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 1, 2
+DEFAULT_MAX_PIXELS = 256 * 2**20  # spatial elements per image (a 2-D image or a whole volume)
+
+
+class UsageError(Exception):
+    """A problem with the command line or its setup: reported on one line, exit code 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """``ArgumentParser`` whose errors exit with code 1 (usage error), not argparse's 2 (reserved for failures)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def default_bundle() -> Path:
+    """The bundle used without ``--bundle``: ``$DPE_MONAI_BUNDLE``, else the repo's ``bundles/dpe_enhancement``."""
+    env = os.environ.get("DPE_MONAI_BUNDLE")
+    if env:
+        return Path(env)
+    import dpe_monai
+
+    return Path(dpe_monai.__file__).resolve().parents[1] / "bundles" / "dpe_enhancement"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(float(text)) if "e" in text.lower() else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _overlap(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"overlap must be in [0, 1), got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``dpe-monai`` (subcommands ``enhance``, ``data build``, ``demo``)."""
+    parser = _Parser(prog="dpe-monai", description="Deep Perceptual Enhancement for medical images (MONAI).")
+    from dpe_monai import __version__
+
+    parser.add_argument("--version", action="version", version=f"dpe-monai {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    enh = sub.add_parser(
+        "enhance",
+        help="enhance image files and folders, writing each result in its input's format",
+        description="Enhance NIfTI, DICOM, PNG/JPEG/BMP and TIFF files (folders are searched recursively). "
+        "Outputs mirror each input's relative path under --output, named <stem><postfix><ext>. "
+        "Exit codes: 0 all succeeded, 2 some failed, 1 usage error.",
+    )
+    enh.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (recursive)")
+    enh.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder (created if needed)")
+    enh.add_argument(
+        "--bundle", type=Path, default=None, help="MONAI bundle folder (default: $DPE_MONAI_BUNDLE or the repo's)"
+    )
+    enh.add_argument("--weights", type=Path, default=None, help="weights file (default: <bundle>/models/model.pt)")
+    enh.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
+    enh.add_argument("--axis", type=int, choices=(0, 1, 2), default=2, help="slicing axis of 3-D volumes (default 2)")
+    enh.add_argument("--tile-size", type=_positive_int, default=512, help="sliding-window tile side (default 512)")
+    enh.add_argument("--overlap", type=_overlap, default=0.25, help="tile overlap fraction (default 0.25)")
+    enh.add_argument(
+        "--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto", help="default: auto (bf16 if safe)"
+    )
+    enh.add_argument(
+        "--max-pixels",
+        type=_positive_int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"refuse images (or volumes) with more pixels than this (default {DEFAULT_MAX_PIXELS})",
+    )
+    enh.add_argument("--postfix", default="_dpe", help="added to each output's file stem (default _dpe)")
+    enh.add_argument("--dry-run", action="store_true", help="list what would be written; load no model, write nothing")
+    enh.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
+    enh.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary; failures still print")
+
+    data = sub.add_parser("data", help="data commands (data build: build the packaged training collection)")
+    data.add_argument("data_command", choices=("build",), metavar="build")
+    sub.add_parser("demo", help="run the end-to-end demo")
+    return parser
+
+
+def _delegate(module: str, argv: list[str]) -> int:
+    """Run ``<module>.main(argv)`` (imported lazily) and turn its result into an exit code."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name and module.startswith(e.name):
+            print(f"dpe-monai: error: {module} is not available in this installation", file=sys.stderr)
+            return EXIT_USAGE
+        raise
+    result = mod.main(argv)
+    return int(result) if isinstance(result, int) else EXIT_OK
+
+
+def _planned_collisions(args: argparse.Namespace) -> list[tuple[Path, Path]]:
+    """``(output, input)`` pairs where a planned output path is an input file that must be refused up front.
+
+    An output equal to its own input is always refused; one equal to another input only with ``--overwrite``
+    (without it, that output exists and is skipped).
+    """
+    from dpe_monai.io import discover, output_paths
+
+    jobs, _ = discover(args.inputs)
+    inputs = {p.resolve(): p for job in jobs for p in job.paths}
+    found = []
+    for job in jobs:
+        own = {p.resolve() for p in job.paths}
+        for out in output_paths(job, args.output, args.postfix):
+            key = out.resolve()
+            if key in own or (args.overwrite and key in inputs):
+                found.append((out, inputs[key]))
+    return found
+
+
+def _load_enhancer(args: argparse.Namespace):
+    """Build the :class:`~dpe_monai.inference.Enhancer` from the bundle, or raise :class:`UsageError`."""
+    import torch
+
+    from dpe_monai.inference import Enhancer
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: CUDA is not available on this machine (use --device cpu)")
+    bundle = args.bundle or default_bundle()
+    config = bundle / "configs" / "inference.json"
+    weights = args.weights or bundle / "models" / "model.pt"
+    if not config.is_file():
+        raise UsageError(
+            f"{bundle}: not a DPE bundle (no configs/inference.json); pass --bundle or set DPE_MONAI_BUNDLE"
+        )
+    if not Path(weights).is_file():
+        raise UsageError(f"{weights}: model weights not found; train the bundle or pass --bundle/--weights")
+    try:
+        return Enhancer.from_bundle(
+            bundle,
+            weights=weights,
+            device=args.device,
+            precision=args.precision,
+            tile_size=args.tile_size,
+            overlap=args.overlap,
+            axis=args.axis,
+        )
+    except (ValueError, RuntimeError, KeyError) as e:
+        raise UsageError(f"{bundle}: cannot load the model ({type(e).__name__}: {' '.join(str(e).split())})") from e
+
+
+def _print_line(text: str, progress: bool) -> None:
+    """Print one line on stderr without breaking a live progress bar."""
+    text = " ".join(str(text).split())
+    if progress:
+        from tqdm import tqdm
+
+        tqdm.write(text, file=sys.stderr)
+    else:
+        print(text, file=sys.stderr, flush=True)
+
+
+def run_enhance(args: argparse.Namespace) -> int:
+    """The ``enhance`` subcommand; returns the exit code."""
+    from dpe_monai.inference import enhance_files
+
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"--output {output}: exists and is not a folder")
+    if any(sep in args.postfix for sep in ("/", "\\")) or args.postfix in (".", ".."):
+        raise UsageError(f"--postfix {args.postfix!r}: must not contain a path separator")
+    collisions = _planned_collisions(args)
+    if collisions:
+        out, src = collisions[0]
+        more = f" (and {len(collisions) - 1} more)" if len(collisions) > 1 else ""
+        raise UsageError(
+            f"{out}: output path is the input file {src}{more}; refusing to overwrite inputs "
+            "(choose another --output or --postfix)"
+        )
+    enhancer = None if args.dry_run else _load_enhancer(args)
+    if enhancer is not None and not args.quiet:
+        print(f"model: {args.bundle or default_bundle()} on {enhancer.device} ({enhancer.precision})", flush=True)
+    progress = not args.quiet and not args.dry_run and sys.stderr.isatty()
+    summary = enhance_files(
+        args.inputs,
+        output,
+        enhancer,
+        postfix=args.postfix,
+        overwrite=args.overwrite,
+        dry_run=args.dry_run,
+        max_pixels=args.max_pixels,
+        progress=progress,
+        on_error=lambda _name, message: _print_line(f"error: {message}", progress),
+    )
+    if not (summary.done or summary.skipped or summary.failed):
+        raise UsageError(f"no supported image files found in {' '.join(map(str, args.inputs))}")
+    if not args.quiet:
+        for _name, message in summary.skipped:
+            _print_line(f"skipped: {message}", False)
+        if args.dry_run:
+            for name, outs in summary.done:
+                print(f"would write {', '.join(outs)}  (from {name})")
+        print(summary.table() + ("\n(dry run: nothing was enhanced or written)" if args.dry_run else ""))
+    return summary.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dpe-monai`` console script; returns the exit code (0, 1 or 2)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["demo"]:
+        return _delegate("dpe_monai.demo", argv[1:])
+    if argv[:2] == ["data", "build"]:
+        return _delegate("dpe_monai.data.build", argv[2:])
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help/--version exit 0; parse errors exit 1 (see _Parser.error)
+        return int(e.code or 0) if isinstance(e.code, int) else EXIT_USAGE
+    try:
+        return run_enhance(args)
+    except UsageError as e:
+        print(f"dpe-monai: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("dpe-monai: interrupted; finished outputs are complete, no partial files were left", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Library of the DPE MONAI Label app (MONAI Label convention: ``lib/infers``)."""

@@ -1,0 +1,199 @@
+"""``dpe-monai`` command line: formats, derived DICOM series, tiling, dry run, overwrite rules and exit codes."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+import tifffile
+import torch
+from PIL import Image
+from pydicom.data import get_testdata_file
+
+from dpe_monai.cli import default_bundle, main
+from tests.io_fixtures import smooth, write_formats
+from tests.tiny_bundle import make_tiny_bundle
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    torch.set_num_threads(1)
+    return make_tiny_bundle(tmp_path_factory.mktemp("bundle"))
+
+
+def _enhance(bundle: Path, *args: str) -> int:
+    return main(["enhance", *args, "--bundle", str(bundle), "--device", "cpu", "--precision", "fp32"])
+
+
+def _png(path: Path, shape=(40, 48), seed=0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((smooth(shape, seed) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def test_help_runs_without_torch_and_lists_commands():
+    code = (
+        "import sys; from dpe_monai.cli import main; rc = main(['--help']); assert 'torch' not in sys.modules; exit(rc)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    for word in ("enhance", "data", "demo"):
+        assert word in res.stdout
+
+
+def test_usage_errors_exit_1(bundle, tmp_path, capsys):
+    png = _png(tmp_path / "in" / "a.png")
+    assert main(["enhance", str(png)]) == 1  # no --output
+    assert main(["enhance", str(png), "-o", str(tmp_path / "o"), "--axis", "3"]) == 1
+    assert main(["enhance", str(png), "-o", str(tmp_path / "o"), "--tile-size", "0"]) == 1
+    assert main(["frobnicate"]) == 1
+    assert main(["enhance", str(png), "-o", str(tmp_path / "o"), "--bundle", str(tmp_path / "nowhere")]) == 1
+    assert "not a DPE bundle" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["enhance", str(png), "-o", str(tmp_path / "o"), "--bundle", str(bundle), "--device", "cuda"]) == 1
+        assert "CUDA is not available" in capsys.readouterr().err
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("no images here")
+    assert _enhance(bundle, str(tmp_path / "notes"), "-o", str(tmp_path / "o")) == 1
+    assert "no supported image files" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_default_bundle_env_override(monkeypatch, tmp_path):
+    monkeypatch.delenv("DPE_MONAI_BUNDLE", raising=False)
+    assert default_bundle() == Path(__file__).resolve().parents[1] / "bundles" / "dpe_enhancement"
+    monkeypatch.setenv("DPE_MONAI_BUNDLE", str(tmp_path))
+    assert default_bundle() == tmp_path
+
+
+def test_dicom_ct_mr_and_series_become_derived_series(bundle, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("CT_small.dcm", "MR_small.dcm"):
+        shutil.copy(get_testdata_file(name), src / name)
+    ct = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    (src / "series").mkdir()
+    for i in range(3):
+        ds = copy.deepcopy(ct)
+        ds.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.1"
+        ds.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.1.{i}"
+        ds.ImagePositionPatient = [0.0, 0.0, 2.5 * i]
+        ds.PixelData = (ds.pixel_array.astype(np.int16) + 30 * i).tobytes()
+        ds.save_as(src / "series" / f"im{i}", enforce_file_format=True)  # no extension: found by its preamble
+    assert _enhance(bundle, str(src), "-o", str(tmp_path / "out")) == 0
+    assert "done         3" in capsys.readouterr().out  # CT, MR and the series (one job)
+    outs = {p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    assert outs == {"CT_small_dpe.dcm", "MR_small_dpe.dcm"} | {f"series/im{i}_dpe" for i in range(3)}
+    series_uids = set()
+    for rel in sorted(outs):
+        o = pydicom.dcmread(tmp_path / "out" / rel)
+        s = pydicom.dcmread(src / rel.replace("_dpe", ""))
+        assert list(o.ImageType)[:2] == ["DERIVED", "SECONDARY"] and o.SeriesDescription.endswith("DPE enhanced")
+        assert o.SeriesInstanceUID != s.SeriesInstanceUID and o.SOPInstanceUID != s.SOPInstanceUID
+        assert o.file_meta.MediaStorageSOPInstanceUID == o.SOPInstanceUID
+        keep = ("Rows", "Columns", "BitsAllocated", "BitsStored", "PixelRepresentation", "RescaleSlope")
+        for tag in keep + ("RescaleIntercept", "WindowCenter", "WindowWidth", "StudyInstanceUID", "PatientID"):
+            assert o.get(tag) == s.get(tag), (rel, tag)
+        assert o.pixel_array.dtype == s.pixel_array.dtype and o.pixel_array.shape == s.pixel_array.shape
+        if rel.startswith("series/"):
+            series_uids.add(o.SeriesInstanceUID)
+    assert len(series_uids) == 1
+
+
+def test_nifti_volume_tiff16_and_axis(bundle, tmp_path):
+    files = write_formats(tmp_path / "in")
+    for axis in ("0", "2"):
+        out = tmp_path / f"out{axis}"
+        assert _enhance(bundle, str(files["nifti_int16"]), str(files["tiff16"]), "-o", str(out), "--axis", axis) == 0
+        a, b = nib.load(files["nifti_int16"]), nib.load(out / "vol_int16_dpe.nii.gz")
+        assert a.header.binaryblock == b.header.binaryblock and np.array_equal(a.affine, b.affine)
+        assert b.shape == a.shape and b.get_data_dtype() == np.int16
+        t = tifffile.imread(out / "grey16_dpe.tif")
+        assert t.dtype == np.uint16 and t.shape == tifffile.imread(files["tiff16"]).shape
+
+
+def test_tiled_inference_has_no_seams(bundle, tmp_path):
+    src = tmp_path / "big.tif"
+    tifffile.imwrite(src, (smooth((200, 232), 3) * 60000).astype(np.uint16))
+    assert _enhance(bundle, str(src), "-o", str(tmp_path / "whole"), "--tile-size", "512") == 0
+    assert _enhance(bundle, str(src), "-o", str(tmp_path / "tiled"), "--tile-size", "64") == 0
+    whole = tifffile.imread(tmp_path / "whole" / "big_dpe.tif").astype(float)
+    tiled = tifffile.imread(tmp_path / "tiled" / "big_dpe.tif").astype(float)
+    assert np.abs(whole - tiled).max() < 0.01 * 60000  # Gaussian-blended tiles match the single pass
+
+
+def test_dry_run_writes_nothing(bundle, tmp_path, capsys):
+    png = _png(tmp_path / "in" / "a.png")
+    assert main(["enhance", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--dry-run"]) == 0  # no model needed
+    assert f"would write {tmp_path / 'out' / 'a_dpe.png'}" in capsys.readouterr().out
+    assert not (tmp_path / "out").exists() and png.exists()
+
+
+def test_existing_outputs_skipped_then_overwritten(bundle, tmp_path, capsys):
+    _png(tmp_path / "in" / "a.png")
+    out = tmp_path / "out" / "a_dpe.png"
+    out.parent.mkdir()
+    out.write_bytes(b"old")
+    assert _enhance(bundle, str(tmp_path / "in"), "-o", str(tmp_path / "out")) == 0
+    assert "output exists" in capsys.readouterr().err and out.read_bytes() == b"old"
+    assert _enhance(bundle, str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--overwrite") == 0
+    assert Image.open(out).size == (48, 40)
+
+
+def test_outputs_never_replace_inputs(bundle, tmp_path, capsys):
+    src = tmp_path / "in"
+    a = _png(src / "a.png")
+    before = a.read_bytes()
+    assert _enhance(bundle, str(src), "-o", str(src), "--postfix", "") == 1  # output == its own input
+    assert "refusing to overwrite inputs" in capsys.readouterr().err
+    assert _enhance(bundle, str(src), "-o", str(src)) == 0  # writes a_dpe.png next to a.png
+    enhanced = (src / "a_dpe.png").read_bytes()
+    assert _enhance(bundle, str(src), "-o", str(src), "--overwrite") == 1  # a_dpe.png is now an input
+    assert "refusing to overwrite inputs" in capsys.readouterr().err
+    assert a.read_bytes() == before and (src / "a_dpe.png").read_bytes() == enhanced
+
+
+def test_failure_mid_batch_leaves_no_partial_files(bundle, tmp_path, monkeypatch, capsys):
+    import dpe_monai.io as io
+
+    for i in range(3):
+        _png(tmp_path / "in" / f"im{i}.png", seed=i)
+    real = io.write_raster
+
+    def flaky(image, values, out_path):
+        if image.sources[0].name == "im1.png":
+            Path(out_path).write_bytes(b"partial")
+            raise OSError("disk full")
+        real(image, values, out_path)
+
+    monkeypatch.setattr(io, "write_raster", flaky)
+    assert _enhance(bundle, str(tmp_path / "in"), "-o", str(tmp_path / "out")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {tmp_path / 'in' / 'im1.png'}: OSError: disk full"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["im0_dpe.png", "im2_dpe.png"]
+
+
+def test_missing_input_is_reported_and_batch_goes_on(bundle, tmp_path, capsys):
+    _png(tmp_path / "in" / "a.png")
+    assert _enhance(bundle, str(tmp_path / "missing.png"), str(tmp_path / "in"), "-o", str(tmp_path / "out")) == 2
+    assert "missing.png: no such file or directory" in capsys.readouterr().err
+    assert (tmp_path / "out" / "a_dpe.png").is_file()
+
+
+def test_data_build_and_demo_are_delegated(monkeypatch):
+    calls = []
+    for name in ("dpe_monai.demo", "dpe_monai.data.build"):
+        fake = types.ModuleType(name)
+        fake.main = lambda argv, name=name: calls.append((name, argv)) or 0
+        monkeypatch.setitem(sys.modules, name, fake)
+    assert main(["demo", "--fast"]) == 0
+    assert main(["data", "build", "--out", "x"]) == 0
+    assert calls == [("dpe_monai.demo", ["--fast"]), ("dpe_monai.data.build", ["--out", "x"])]
