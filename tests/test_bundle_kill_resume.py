@@ -1,0 +1,85 @@
+"""A training run killed with SIGKILL resumes from its last atomic checkpoint with `resume` set."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+from tests.bundle_utils import BUNDLE, make_tiny_collection
+
+
+def _cmd(args_file, **extra):
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        "configs/train.json",
+        "--args_file",
+        str(args_file),
+    ]
+    for k, v in extra.items():
+        cmd += [f"--{k}", str(v)]
+    return cmd
+
+
+def test_sigkill_then_resume(tmp_path):
+    datalist = make_tiny_collection(tmp_path / "data")
+    overrides = {
+        "bundle_root": str(BUNDLE),
+        "datalist": str(datalist),
+        "output_dir": str(tmp_path / "out"),
+        "ckpt_dir": str(tmp_path / "models"),
+        "max_epochs": 1000,
+        "epoch_length": 2,
+        "batch_size": 2,
+        "patch_size": 32,
+        "val_crop": 32,
+        "val_interval": 1000,
+        "num_workers": 0,
+        "feature_backbone": "random",
+        "network_def": {"_target_": "dpe_monai.networks.DPENet", "channels": [8, 12, 16]},
+        "discriminator_def": {"_target_": "dpe_monai.networks.DPEDiscriminator", "channels": [8, 8, 16, 16]},
+    }
+    args_file = tmp_path / "args.json"
+    args_file.write_text(json.dumps(overrides))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    latest = tmp_path / "models" / "latest.pt"
+    proc = subprocess.Popen(_cmd(args_file), cwd=BUNDLE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            if latest.exists() and torch.load(latest, weights_only=True)["engine"]["epoch"] >= 2:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    saved = torch.load(latest, weights_only=True)  # the atomic write left a complete checkpoint
+    epoch = saved["engine"]["epoch"]
+    assert epoch >= 2 and saved["engine"]["iteration"] == 2 * epoch
+    assert not list((tmp_path / "models").glob("*.tmp"))
+
+    done = subprocess.run(
+        _cmd(args_file, resume=True, max_epochs=epoch + 1),
+        cwd=BUNDLE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"resumed from {latest}" in done.stdout + done.stderr
+    after = torch.load(latest, weights_only=True)
+    assert after["engine"] == {"epoch": epoch + 1, "iteration": 2 * (epoch + 1)}
