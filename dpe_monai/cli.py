@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     enh.add_argument("--weights", type=Path, default=None, help="weights file (default: <bundle>/models/model.pt)")
     enh.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
     enh.add_argument("--axis", type=int, choices=(0, 1, 2), default=2, help="slicing axis of 3-D volumes (default 2)")
+    enh.add_argument(
+        "--window",
+        choices=("container", "minmax"),
+        default="container",
+        help="intensity window: the format's range (default; 0..65535, DICOM BitsStored) or the image's min..max",
+    )
     enh.add_argument("--tile-size", type=_positive_int, default=512, help="sliding-window tile side (default 512)")
     enh.add_argument("--overlap", type=_overlap, default=0.25, help="tile overlap fraction (default 0.25)")
     enh.add_argument(
@@ -217,6 +223,7 @@ def run_enhance(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         progress=progress,
         on_error=lambda _name, message: _print_line(f"error: {message}", progress),
+        window=args.window,
     )
     if not (summary.done or summary.skipped or summary.failed):
         raise UsageError(f"no supported image files found in {' '.join(map(str, args.inputs))}")

@@ -29,16 +29,28 @@ __all__ = ["enhance_native", "enhance_files", "EnhanceSummary"]
 logger = logging.getLogger(__name__)
 
 
-def enhance_native(image: NativeImage, enhancer: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
+def enhance_native(
+    image: NativeImage, enhancer: Callable[[torch.Tensor], torch.Tensor], window: str = "container"
+) -> np.ndarray:
     """Enhance a :class:`NativeImage`; returns values in the file's units, same layout as ``image.array``.
 
-    The image is windowed with ``IntensityWindow(mode="auto")`` (8-bit: 0..255; otherwise its own min..max,
-    which is exactly invertible), enhanced (2-D directly, 3-D slice by slice through the enhancer's 5-D path),
-    and mapped back to the original range.
+    The image is mapped to [0, 1] through a window, enhanced (2-D directly, 3-D slice by slice through the
+    enhancer's 5-D path) and mapped back through the same window:
+
+    - ``window="container"`` (default): the range the format can store (:meth:`NativeImage.container_range`:
+      0..255, 0..65535, DICOM ``BitsStored`` through rescale; NIfTI min..max). Brightness is judged against the
+      format's range, as the degradation simulator and the packaged collection do, so a dark 16-bit image can
+      be brightened.
+    - ``window="minmax"``: the image's own min..max (output stays inside the input's range; contrast and noise
+      are enhanced but the overall brightness level is kept).
     """
-    window = IntensityWindow(mode="auto", source_dtype=image.dtype)
-    x = window(image.array.astype(np.float32))
-    lo, hi = window.last_params["lo"], window.last_params["hi"]
+    if window == "container":
+        lo, hi = image.container_range()
+    elif window == "minmax":
+        lo, hi = float(image.array.min()), float(image.array.max())
+    else:
+        raise ValueError(f"window must be 'container' or 'minmax', got {window!r}")
+    x = IntensityWindow(mode="fixed", lower=lo, upper=hi)(image.array.astype(np.float32))
     y = enhancer(torch.from_numpy(np.ascontiguousarray(x))[None])[0].numpy()
     return np.asarray(InverseIntensityWindow(lo, hi, dtype=None, clip=False)(y.astype(np.float64)), dtype=np.float64)
 
@@ -75,6 +87,7 @@ def enhance_files(
     max_pixels: int | None = 64_000_000,
     progress: bool = False,
     on_error: Callable[[str, str], None] | None = None,
+    window: str = "container",
 ) -> EnhanceSummary:
     """Enhance every supported file under ``inputs`` into ``output_dir``; one bad file never stops the batch.
 
@@ -91,6 +104,7 @@ def enhance_files(
         max_pixels: refuse images with more spatial elements than this (None = no limit).
         progress: show a tqdm progress bar.
         on_error: called as ``on_error(name, message)`` for each failure (e.g. to print it at once).
+        window: intensity window, see :func:`enhance_native`.
 
     Returns:
         An :class:`EnhanceSummary`.
@@ -127,7 +141,7 @@ def enhance_files(
                 continue
             image = read_image(job.paths, job.kind)
             check_values(image.name, image.array, max_pixels)
-            values = enhance_native(image, enhancer)
+            values = enhance_native(image, enhancer, window)
             write_image(image, values, outs)
             summary.done.append((name, [str(o) for o in outs]))
         except (BadImageError, OutputCollisionError) as e:

@@ -45,6 +45,21 @@ class NativeImage:
     def spatial_dims(self) -> int:
         return self.array.ndim - 1
 
+    def container_range(self) -> tuple[float, float]:
+        """The range the stored format can represent, in ``array`` units (the default enhancement window).
+
+        8/16-bit PNG/TIFF/JPEG: the integer dtype's range (0..255 / 0..65535); DICOM: ``BitsStored`` through
+        rescale slope/intercept; NIfTI and float or 32-bit data: the image's own min..max (no display range).
+        """
+        if self.kind == "dicom":
+            from dpe_monai.data.dicom import modality_range
+
+            return modality_range(self.info["headers"][0])
+        dtype = np.dtype(self.dtype)
+        if self.kind != "nifti" and dtype.kind == "u" and dtype.itemsize <= 2:
+            return 0.0, float(np.iinfo(dtype).max)
+        return float(self.array.min()), float(self.array.max())
+
     @property
     def name(self) -> str:
         """Display name: the file, or the series folder and its first file."""
