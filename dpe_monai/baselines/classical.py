@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from skimage import color, exposure, restoration
 
+from dpe_monai.baselines.illumination import dual, lime
+
 __all__ = ["ClassicalEnhancer", "identity", "hist_eq", "clahe", "auto_levels", "auto_levels_nlm", "CLASSICAL"]
 
 
@@ -65,6 +67,8 @@ CLASSICAL: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "clahe": clahe,
     "auto_levels": auto_levels,
     "auto_levels_nlm": auto_levels_nlm,
+    "lime": lime,
+    "dual": dual,
 }
 
 

@@ -23,6 +23,7 @@ _EXPORTS = {
     "assign_split": "dpe_monai.data.splits",
     "check_disjoint": "dpe_monai.data.splits",
     "ensure_collection": "dpe_monai.data.ensure",
+    "degradable_items": "dpe_monai.data.degradable",
     "group_balanced_weights": "dpe_monai.data.balance",
 }
 

@@ -1,0 +1,35 @@
+"""Keep the items the simulator would degrade (Algorithm 1's luminance gate), for fair evaluation sets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+__all__ = ["degradable_items"]
+
+
+def degradable_items(items: Sequence[Mapping], threshold: float = 100.0) -> list[dict]:
+    """Items whose image passes the luminance gate ``mean L8 > threshold`` of :class:`RandLowQuality`.
+
+    The paper builds its pairs only from images brighter than ``B_T``; darker images are taken to be low quality
+    already and left as they are. An evaluation that kept them would score an untouched input against itself
+    (infinite PSNR), so benchmarks and the demo drop them. Each kept item gets ``"luminance_l8"``.
+
+    Args:
+        items: MONAI datalist items with an ``"image"`` path (already resolved against the base dir).
+        threshold: ``B_T`` on the 8-bit Lab lightness scale.
+    """
+    from monai.transforms import LoadImage
+
+    from dpe_monai.transforms import IntensityWindow, ToRGB, mean_luminance_l8
+
+    load, window, rgb = (
+        LoadImage(image_only=True, ensure_channel_first=True, dtype=None),
+        IntensityWindow("auto"),
+        ToRGB(),
+    )
+    kept = []
+    for item in items:
+        lum = mean_luminance_l8(rgb(window(load(item["image"]))))
+        if lum > threshold:
+            kept.append({**item, "luminance_l8": lum})
+    return kept
