@@ -1,0 +1,200 @@
+"""Ablation (the paper's Table IV) and the BasicUNet baseline: bundle training variants under one equal budget.
+
+Each variant is ``configs/train.json`` merged with one override file (no code forks)::
+
+    base          configs/ablation/base.json          no residual blocks, plain skips, L1 only
+    residual      configs/ablation/residual.json      + residual blocks
+    gates         configs/ablation/gates.json         + gated skips (the full generator), L1 only
+    feature_loss  configs/ablation/feature_loss.json  + regularised feature loss
+    adversarial   configs/ablation/adversarial.json   + adversarial loss (= train.json, the full DPE recipe)
+    basicunet     configs/basicunet.json              MONAI BasicUNet in DPE's I/O convention, DPE's loss/trainer
+
+Every variant is trained through MONAI's ``ConfigWorkflow`` with the same budget (epochs x iterations x batch x
+patch, same seed and data), then scored on the test split exactly as ``benchmarks.quality`` scores methods.
+
+Full run (see benchmarks/README.md for time estimates)::
+
+    python -m benchmarks.ablation --dataset_dir ~/.cache/dpe-monai/collection
+
+Each variant is equivalent to ``python -m monai.bundle run --config_file "['configs/train.json',
+'configs/ablation/<variant>.json']" --max_epochs E --epoch_length L ...`` run in the bundle folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.common import BUNDLE, RESULTS, WORK, machine_info, network_enhancer, parse_network, write_json
+from benchmarks.quality import add_data_args, load_pairs
+
+logger = logging.getLogger("benchmarks.ablation")
+
+ABLATION = ("base", "residual", "gates", "feature_loss", "adversarial")
+CONFIGS = {v: BUNDLE / "configs" / "ablation" / f"{v}.json" for v in ABLATION}
+CONFIGS["basicunet"] = BUNDLE / "configs" / "basicunet.json"
+#: Table IV of the paper (average PSNR dB / DeltaE over the three groups).
+PAPER_TABLE_IV = {
+    "base": (23.78, 5.88),
+    "residual": (25.19, 5.17),
+    "gates": (25.96, 4.55),
+    "feature_loss": (26.50, 4.06),
+    "adversarial": (27.61, 3.56),
+}
+
+
+def parse_overrides(pairs: list[str]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """``KEY=JSON`` strings -> ``(common, per_variant)``; ``VARIANT:KEY=JSON`` applies to one variant only."""
+    common: dict[str, Any] = {}
+    per_variant: dict[str, dict[str, Any]] = {}
+    for text in pairs:
+        key, _, value = text.partition("=")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        if ":" in key:
+            variant, key = key.split(":", 1)
+            per_variant.setdefault(variant, {})[key] = parsed
+        else:
+            common[key] = parsed
+    return common, per_variant
+
+
+def train_variant(variant: str, args: argparse.Namespace, datalist: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Train one variant with the shared budget; returns its training record (checkpoint path, seconds...)."""
+    from monai.bundle import ConfigWorkflow
+
+    files = [str(BUNDLE / "configs" / "train.json"), str(CONFIGS[variant])]
+    root = Path(args.work_dir) / variant
+    settings = {
+        "bundle_root": str(BUNDLE),
+        "datalist": datalist,
+        "output_dir": str(root / "out"),
+        "ckpt_dir": str(root / "models"),
+        "max_epochs": args.max_epochs,
+        "epoch_length": args.epoch_length,
+        "batch_size": args.batch_size,
+        "patch_size": args.patch_size,
+        "val_interval": args.max_epochs,  # one validation, at the end: the budget goes to training
+        "seed": args.train_seed,
+        "run_name": f"ablation_{variant}",
+        **overrides,
+    }
+    start = time.perf_counter()
+    wf = ConfigWorkflow(config_file=files, workflow_type="train", **settings)
+    wf.initialize()
+    wf.run()
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    record = {
+        "configs": [str(Path(f).relative_to(BUNDLE)) for f in files],
+        "description": wf.parser.get("ablation_description") or wf.parser.get("baseline_description"),
+        "network_def": wf.parser.get("network_def"),
+        "use_discriminator": wf.parser.get("use_discriminator"),
+        "lambda_rfl": wf.parser.get("lambda_rfl"),
+        "lambda_adv": wf.parser.get("lambda_adv"),
+        "feature_backbone": wf.parser.get("feature_backbone"),
+        "iterations": int(trainer.state.iteration),
+        "images_seen": int(trainer.state.iteration) * int(settings["batch_size"]),
+        "final_g_loss": float(trainer.state.output["loss"]) if trainer.state.output else None,
+        "train_seconds": time.perf_counter() - start,
+        "checkpoint": str(root / "models" / "model.pt"),
+        "overrides": overrides,
+    }
+    wf.finalize()
+    return record
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Train (unless ``--skip_training``) and score every variant; writes the JSON and returns it."""
+    from dpe_monai.evaluators.quality import QualityScorer, protocol, score_enhancers
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    common, per_variant = parse_overrides(args.set)
+    pairs, skipped, datalist = load_pairs(args)
+    scorer = QualityScorer(args.feature_backbone)
+    variants: dict[str, Any] = {}
+    for variant in args.variants:
+        overrides = {**common, **per_variant.get(variant, {})}
+        ckpt = Path(args.work_dir) / variant / "models" / "model.pt"
+        if args.skip_training:
+            record = {"checkpoint": str(ckpt), "overrides": overrides, "trained": "earlier run (--skip_training)"}
+        else:
+            logger.info("training %s", variant)
+            record = train_variant(variant, args, datalist, overrides)
+        network = parse_network([BUNDLE / "configs" / "train.json", CONFIGS[variant]], overrides)
+        enhancer, info = network_enhancer(network, ckpt, args.precision)
+        record.update(parameters=info["parameters"], precision=info["precision"])
+        scores = score_enhancers(pairs, {variant: enhancer}, scorer)
+        record["summary"] = scores["summary"][variant]
+        record["input_summary"] = scores["summary"]["input"]
+        record["seconds_per_image"] = scores["seconds_per_image"][variant]
+        variants[variant] = record
+        logger.info("%s: average PSNR %.2f", variant, record["summary"]["average"].get("psnr", float("nan")))
+    payload = {
+        "benchmark": "ablation",
+        "command": "python -m benchmarks.ablation " + " ".join(args.argv),
+        "datalist": datalist,
+        "budget": {
+            "max_epochs": args.max_epochs,
+            "epoch_length": args.epoch_length,
+            "batch_size": args.batch_size,
+            "patch_size": args.patch_size,
+            "images_per_variant": args.max_epochs * args.epoch_length * args.batch_size,
+            "paper_images": "about 1.5 million (15k pairs x 100 epochs, batch 24)",
+            "train_seed": args.train_seed,
+        },
+        "protocol": protocol(args.seed, args.mode, args.max_side, args.feature_backbone),
+        "machine": machine_info(),
+        "groups": {g: sum(p["group"] == g for p in pairs) for g in sorted({p["group"] for p in pairs})},
+        "n_scored": len(pairs),
+        "skipped_by_luminance_gate": skipped,
+        "paper_table_iv_average": {k: {"psnr": v[0], "delta_e": v[1]} for k, v in PAPER_TABLE_IV.items()},
+        "variants": variants,
+    }
+    write_json(args.output, payload)
+    logger.info("wrote %s", args.output)
+    return payload
+
+
+def parser() -> argparse.ArgumentParser:
+    """Command-line interface."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_args(p)
+    p.add_argument("--variants", nargs="+", default=list(ABLATION), help=f"from {sorted(CONFIGS)}")
+    p.add_argument("--max_epochs", type=int, default=4)
+    p.add_argument("--epoch_length", type=int, default=100)
+    p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--patch_size", type=int, default=128)
+    p.add_argument("--train_seed", type=int, default=0)
+    p.add_argument("--set", nargs="*", default=[], metavar="[VARIANT:]KEY=JSON",
+                   help="extra bundle overrides, e.g. network_def#channels=[8,12,16]")  # fmt: skip
+    p.add_argument("--skip_training", action="store_true", help="score checkpoints of an earlier run")
+    p.add_argument("--work_dir", default=str(WORK / "ablation"), help="checkpoints and training logs")
+    p.add_argument("--output", default=None,
+                   help="default: benchmarks/results/ablation.json (basicunet.json when only basicunet is trained)")  # fmt: skip
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Entry point."""
+    import sys
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser().parse_args(argv)
+    args.argv = argv
+    if args.output is None:
+        args.output = str(RESULTS / ("basicunet.json" if args.variants == ["basicunet"] else "ablation.json"))
+    return run(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Shared helpers of the benchmark scripts: paths, machine description, enhancement methods by name, JSON output."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import math
+import os
+import platform
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLE = REPO / "bundles" / "dpe_enhancement"
+RESULTS = REPO / "benchmarks" / "results"
+FIGURES = REPO / "benchmarks" / "figures"
+WORK = REPO / "outputs" / "benchmarks"  # git-ignored scratch space (checkpoints of trained baselines, datalists)
+DEFAULT_DATASET = Path(os.environ.get("DPE_MONAI_DATA", os.path.expanduser("~/.cache/dpe-monai/collection")))
+
+CLASSICAL_METHODS = ("hist_eq", "clahe", "auto_levels", "auto_levels_nlm", "lime", "dual")
+NETWORK_METHODS = ("basicunet", "dpe")
+ALL_METHODS = CLASSICAL_METHODS + NETWORK_METHODS
+LABELS = {
+    "input": "input (degraded)",
+    "hist_eq": "hist. equalisation",
+    "clahe": "CLAHE",
+    "auto_levels": "auto-levels",
+    "auto_levels_nlm": "auto-levels + NLM",
+    "lime": "LIME",
+    "dual": "DUAL",
+    "basicunet": "BasicUNet",
+    "dpe": "DPE",
+}
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, cores, threads, bf16 support, library versions, git commit and date."""
+    import monai
+
+    from dpe_monai.engines.utils import cpu_has_native_bf16
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=False).stdout.strip()  # fmt: skip
+    except OSError:
+        commit = ""
+    info = {
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "native_bf16": cpu_has_native_bf16(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "monai": monai.__version__,
+        "git_commit": commit,
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
+    try:
+        with open("/proc/meminfo") as f:
+            info["memory_gb"] = round(int(f.readline().split()[1]) / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return info
+
+
+def sha256(path: str | os.PathLike, limit: int = 12) -> str:
+    """Short SHA-256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:limit]
+
+
+def parse_network(config_files: Sequence[str | os.PathLike], overrides: Mapping[str, Any] | None = None) -> torch.nn.Module:
+    """Instantiate ``network_def`` of merged bundle configs (e.g. ``train.json`` + an ablation override)."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(f) for f in config_files])
+    parser["bundle_root"] = str(BUNDLE)
+    parser.update(dict(overrides or {}))
+    return parser.get_parsed_content("network_def")
+
+
+def network_enhancer(
+    network: torch.nn.Module, checkpoint: str | os.PathLike, precision: str = "auto", device: str | None = None
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], dict[str, Any]]:
+    """The shared fast path (:class:`~dpe_monai.inference.Enhancer`) for ``network`` with ``checkpoint`` weights."""
+    from dpe_monai.inference import Enhancer, load_network
+
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"no checkpoint at {checkpoint}")
+    network = load_network(network, checkpoint)
+    enhancer = Enhancer(network, device=device, precision=precision)
+    info = {
+        "checkpoint": str(Path(checkpoint).resolve().relative_to(REPO)) if _inside_repo(checkpoint) else str(checkpoint),
+        "checkpoint_sha256": sha256(checkpoint),
+        "network": type(network).__name__,
+        "parameters": sum(p.numel() for p in network.parameters()),
+        "precision": enhancer.precision,
+        "precision_check": enhancer.precision_check,
+    }
+    return enhancer, info
+
+
+def _inside_repo(path: str | os.PathLike) -> bool:
+    try:
+        Path(path).resolve().relative_to(REPO)
+        return True
+    except ValueError:
+        return False
+
+
+def build_methods(
+    names: Sequence[str],
+    dpe_checkpoint: str | os.PathLike | None = None,
+    dpe_network: Mapping[str, Any] | None = None,
+    basicunet_checkpoint: str | os.PathLike | None = None,
+    basicunet_network: Mapping[str, Any] | None = None,
+    precision: str = "auto",
+    device: str | None = None,
+) -> tuple[dict[str, Callable], dict[str, Any]]:
+    """Enhancement callables by name (see :data:`ALL_METHODS`) and a description of each.
+
+    ``dpe``: ``network_def`` of ``inference.json`` (or ``dpe_network``, a config dict) with ``dpe_checkpoint``.
+    ``basicunet``: ``network_def`` of ``train.json`` + ``configs/basicunet.json`` (or ``basicunet_network``).
+    """
+    from monai.bundle import ConfigParser
+
+    from dpe_monai.baselines import ClassicalEnhancer
+
+    methods: dict[str, Callable] = {}
+    info: dict[str, Any] = {}
+    for name in names:
+        if name in CLASSICAL_METHODS:
+            methods[name] = ClassicalEnhancer(name)
+            info[name] = {"kind": "classical", "function": f"dpe_monai.baselines.classical.CLASSICAL[{name!r}]"}
+        elif name == "dpe":
+            if dpe_network is not None:
+                net = ConfigParser({"network_def": dict(dpe_network)}).get_parsed_content("network_def")
+            else:
+                net = parse_network([BUNDLE / "configs" / "inference.json"])
+            ckpt = dpe_checkpoint or BUNDLE / "models" / "model.pt"
+            methods[name], info[name] = network_enhancer(net, ckpt, precision, device)
+            info[name]["kind"] = "network"
+        elif name == "basicunet":
+            if basicunet_network is not None:
+                net = ConfigParser({"network_def": dict(basicunet_network)}).get_parsed_content("network_def")
+            else:
+                net = parse_network([BUNDLE / "configs" / "train.json", BUNDLE / "configs" / "basicunet.json"])
+            ckpt = basicunet_checkpoint or WORK / "ablation" / "basicunet" / "models" / "model.pt"
+            methods[name], info[name] = network_enhancer(net, ckpt, precision, device)
+            info[name]["kind"] = "network"
+        else:
+            raise ValueError(f"unknown method {name!r}; choose from {ALL_METHODS}")
+    return methods, info
+
+
+def _clean(obj: Any) -> Any:
+    """Replace NaN/inf by None and tensors by lists so the JSON is standard."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, torch.Tensor):
+        return _clean(obj.tolist())
+    if isinstance(obj, Mapping):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
+    """Write ``payload`` as standard JSON (NaN -> null) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_clean(payload), indent=1) + "\n")
+    return path
+
+
+def json_arg(text: str | None) -> Any:
+    """Parse a JSON command-line argument (None stays None)."""
+    return None if text is None else json.loads(text)

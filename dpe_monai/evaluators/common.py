@@ -1,0 +1,135 @@
+"""Shared pieces of the evaluators: datalists, the clean/degraded loading protocol, enhancement callables."""
+
+from __future__ import annotations
+
+import os
+import time
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "EnhanceFn",
+    "load_datalist",
+    "load_clean",
+    "degrade",
+    "enhance",
+    "item_id",
+    "timed",
+]
+
+#: an enhancement callable: ``(B, C, H, W)`` float tensor in [0, 1] -> same shape in [0, 1].
+EnhanceFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def load_datalist(
+    datalist: str | os.PathLike | Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    split: str = "test",
+    base_dir: str | os.PathLike | None = None,
+) -> list[dict]:
+    """Items of one split of any MONAI datalist.
+
+    Args:
+        datalist: a MONAI datalist JSON path (paths resolved against its folder, or ``base_dir``), a dict of splits,
+            or a ready list of items.
+        split: key of the split (``"training"``, ``"validation"``, ``"test"``...); ignored for a list.
+        base_dir: folder that relative paths in a dict datalist are resolved against.
+    """
+    from monai.data import load_decathlon_datalist
+
+    if isinstance(datalist, (str, os.PathLike)):
+        return [dict(i) for i in load_decathlon_datalist(str(datalist), False, split, base_dir=base_dir)]
+    if isinstance(datalist, Mapping):
+        items = [dict(i) for i in datalist[split]]
+    else:
+        items = [dict(i) for i in datalist]
+    if base_dir is not None:
+        for it in items:
+            for key in ("image", "label"):
+                if isinstance(it.get(key), str) and not os.path.isabs(it[key]):
+                    it[key] = str(Path(base_dir) / it[key])
+    return items
+
+
+def item_id(item: Mapping[str, Any]) -> str:
+    """A stable identifier: the image path's last three parts (or ``item["id"]``)."""
+    if "id" in item:
+        return str(item["id"])
+    return "/".join(Path(str(item["image"])).parts[-3:])
+
+
+def load_clean(item: Mapping[str, Any], label: bool = False, max_side: int | None = None) -> dict[str, Any]:
+    """Load an item the way the bundle's ``evaluate.json`` does: ``(3, H, W)`` float32 in [0, 1].
+
+    ``LoadImaged`` (so 2-D files come as ``(C, W, H)``, MONAI's convention, matching the datalist's
+    ``[x0, y0, x1, y1]`` boxes with x the first spatial axis), ``IntensityWindowd(mode="auto")`` (8-bit: /255,
+    otherwise min-max), ``ToRGBd``, and a centre crop to ``max_side``. With ``label`` the item's ``"label"`` is
+    loaded too, as ``(H, W)`` int64 (same crop).
+
+    Returns:
+        ``{"image": Tensor, "label": Tensor | None}``.
+    """
+    from monai.transforms import CenterSpatialCropd, Compose, LoadImaged
+
+    from dpe_monai.transforms import IntensityWindowd, ToRGBd
+
+    keys = ["image", "label"] if label else ["image"]
+    tfs: list = [
+        LoadImaged(keys=keys, image_only=True, ensure_channel_first=True, dtype=None),
+        IntensityWindowd(keys="image", mode="auto"),
+        ToRGBd(keys="image"),
+    ]
+    if max_side:
+        tfs.append(CenterSpatialCropd(keys=keys, roi_size=(max_side, max_side)))
+    data = Compose(tfs)({k: item[k] for k in keys})
+    img = torch.as_tensor(data["image"]).float().as_subclass(torch.Tensor)
+    lab = None
+    if label:
+        lab = torch.as_tensor(data["label"]).as_subclass(torch.Tensor)[0].round().long()
+    return {"image": img, "label": lab}
+
+
+def degrade(
+    image: torch.Tensor, seed: int, identifier: str, mode: str = "paper", **kwargs: Any
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Degrade ``image`` ``(C, H, W)`` in [0, 1] with the simulator, seeded per item as ``SeededLowQualityd``.
+
+    Args:
+        image: clean image.
+        seed: global seed.
+        identifier: the item's stable id (mixed into the seed).
+        mode: simulator mode (``"paper"`` or ``"reference_code"``).
+        kwargs: forwarded to :class:`~dpe_monai.transforms.RandLowQuality` (e.g. ``brightness_threshold=None`` to
+            degrade dark images the paper's gate would skip).
+
+    Returns:
+        ``(low_quality, params)``; ``params["applied"]`` is False when the luminance gate skipped the image.
+    """
+    from dpe_monai.transforms import RandLowQuality
+
+    sim = RandLowQuality(mode=mode, **kwargs)
+    sim.set_random_state(seed=(int(seed) * 1_000_003 + zlib.crc32(identifier.encode())) % (2**32))
+    lq = torch.as_tensor(np.asarray(sim(image.numpy()), dtype=np.float32))
+    return lq, dict(sim.last_params)
+
+
+def enhance(fn: EnhanceFn, x: torch.Tensor) -> torch.Tensor:
+    """Apply an enhancement callable to ``(C, H, W)`` or ``(B, C, H, W)``; returns float32 CPU in [0, 1]."""
+    single = x.ndim == 3
+    with torch.inference_mode():
+        y = fn(x[None] if single else x)
+    y = torch.as_tensor(y).detach().float().cpu().clamp(0.0, 1.0)
+    if y.shape[-2:] != x.shape[-2:]:
+        raise ValueError(f"enhancement changed the image size: {tuple(x.shape)} -> {tuple(y.shape)}")
+    return y[0] if single else y
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """``(fn(), seconds)``."""
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start

@@ -1,0 +1,222 @@
+"""Downstream datalists built from the packaged sources, with held-out regions that never train the task model.
+
+* :func:`mni_slab_datalist`: axial slices of the MNI ICBM152 T1 with CSF/GM/WM/background labels; a contiguous slab
+  of slices is held out for testing, with ``gap`` slices dropped on each side so no neighbour of a test slice trains.
+* :func:`mni_lesion_datalist`: the same slab split with **synthetic** hyperintense lesions pasted into the slices;
+  their boxes are exact (the pasted masks).
+* :func:`stardist_crops_datalist`: the stardist DSB2018 fluorescence image (real, 125 annotated nuclei) cut into
+  crops; a vertical strip is held out for testing (``gap`` pixels dropped between the two regions).
+
+Files are written as PNG (uint8) under ``out_dir`` with a MONAI datalist ``datalist.json`` (``training`` / ``test``).
+Boxes follow the collection's convention ``[x0, y0, x1, y1]`` (x = column, half-open), which is the order of the
+spatial axes of MONAI-loaded 2-D images ``(C, W, H)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+__all__ = ["mni_slab_datalist", "mni_lesion_datalist", "stardist_crops_datalist", "boxes_from_instances"]
+
+TISSUE_CLASSES = ["background", "CSF", "GM", "WM"]
+
+
+def boxes_from_instances(instances: np.ndarray, min_area: int = 1) -> list[list[int]]:
+    """``[x0, y0, x1, y1]`` (x = column, half-open) of every labelled region of a ``(rows, cols)`` array."""
+    from skimage.measure import regionprops
+
+    boxes = []
+    for region in regionprops(instances.astype(np.int64)):
+        if region.area >= min_area:
+            r0, c0, r1, c1 = region.bbox
+            boxes.append([int(c0), int(r0), int(c1), int(r1)])
+    return boxes
+
+
+def _save(path: Path, arr: np.ndarray) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+    return str(path)
+
+
+def _mni_axial(min_brain: float) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """Axial slice indices with at least ``min_brain`` brain fraction, the T1 volume and the tissue labels."""
+    from dpe_monai.data.sources import mni152
+
+    image = next(mni152()).load()[0]
+    t1, tissue = image.array, image.labels["label"]
+    keep = [z for z in range(t1.shape[2]) if (tissue[:, :, z] > 0).mean() >= min_brain]
+    return keep, t1, tissue
+
+
+def _slab_split(indices: list[int], n_total: int, test_slab: tuple[float, float], gap: int) -> dict[str, list[int]]:
+    lo, hi = int(round(test_slab[0] * n_total)), int(round(test_slab[1] * n_total))
+    test = [z for z in indices if lo <= z < hi]
+    train = [z for z in indices if z < lo - gap or z >= hi + gap]
+    return {"training": train, "test": test}
+
+
+def _plane(vol: np.ndarray, z: int) -> np.ndarray:
+    return np.ascontiguousarray(np.rot90(vol[:, :, z]))  # the collection's display orientation of RAS volumes
+
+
+def mni_slab_datalist(
+    out_dir: str | os.PathLike,
+    test_slab: tuple[float, float] = (0.5, 0.6),
+    gap: int = 3,
+    min_brain: float = 0.15,
+    step: int = 1,
+) -> str:
+    """Write MNI axial slices + tissue labels with a held-out slab; returns the datalist path.
+
+    Args:
+        out_dir: output folder.
+        test_slab: the held-out slab as fractions of the axial extent (189 slices at 1 mm).
+        gap: slices dropped on each side of the slab.
+        min_brain: minimum brain fraction of a kept slice.
+        step: keep every ``step``-th training slice (CI runs).
+    """
+    out = Path(out_dir)
+    keep, t1, tissue = _mni_axial(min_brain)
+    split = _slab_split(keep, t1.shape[2], test_slab, gap)
+    split["training"] = split["training"][::step]
+    lists: dict[str, list[dict]] = {}
+    for name, zs in split.items():
+        lists[name] = [
+            {
+                "image": _save(out / "images" / f"mni_axial{z:03d}.png", _plane(t1, z).astype(np.uint8)),
+                "label": _save(out / "labels" / f"mni_axial{z:03d}_label.png", _plane(tissue, z).astype(np.uint8)),
+                "slice_index": z,
+                "orientation": "axial",
+                "modality_group": "radiology",
+                "modality": "MR",
+                "subject": "mni152:icbm152_2009",
+                "label_classes": TISSUE_CLASSES,
+            }
+            for z in zs
+        ]
+    info = {"test_slab": list(test_slab), "gap": gap, "min_brain": min_brain, "axis": "axial (RAS axis 2)"}
+    path = out / "datalist.json"
+    path.write_text(json.dumps({"description": "MNI152 axial tissue slab split", "split": info, **lists}, indent=1))
+    return str(path)
+
+
+def _paste_lesions(img: np.ndarray, brain: np.ndarray, rng: np.random.Generator, n: int) -> tuple[np.ndarray, list]:
+    """Paste up to ``n`` smooth hyperintense ellipses fully inside ``brain``; returns the image and their boxes."""
+    out = img.astype(np.float32) / 255.0
+    rows, cols = np.mgrid[0 : img.shape[0], 0 : img.shape[1]]
+    inside = ndimage.binary_erosion(brain, iterations=4)
+    boxes: list[list[int]] = []
+    taken = np.zeros(img.shape, bool)
+    for _ in range(20 * n):
+        if len(boxes) == n:
+            break
+        cr, cc = rng.integers(0, img.shape[0]), rng.integers(0, img.shape[1])
+        ar, ac = rng.uniform(4, 10), rng.uniform(4, 10)
+        ellipse = ((rows - cr) / ar) ** 2 + ((cols - cc) / ac) ** 2 <= 1.0
+        if not inside[ellipse].all() or taken[ndimage.binary_dilation(ellipse, iterations=3)].any():
+            continue
+        soft = ndimage.gaussian_filter(ellipse.astype(np.float32), 1.0)
+        contrast = rng.uniform(0.25, 0.45)
+        out = out + soft * contrast * (1.0 - out)
+        taken |= ellipse
+        boxes.extend(boxes_from_instances(ellipse.astype(np.int64)))
+    return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8), boxes
+
+
+def mni_lesion_datalist(
+    out_dir: str | os.PathLike,
+    test_slab: tuple[float, float] = (0.5, 0.6),
+    gap: int = 3,
+    min_brain: float = 0.25,
+    max_lesions: int = 3,
+    seed: int = 0,
+    step: int = 1,
+) -> str:
+    """Write MNI axial slices with 1..``max_lesions`` synthetic lesions each (exact boxes); returns the datalist path.
+
+    The lesions are **synthetic**: ellipses of 4-10 px semi-axes, blurred (sigma 1 px) and brightened towards white by
+    25-45 %, placed inside the eroded brain mask without overlap. Same slab split as :func:`mni_slab_datalist`.
+    """
+    out = Path(out_dir)
+    keep, t1, tissue = _mni_axial(min_brain)
+    split = _slab_split(keep, t1.shape[2], test_slab, gap)
+    split["training"] = split["training"][::step]
+    rng = np.random.default_rng(seed)
+    lists: dict[str, list[dict]] = {}
+    for name, zs in split.items():
+        lists[name] = []
+        for z in zs:
+            img, boxes = _paste_lesions(_plane(t1, z), _plane(tissue, z) > 0, rng, int(rng.integers(1, max_lesions + 1)))
+            lists[name].append(
+                {
+                    "image": _save(out / "images" / f"mni_lesion_axial{z:03d}.png", img),
+                    "boxes": boxes,
+                    "labels": [0] * len(boxes),
+                    "slice_index": z,
+                    "modality_group": "radiology",
+                    "modality": "MR",
+                    "synthetic": True,
+                }
+            )
+    info = {"test_slab": list(test_slab), "gap": gap, "seed": seed, "lesions": "synthetic, see docstring"}
+    path = out / "datalist.json"
+    path.write_text(json.dumps({"description": "MNI152 slices with synthetic lesions", "split": info, **lists}))
+    return str(path)
+
+
+def stardist_crops_datalist(
+    out_dir: str | os.PathLike,
+    crop: int = 128,
+    stride: int = 32,
+    test_fraction: float = 0.3,
+    gap: int = 16,
+    min_area: int = 20,
+) -> str:
+    """Cut stardist's ``img2d.tif`` (512^2 fluorescence, 125 nuclei) into crops with a held-out strip.
+
+    Columns ``[W - test_fraction * W, W)`` are the test strip, cut into non-overlapping crops (rows); training crops
+    (``crop`` x ``crop``, ``stride`` apart) come from columns left of the strip minus ``gap``. Boxes of every nucleus
+    visible in a crop (at least ``min_area`` pixels) from the instance mask. Intensities: ``img / max * 255`` (uint8).
+    """
+    import tifffile
+
+    from dpe_monai.data.sources import package_dir
+
+    root = package_dir("stardist") / "data" / "images"
+    img, mask = tifffile.imread(root / "img2d.tif"), tifffile.imread(root / "mask2d.tif")
+    img8 = np.clip(np.round(img.astype(np.float64) / img.max() * 255.0), 0, 255).astype(np.uint8)
+    h, w = img.shape
+    split_col = int(round(w * (1.0 - test_fraction)))
+    out = Path(out_dir)
+    lists: dict[str, list[dict]] = {"training": [], "test": []}
+
+    def add(name: str, r0: int, c0: int, r1: int, c1: int) -> None:
+        boxes = boxes_from_instances(mask[r0:r1, c0:c1], min_area=min_area)
+        path = _save(out / "images" / f"img2d_{name}_r{r0:03d}c{c0:03d}.png", img8[r0:r1, c0:c1])
+        lists[name].append(
+            {
+                "image": path,
+                "boxes": boxes,
+                "labels": [0] * len(boxes),
+                "crop": [c0, r0, c1, r1],
+                "modality_group": "microscopy",
+                "modality": "fluorescence",
+            }
+        )
+
+    for r0 in range(0, h - crop + 1, stride):
+        for c0 in range(0, split_col - gap - crop + 1, stride):
+            add("training", r0, c0, r0 + crop, c0 + crop)
+    for r0 in range(0, h, crop):
+        add("test", r0, split_col, min(r0 + crop, h), w)
+    info = {"crop": crop, "stride": stride, "test_columns": [split_col, w], "gap": gap, "min_area": min_area}
+    path = out / "datalist.json"
+    path.write_text(json.dumps({"description": "stardist img2d nucleus crops", "split": info, **lists}))
+    return str(path)

@@ -1,0 +1,188 @@
+"""Full-reference image quality of any set of enhancement callables on any datalist (the Table II protocol).
+
+Protocol (recorded by :func:`protocol`): each item is loaded as the bundle's ``evaluate.json`` loads it (float32
+RGB in [0, 1], 8-bit files /255, others min-max, centre crop to ``max_side``), degraded by the simulator seeded per
+item (seed, item id), enhanced by every method from the same degraded tensor, and scored against the clean tensor
+in float (no 8-bit rounding): PSNR (data range 1), SSIM (MONAI, 11x11 Gaussian window, per channel), CIEDE2000
+DeltaE (sRGB -> Lab D65) and the feature distance of :class:`~dpe_monai.metrics.FeatureDistanceMetric`. Items the
+simulator's luminance gate leaves untouched are not scored (their input equals the reference).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from dpe_monai.evaluators.common import EnhanceFn, degrade, enhance, item_id, load_clean, timed
+
+__all__ = ["METRICS", "LOWER_IS_BETTER", "paired_set", "QualityScorer", "score_enhancers", "summarise", "protocol"]
+
+METRICS = ("psnr", "ssim", "delta_e", "feature_distance")
+LOWER_IS_BETTER = {"psnr": False, "ssim": False, "delta_e": True, "feature_distance": True}
+
+
+def protocol(seed: int, mode: str, max_side: int | None, feature_backbone: str) -> dict[str, Any]:
+    """The scoring protocol as a plain dict, stored beside the numbers."""
+    return {
+        "seed": seed,
+        "degradation": f"dpe_monai.transforms.RandLowQuality(mode={mode!r}), seeded per item by (seed, item id)",
+        "value_range": "float32 [0, 1]; no 8-bit rounding",
+        "loading": "LoadImaged -> IntensityWindowd(auto: 8-bit /255, else min-max) -> ToRGBd (grey replicated)",
+        "crop": f"centre crop to {max_side}" if max_side else "none",
+        "colour_space": "metrics on RGB; DeltaE via skimage rgb2lab (sRGB, D65, 2 deg) + deltaE_ciede2000",
+        "psnr": "10 log10(1 / MSE) over all pixels and channels (MONAI PSNRMetric, max_val=1)",
+        "ssim": "MONAI SSIMMetric(spatial_dims=2, data_range=1), Gaussian 11x11, sigma 1.5, mean over channels",
+        "feature_distance": f"FeatureDistanceMetric(backbone={feature_backbone!r}) (LPIPS-like, not LPIPS)",
+        "skipped": "items left untouched by the simulator's luminance gate (input == reference) are not scored",
+        "average": "'average' = mean of the group means (the paper's Table II); 'pooled' = mean over all images",
+    }
+
+
+def paired_set(
+    items: Sequence[Mapping[str, Any]],
+    seed: int = 0,
+    mode: str = "paper",
+    max_side: int | None = 1024,
+    limit_per_group: int | None = None,
+    group_key: str = "modality_group",
+    **degrade_kwargs: Any,
+) -> tuple[list[dict], list[str]]:
+    """Load and degrade every item; returns ``(pairs, skipped_ids)``.
+
+    Each pair: ``id``, ``group`` (``item[group_key]`` or ``"all"``), ``modality``, ``source``, ``image`` (clean,
+    ``(3, H, W)``), ``lq`` (degraded) and ``lq_params``. ``limit_per_group`` keeps the first N degraded items of
+    each group (CI runs).
+    """
+    pairs, skipped = [], []
+    count: dict[str, int] = defaultdict(int)
+    for item in items:
+        group = str(item.get(group_key, "all"))
+        if limit_per_group is not None and count[group] >= limit_per_group:
+            continue
+        ident = item_id(item)
+        clean = load_clean(item, max_side=max_side)["image"]
+        lq, params = degrade(clean, seed, ident, mode=mode, **degrade_kwargs)
+        if not params["applied"]:
+            skipped.append(ident)
+            continue
+        count[group] += 1
+        pairs.append(
+            {
+                "id": ident,
+                "group": group,
+                "modality": item.get("modality"),
+                "source": item.get("source"),
+                "image": clean,
+                "lq": lq,
+                "lq_params": params,
+            }
+        )
+    return pairs, skipped
+
+
+class QualityScorer:
+    """PSNR, SSIM, DeltaE and feature distance of one prediction against its reference (``(3, H, W)`` in [0, 1]).
+
+    Args:
+        feature_backbone: backbone of the feature distance (``"hed_vgg16"``; ``"random"`` for tests; ``None`` skips
+            the metric).
+    """
+
+    def __init__(self, feature_backbone: str | None = "hed_vgg16") -> None:
+        from monai.metrics import PSNRMetric, SSIMMetric
+
+        from dpe_monai.metrics import FeatureDistanceMetric
+
+        self.psnr = PSNRMetric(max_val=1.0)
+        self.ssim = SSIMMetric(spatial_dims=2, data_range=1.0)
+        self.fd = FeatureDistanceMetric(backbone=feature_backbone) if feature_backbone else None
+
+    def __call__(self, pred: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
+        from dpe_monai.metrics import compute_delta_e
+
+        p, r = pred[None].float(), ref[None].float()
+        out = {
+            "psnr": float(self.psnr(p, r).item()),
+            "delta_e": float(compute_delta_e(p, r)[0]),
+        }
+        # MONAI's SSIM needs each side >= the 11-pixel window; smaller images get no SSIM.
+        out["ssim"] = float(self.ssim(p, r).item()) if min(p.shape[-2:]) >= 11 else math.nan
+        if self.fd is not None:
+            out["feature_distance"] = float(self.fd(p, r).item())
+        return out
+
+
+def score_enhancers(
+    pairs: Sequence[Mapping[str, Any]],
+    enhancers: Mapping[str, EnhanceFn],
+    scorer: QualityScorer | None = None,
+    keep: Callable[[Mapping[str, Any]], bool] | None = None,
+) -> dict[str, Any]:
+    """Score every enhancement callable on every pair.
+
+    Args:
+        pairs: from :func:`paired_set`.
+        enhancers: name -> callable ``(B, 3, H, W) [0,1] -> same``; the identity (``"input"``) is added if absent.
+        scorer: a :class:`QualityScorer` (default with the HED VGG-16 feature distance).
+        keep: called with each pair; where True the pair's outputs are kept (``"outputs"``, for image grids).
+
+    Returns:
+        ``{"per_image": [...], "summary": ..., "seconds_per_image": {...}, "outputs": {id: {name: tensor}}}``.
+    """
+    scorer = scorer or QualityScorer()
+    enhancers = {"input": lambda x: x, **dict(enhancers)}
+    per_image, outputs = [], {}
+    seconds: dict[str, float] = defaultdict(float)
+    for pair in pairs:
+        rec = {k: pair[k] for k in ("id", "group", "modality", "source", "lq_params")}
+        rec["shape"] = list(pair["image"].shape)
+        rec["metrics"] = {}
+        kept = {} if keep is not None and keep(pair) else None
+        for name, fn in enhancers.items():
+            out, sec = timed(lambda fn=fn: enhance(fn, pair["lq"]))
+            seconds[name] += sec
+            rec["metrics"][name] = scorer(out, pair["image"])
+            if kept is not None:
+                kept[name] = out
+        if kept is not None:
+            kept["reference"] = pair["image"]
+            outputs[pair["id"]] = kept
+        per_image.append(rec)
+    n = max(len(pairs), 1)
+    return {
+        "per_image": per_image,
+        "summary": summarise(per_image, list(enhancers)),
+        "seconds_per_image": {k: v / n for k, v in seconds.items()},
+        "outputs": outputs,
+    }
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    arr = np.asarray([v for v in values if np.isfinite(v)], dtype=np.float64)
+    if arr.size == 0:
+        return {"mean": math.nan, "std": math.nan, "median": math.nan, "n": 0}
+    return {"mean": float(arr.mean()), "std": float(arr.std()), "median": float(np.median(arr)), "n": int(arr.size)}
+
+
+def summarise(per_image: Sequence[Mapping[str, Any]], methods: Sequence[str]) -> dict[str, Any]:
+    """Per method: per group ``{metric: {mean, std, median, n}}``, ``average`` (mean of group means) and ``pooled``."""
+    groups = sorted({r["group"] for r in per_image})
+    summary: dict[str, Any] = {}
+    for name in methods:
+        entry: dict[str, Any] = {}
+        metric_names = sorted({m for r in per_image for m in r["metrics"].get(name, {})})
+        for g in groups:
+            rows = [r["metrics"][name] for r in per_image if r["group"] == g and name in r["metrics"]]
+            entry[g] = {m: _stats([row[m] for row in rows if m in row]) for m in metric_names}
+        entry["average"] = {
+            m: float(np.nanmean([entry[g][m]["mean"] for g in groups])) if groups else math.nan for m in metric_names
+        }
+        rows = [r["metrics"][name] for r in per_image if name in r["metrics"]]
+        entry["pooled"] = {m: _stats([row[m] for row in rows if m in row]) for m in metric_names}
+        summary[name] = entry
+    return summary
