@@ -65,3 +65,36 @@ def test_train_tracks_and_resumes(tmp_path):
     trainer2 = wf2.parser.get_parsed_content("train#trainer")
     assert trainer2.state.epoch == 3 and trainer2.state.iteration == 6
     wf2.finalize()
+
+
+def test_train_from_a_user_folder(tmp_path):
+    """`dataset_dir` may be a plain folder of the user's images: a datalist is built beside it, the folder untouched."""
+    from tests.io_fixtures import write_formats
+
+    folder = tmp_path / "my_images"
+    write_formats(folder)
+    before = sorted(p.name for p in folder.rglob("*"))
+    wf = ConfigWorkflow(
+        config_file=str(BUNDLE / "configs" / "train.json"),
+        workflow_type="train",
+        bundle_root=str(BUNDLE),
+        dataset_dir=str(folder),
+        output_dir=str(tmp_path / "out"),
+        ckpt_dir=str(tmp_path / "models"),
+        max_epochs=1,
+        epoch_length=1,
+        batch_size=2,
+        patch_size=32,
+        val_crop=32,
+        num_workers=0,
+        feature_backbone="random",
+        use_discriminator=False,
+        network_def={"_target_": "dpe_monai.networks.DPENet", "channels": [8, 12, 16]},
+        run_name="user_folder",
+    )
+    wf.initialize()
+    wf.run()
+    wf.finalize()
+    assert (tmp_path / "my_images_dpe_collection" / "datalist.json").is_file()
+    assert sorted(p.name for p in folder.rglob("*")) == before
+    assert (tmp_path / "models" / "model.pt").is_file()

@@ -1,4 +1,4 @@
-"""Build the packaged collection on first use (bundle configs call this for their default ``dataset_dir``)."""
+"""Resolve a bundle's ``dataset_dir`` to a datalist: the packaged collection, or a user's folder of images."""
 
 from __future__ import annotations
 
@@ -9,24 +9,44 @@ from pathlib import Path
 __all__ = ["ensure_collection"]
 
 
-def ensure_collection(dataset_dir: str | os.PathLike, seed: int = 0) -> str:
-    """Return ``<dataset_dir>/datalist.json``, building the packaged collection there first if it is missing.
+def _has_images(folder: Path) -> bool:
+    from dpe_monai.io import detect_kind
 
-    A file lock makes concurrent callers (e.g. the ranks of a distributed run) build it once.
+    return any(p.is_file() and detect_kind(p) is not None for p in folder.rglob("*"))
+
+
+def ensure_collection(dataset_dir: str | os.PathLike, seed: int = 0, user_group: str = "radiology") -> str:
+    """Return a MONAI datalist path for ``dataset_dir``, building it on first use.
+
+    - ``dataset_dir/datalist.json`` exists: use it (a collection built before, or the user's own datalist).
+    - ``dataset_dir`` is missing or empty: build the packaged collection there.
+    - ``dataset_dir`` holds the user's images (NIfTI, DICOM, PNG/JPEG/TIFF, any depth of folders) but no datalist:
+      build a collection of *those* images (subject-wise splits, 2-D items from volumes) into the sibling folder
+      ``<dataset_dir>_dpe_collection``; the user's folder is never written to.
+
+    A file lock makes concurrent callers (e.g. the ranks of a distributed run) build once.
 
     Args:
-        dataset_dir: folder of the collection (created if needed).
-        seed: split seed passed to :func:`~dpe_monai.data.build.build_collection`.
+        dataset_dir: see above.
+        seed: split seed for :func:`~dpe_monai.data.build.build_collection`.
+        user_group: modality group recorded for a user's images.
     """
     from dpe_monai.data.build import DATALIST, build_collection
 
-    root = Path(dataset_dir)
-    datalist = root / DATALIST
+    root = Path(dataset_dir).expanduser()
+    if (root / DATALIST).is_file():
+        return str(root / DATALIST)
+    user = root.is_dir() and _has_images(root)
+    target = root.with_name(root.name + "_dpe_collection") if user else root
+    datalist = target / DATALIST
     if datalist.is_file():
         return str(datalist)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.parent / f".{root.name}.lock", "w") as lock:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not datalist.is_file():
-            build_collection(root, seed=seed)
+            if user:
+                build_collection(target, seed=seed, sources=[], user_folders=[root], user_group=user_group)
+            else:
+                build_collection(target, seed=seed)
     return str(datalist)
