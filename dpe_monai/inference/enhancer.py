@@ -22,7 +22,8 @@ class Enhancer:
 
     ``Enhancer(x)`` takes ``(B, C, H, W)`` tensors in [0, 1] (the network's documented range) and returns the same
     shape in [0, 1]. ``C`` may be the network's ``in_channels`` or 1 for a 3-channel network (the grey image is
-    replicated to RGB and the output averaged back to one channel). Images larger than ``tile_size`` on a side go
+    replicated to RGB and the output averaged back to one channel); an RGB input whose three channels are equal
+    (a grey image already replicated) also gets grey output. Images larger than ``tile_size`` on a side go
     through MONAI's ``SlidingWindowInferer`` with Gaussian blending (no seams, bounded memory). 5-D input
     ``(B, C, H, W, D)`` is enhanced slice by slice along spatial axis ``axis`` (0, 1 or 2).
 
@@ -115,7 +116,12 @@ class Enhancer:
     def _enhance_2d(self, x: torch.Tensor) -> torch.Tensor:
         c = x.shape[1]
         if c == self.in_channels:
-            return self._run(x, self._dtype(self.precision))
+            y = self._run(x, self._dtype(self.precision))
+            if c == 3:  # grey in, grey out: images whose three channels are equal get the channel mean back
+                grey = (x[:, 0] == x[:, 1]).flatten(1).all(1) & (x[:, 1] == x[:, 2]).flatten(1).all(1)
+                if bool(grey.any()):
+                    y[grey] = y[grey].mean(dim=1, keepdim=True).expand(-1, 3, *y.shape[2:])
+            return y
         if c == 1 and self.in_channels == 3:
             return self._run(x.expand(-1, 3, -1, -1), self._dtype(self.precision)).mean(dim=1, keepdim=True)
         raise ValueError(f"the network takes {self.in_channels} channels (or 1 if it takes 3); got {c}")
