@@ -120,7 +120,8 @@ class Enhancer:
             if c == 3:  # grey in, grey out: images whose three channels are equal get the channel mean back
                 grey = (x[:, 0] == x[:, 1]).flatten(1).all(1) & (x[:, 1] == x[:, 2]).flatten(1).all(1)
                 if bool(grey.any()):
-                    y[grey] = y[grey].mean(dim=1, keepdim=True).expand(-1, 3, *y.shape[2:])
+                    mean = y.mean(dim=1, keepdim=True).expand_as(y)
+                    y = torch.where(grey.view(-1, 1, *([1] * (y.ndim - 2))).to(y.device), mean, y)
             return y
         if c == 1 and self.in_channels == 3:
             return self._run(x.expand(-1, 3, -1, -1), self._dtype(self.precision)).mean(dim=1, keepdim=True)
