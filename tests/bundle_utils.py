@@ -31,3 +31,22 @@ def make_tiny_collection(root: Path, n_train: int = 4, n_val: int = 2, size: int
     path = root / "datalist.json"
     path.write_text(json.dumps(lists))
     return path
+
+
+def tiny_train_overrides(tmp_path: Path, datalist: Path, **extra) -> dict:
+    """`train.json` overrides for CI-sized runs: tiny networks, 32-px patches, random feature backbone."""
+    overrides = {
+        "bundle_root": str(BUNDLE),
+        "datalist": str(datalist),
+        "output_dir": str(tmp_path / "out"),
+        "ckpt_dir": str(tmp_path / "models"),
+        "batch_size": 2,
+        "patch_size": 32,
+        "val_crop": 32,
+        "num_workers": 0,
+        "feature_backbone": "random",
+        "network_def": {"_target_": "dpe_monai.networks.DPENet", "channels": [8, 12, 16]},
+        "discriminator_def": {"_target_": "dpe_monai.networks.DPEDiscriminator", "channels": [8, 8, 16, 16]},
+    }
+    overrides.update(extra)
+    return overrides

@@ -9,29 +9,15 @@ import sys
 
 import torch
 
-from tests.bundle_utils import BUNDLE, make_tiny_collection
+from tests.bundle_utils import BUNDLE, make_tiny_collection, tiny_train_overrides
 
 
 def test_two_process_gloo_ddp(tmp_path):
     datalist = make_tiny_collection(tmp_path / "data", n_train=4, n_val=2)
     configs = [str(BUNDLE / "configs" / "train.json"), str(BUNDLE / "configs" / "multi_gpu_train.json")]
-    overrides = {
-        "bundle_root": str(BUNDLE),
-        "datalist": str(datalist),
-        "output_dir": str(tmp_path / "out"),
-        "ckpt_dir": str(tmp_path / "models"),
-        "max_epochs": 1,
-        "epoch_length": 2,
-        "batch_size": 1,
-        "patch_size": 32,
-        "val_crop": 32,
-        "num_workers": 0,
-        "feature_backbone": "random",
-        "precision": "fp32",
-        "network_def": {"_target_": "dpe_monai.networks.DPENet", "channels": [8, 12, 16]},
-        "discriminator_def": {"_target_": "dpe_monai.networks.DPEDiscriminator", "channels": [8, 8, 16, 16]},
-        "run_name": "ddp_ci",
-    }
+    overrides = tiny_train_overrides(
+        tmp_path, datalist, max_epochs=1, epoch_length=2, batch_size=1, precision="fp32", run_name="ddp_ci"
+    )
     args_file = tmp_path / "overrides.json"
     args_file.write_text(json.dumps(overrides))
     cmd = [

@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from tests.bundle_utils import BUNDLE, make_tiny_collection
+from tests.bundle_utils import BUNDLE, make_tiny_collection, tiny_train_overrides
 
 
 def _cmd(args_file, **extra):
@@ -32,22 +32,7 @@ def _cmd(args_file, **extra):
 
 def test_sigkill_then_resume(tmp_path):
     datalist = make_tiny_collection(tmp_path / "data")
-    overrides = {
-        "bundle_root": str(BUNDLE),
-        "datalist": str(datalist),
-        "output_dir": str(tmp_path / "out"),
-        "ckpt_dir": str(tmp_path / "models"),
-        "max_epochs": 1000,
-        "epoch_length": 2,
-        "batch_size": 2,
-        "patch_size": 32,
-        "val_crop": 32,
-        "val_interval": 1000,
-        "num_workers": 0,
-        "feature_backbone": "random",
-        "network_def": {"_target_": "dpe_monai.networks.DPENet", "channels": [8, 12, 16]},
-        "discriminator_def": {"_target_": "dpe_monai.networks.DPEDiscriminator", "channels": [8, 8, 16, 16]},
-    }
+    overrides = tiny_train_overrides(tmp_path, datalist, max_epochs=1000, epoch_length=2, val_interval=1000)
     args_file = tmp_path / "args.json"
     args_file.write_text(json.dumps(overrides))
     env = dict(os.environ, OMP_NUM_THREADS="1")

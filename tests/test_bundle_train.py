@@ -7,28 +7,12 @@ import sqlite3
 import torch
 from monai.bundle import ConfigWorkflow
 
-from tests.bundle_utils import BUNDLE, make_tiny_collection
+from tests.bundle_utils import BUNDLE, make_tiny_collection, tiny_train_overrides
 
 
 def _workflow(tmp_path, **overrides) -> ConfigWorkflow:
     datalist = make_tiny_collection(tmp_path / "data")
-    settings = dict(
-        bundle_root=str(BUNDLE),
-        datalist=str(datalist),
-        output_dir=str(tmp_path / "out"),
-        ckpt_dir=str(tmp_path / "models"),
-        max_epochs=2,
-        epoch_length=2,
-        batch_size=2,
-        patch_size=32,
-        val_crop=32,
-        num_workers=0,
-        feature_backbone="random",
-        network_def={"_target_": "dpe_monai.networks.DPENet", "channels": [8, 12, 16]},
-        discriminator_def={"_target_": "dpe_monai.networks.DPEDiscriminator", "channels": [8, 8, 16, 16]},
-        ema_decay=0.9,
-        run_name="ci_run",
-    )
+    settings = tiny_train_overrides(tmp_path, datalist, max_epochs=2, epoch_length=2, ema_decay=0.9, run_name="ci_run")
     settings.update(overrides)
     wf = ConfigWorkflow(config_file=str(BUNDLE / "configs" / "train.json"), workflow_type="train", **settings)
     wf.initialize()
