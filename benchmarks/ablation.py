@@ -169,17 +169,25 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_args(p)
     p.add_argument("--variants", nargs="+", default=list(ABLATION), help=f"from {sorted(CONFIGS)}")
-    p.add_argument("--max_epochs", type=int, default=4)
+    p.add_argument("--max_epochs", type=int, default=3)
     p.add_argument("--epoch_length", type=int, default=100)
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--patch_size", type=int, default=128)
     p.add_argument("--train_seed", type=int, default=0)
-    p.add_argument("--set", nargs="*", default=[], metavar="[VARIANT:]KEY=JSON",
-                   help="extra bundle overrides, e.g. network_def#channels=[8,12,16]")  # fmt: skip
+    p.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="[VARIANT:]KEY=JSON",
+        help="extra bundle overrides, e.g. network_def#channels=[8,12,16]",
+    )
     p.add_argument("--skip_training", action="store_true", help="score checkpoints of an earlier run")
     p.add_argument("--work_dir", default=str(WORK / "ablation"), help="checkpoints and training logs")
-    p.add_argument("--output", default=None,
-                   help="default: benchmarks/results/ablation.json (basicunet.json when only basicunet is trained)")  # fmt: skip
+    p.add_argument(
+        "--output",
+        default=None,
+        help="default: benchmarks/results/ablation.json (basicunet.json when only basicunet is trained)",
+    )
     return p
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import math
 import os
 import platform
 import subprocess
@@ -54,8 +53,9 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     try:
-        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=False).stdout.strip()  # fmt: skip
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
     except OSError:
         commit = ""
     info = {
@@ -87,7 +87,9 @@ def sha256(path: str | os.PathLike, limit: int = 12) -> str:
     return h.hexdigest()[:limit]
 
 
-def parse_network(config_files: Sequence[str | os.PathLike], overrides: Mapping[str, Any] | None = None) -> torch.nn.Module:
+def parse_network(
+    config_files: Sequence[str | os.PathLike], overrides: Mapping[str, Any] | None = None
+) -> torch.nn.Module:
     """Instantiate ``network_def`` of merged bundle configs (e.g. ``train.json`` + an ablation override)."""
     from monai.bundle import ConfigParser
 
@@ -109,7 +111,9 @@ def network_enhancer(
     network = load_network(network, checkpoint)
     enhancer = Enhancer(network, device=device, precision=precision)
     info = {
-        "checkpoint": str(Path(checkpoint).resolve().relative_to(REPO)) if _inside_repo(checkpoint) else str(checkpoint),
+        "checkpoint": str(Path(checkpoint).resolve().relative_to(REPO))
+        if _inside_repo(checkpoint)
+        else str(checkpoint),
         "checkpoint_sha256": sha256(checkpoint),
         "network": type(network).__name__,
         "parameters": sum(p.numel() for p in network.parameters()),
@@ -172,27 +176,11 @@ def build_methods(
     return methods, info
 
 
-def _clean(obj: Any) -> Any:
-    """Replace NaN/inf by None and tensors by lists so the JSON is standard."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, torch.Tensor):
-        return _clean(obj.tolist())
-    if isinstance(obj, Mapping):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
 def write_json(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
     """Write ``payload`` as standard JSON (NaN -> null) and return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_clean(payload), indent=1) + "\n")
-    return path
+    from dpe_monai.evaluators.common import save_json
+
+    return save_json(path, payload)
 
 
 def json_arg(text: str | None) -> Any:

@@ -24,6 +24,7 @@ from benchmarks.common import (
     DEFAULT_DATASET,
     FIGURES,
     LABELS,
+    REPO,
     RESULTS,
     build_methods,
     json_arg,
@@ -55,9 +56,18 @@ def load_pairs(args: argparse.Namespace) -> tuple[list[dict], list[str], str]:
 
     datalist = args.datalist or ensure_collection(args.dataset_dir)
     items = load_datalist(datalist, args.split)
-    pairs, skipped = paired_set(items, seed=args.seed, mode=args.mode, max_side=args.max_side,
-                                limit_per_group=args.limit_per_group)  # fmt: skip
+    pairs, skipped = paired_set(
+        items, seed=args.seed, mode=args.mode, max_side=args.max_side, limit_per_group=args.limit_per_group
+    )
     return pairs, skipped, str(datalist)
+
+
+def _repo_relative(path: Path) -> str:
+    """``path`` relative to the repository when inside it (portable JSON), else absolute."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path.resolve())
 
 
 def grid_items(pairs: list[dict]) -> set[str]:
@@ -79,8 +89,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     pairs, skipped, datalist = load_pairs(args)
-    methods, info = build_methods(args.methods, args.dpe_checkpoint, json_arg(args.dpe_network),
-                                  args.basicunet_checkpoint, json_arg(args.basicunet_network), args.precision)  # fmt: skip
+    methods, info = build_methods(
+        args.methods,
+        args.dpe_checkpoint,
+        json_arg(args.dpe_network),
+        args.basicunet_checkpoint,
+        json_arg(args.basicunet_network),
+        args.precision,
+    )
     grid_ids = grid_items(pairs)
     scores = score_enhancers(pairs, methods, QualityScorer(args.feature_backbone), keep=lambda p: p["id"] in grid_ids)
     figures = {}
@@ -95,7 +111,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             path = Path(args.figures) / f"quality_grid_{pair['group']}.png"
             title = f"{pair['group']}: {pair['id']} ({pair['modality']}), PSNR dB / DeltaE against the reference"
             image_grid(scores["outputs"][pair["id"]], labels, row["metrics"], title, path)
-            figures[pair["group"]] = {"path": str(path), "item": pair["id"]}
+            figures[pair["group"]] = {"path": _repo_relative(path), "item": pair["id"]}
     groups = sorted({p["group"] for p in pairs})
     payload = {
         "benchmark": "quality",
@@ -127,8 +143,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", default=list(ALL_METHODS), help=f"subset of {list(ALL_METHODS)}")
     p.add_argument("--dpe_checkpoint", default=None, help="default: bundles/dpe_enhancement/models/model.pt")
     p.add_argument("--dpe_network", default=None, help="network_def JSON (default: inference.json's)")
-    p.add_argument("--basicunet_checkpoint", default=None,
-                   help="default: outputs/benchmarks/ablation/basicunet/models/model.pt (benchmarks.ablation)")  # fmt: skip
+    p.add_argument(
+        "--basicunet_checkpoint",
+        default=None,
+        help="default: outputs/benchmarks/ablation/basicunet/models/model.pt (benchmarks.ablation)",
+    )
     p.add_argument("--basicunet_network", default=None, help="network_def JSON (default: train.json + basicunet.json)")
     p.add_argument("--output", default=str(RESULTS / "quality.json"))
     p.add_argument("--figures", default=str(FIGURES), help="folder of the image grids ('' to skip)")

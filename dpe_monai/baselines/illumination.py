@@ -61,9 +61,7 @@ def refine_illumination(t_hat: np.ndarray, alpha: float = 0.15, sigma: float = 2
     wv = alpha * _smoothness_weights(t_hat, 0, sigma, eps).ravel()  # edge (i, i + w)
     wh = alpha * _smoothness_weights(t_hat, 1, sigma, eps).ravel()  # edge (i, i + 1)
     diag = 1.0 + wv + wh + np.concatenate([np.zeros(w), wv[:-w]]) + np.concatenate([[0.0], wh[:-1]])
-    matrix = sparse.diags(
-        [diag, -wh[:-1], -wh[:-1], -wv[:-w], -wv[:-w]], [0, 1, -1, w, -w], shape=(n, n), format="csc"
-    )
+    matrix = sparse.diags([diag, -wh[:-1], -wh[:-1], -wv[:-w], -wv[:-w]], [0, 1, -1, w, -w], shape=(n, n), format="csc")
     return np.asarray(spsolve(matrix, t_hat.ravel().astype(np.float64))).reshape(h, w)
 
 

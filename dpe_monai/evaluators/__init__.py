@@ -16,11 +16,10 @@ _EXPORTS = {
     "load_clean": "dpe_monai.evaluators.common",
     "degrade": "dpe_monai.evaluators.common",
     "enhance": "dpe_monai.evaluators.common",
+    "save_json": "dpe_monai.evaluators.common",
     "paired_set": "dpe_monai.evaluators.quality",
     "QualityScorer": "dpe_monai.evaluators.quality",
     "score_enhancers": "dpe_monai.evaluators.quality",
-    "recovery": "dpe_monai.evaluators.recovery",
-    "recovery_table": "dpe_monai.evaluators.recovery",
     "SegmentationEvaluator": "dpe_monai.evaluators.segmentation",
     "evaluate_segmentation": "dpe_monai.evaluators.segmentation",
     "train_segmenter": "dpe_monai.evaluators.segmentation",
@@ -33,7 +32,11 @@ _EXPORTS = {
     "stardist_crops_datalist": "dpe_monai.evaluators.datasets",
 }
 
-__all__ = sorted(_EXPORTS)
+# eager: the function ``recovery`` shares its name with its module, which a lazy lookup would return instead
+from dpe_monai.evaluators.recovery import recovery as recovery  # noqa: E402
+from dpe_monai.evaluators.recovery import recovery_table as recovery_table  # noqa: E402
+
+__all__ = sorted([*_EXPORTS, "recovery", "recovery_table"])
 
 
 def __getattr__(name: str) -> Any:

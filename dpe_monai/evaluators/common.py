@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import time
 import zlib
@@ -20,6 +22,7 @@ __all__ = [
     "enhance",
     "item_id",
     "timed",
+    "save_json",
 ]
 
 #: an enhancement callable: ``(B, C, H, W)`` float tensor in [0, 1] -> same shape in [0, 1].
@@ -133,3 +136,26 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     start = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - start
+
+
+def _plain(obj: Any) -> Any:
+    """NaN/inf -> None, tensors -> lists, paths -> str (standard JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, torch.Tensor):
+        return _plain(obj.tolist())
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def save_json(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
+    """Write an evaluator result as standard JSON (NaN -> null); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_plain(payload), indent=1) + "\n")
+    return path

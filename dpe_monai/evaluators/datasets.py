@@ -153,7 +153,9 @@ def mni_lesion_datalist(
     for name, zs in split.items():
         lists[name] = []
         for z in zs:
-            img, boxes = _paste_lesions(_plane(t1, z), _plane(tissue, z) > 0, rng, int(rng.integers(1, max_lesions + 1)))
+            img, boxes = _paste_lesions(
+                _plane(t1, z), _plane(tissue, z) > 0, rng, int(rng.integers(1, max_lesions + 1))
+            )
             lists[name].append(
                 {
                     "image": _save(out / "images" / f"mni_lesion_axial{z:03d}.png", img),

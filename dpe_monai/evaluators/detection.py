@@ -79,8 +79,15 @@ class ResNetFPN(nn.Module):
         from monai.networks.blocks.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
         from monai.networks.nets import resnet
 
-        backbone = resnet.ResNet(block=resnet.ResNetBlock, layers=list(layers), block_inplanes=list(block_inplanes),
-                                 spatial_dims=2, n_input_channels=in_channels, conv1_t_size=7, conv1_t_stride=2)  # fmt: skip
+        backbone = resnet.ResNet(
+            block=resnet.ResNetBlock,
+            layers=list(layers),
+            block_inplanes=list(block_inplanes),
+            spatial_dims=2,
+            n_input_channels=in_channels,
+            conv1_t_size=7,
+            conv1_t_stride=2,
+        )
         self.stem = nn.Sequential(backbone.conv1, backbone.bn1, backbone.act, backbone.maxpool)
         self.stages = nn.ModuleList(getattr(backbone, f"layer{i + 1}") for i in range(n_levels))
         widths = [block_inplanes[i] * resnet.ResNetBlock.expansion for i in range(n_levels)]
@@ -112,14 +119,23 @@ def build_detector(
 
     allow_without_torchvision()
     anchors = AnchorGeneratorWithAnchorShape(feature_map_scales=(1, 2, 4), base_anchor_shapes=base_anchor_shapes)
-    network = RetinaNet(spatial_dims=2, num_classes=num_classes, num_anchors=anchors.num_anchors_per_location()[0],
-                        feature_extractor=ResNetFPN(in_channels), size_divisible=16)  # fmt: skip
+    network = RetinaNet(
+        spatial_dims=2,
+        num_classes=num_classes,
+        num_anchors=anchors.num_anchors_per_location()[0],
+        feature_extractor=ResNetFPN(in_channels),
+        size_divisible=16,
+    )
     det = RetinaNetDetector(network, anchors, debug=False)
     det.set_atss_matcher(num_candidates=4, center_in_gt=False)
     det.set_hard_negative_sampler(batch_size_per_image=64, positive_fraction=0.3, pool_size=20, min_neg=16)
     det.set_target_keys(box_key="box", label_key="label")
-    det.set_box_selector_parameters(score_thresh=score_thresh, topk_candidates_per_level=1000, nms_thresh=nms_thresh,
-                                    detections_per_img=detections_per_img)  # fmt: skip
+    det.set_box_selector_parameters(
+        score_thresh=score_thresh,
+        topk_candidates_per_level=1000,
+        nms_thresh=nms_thresh,
+        detections_per_img=detections_per_img,
+    )
     return det
 
 
@@ -179,9 +195,15 @@ def train_detector(
         if it % 50 == 0 or it == iterations - 1:
             curve.append([it, float(loss.detach())])
     det.eval()
-    log = {"iterations": iterations, "batch_size": batch_size, "learning_rate": learning_rate, "n_train": len(items),
-           "n_train_boxes": sum(len(t["box"]) for _, t in data), "seconds": time.perf_counter() - start,
-           "loss_curve": curve}  # fmt: skip
+    log = {
+        "iterations": iterations,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "n_train": len(items),
+        "n_train_boxes": sum(len(t["box"]) for _, t in data),
+        "seconds": time.perf_counter() - start,
+        "loss_curve": curve,
+    }
     return det, log
 
 
@@ -294,7 +316,8 @@ class DetectionEvaluator:
         """mAP and recovery on held-out ``items`` for every enhancer (see :func:`evaluate_detection`)."""
         if self.detector is None:
             raise RuntimeError("call fit() first")
-        out = evaluate_detection(self.detector, items, enhancers, self.class_names, self.seed, self.mode,
-                                 **self.degrade_kwargs)  # fmt: skip
+        out = evaluate_detection(
+            self.detector, items, enhancers, self.class_names, self.seed, self.mode, **self.degrade_kwargs
+        )
         out["train"] = self.train_log
         return out

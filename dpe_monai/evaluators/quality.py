@@ -33,6 +33,8 @@ def protocol(seed: int, mode: str, max_side: int | None, feature_backbone: str) 
         "degradation": f"dpe_monai.transforms.RandLowQuality(mode={mode!r}), seeded per item by (seed, item id)",
         "value_range": "float32 [0, 1]; no 8-bit rounding",
         "loading": "LoadImaged -> IntensityWindowd(auto: 8-bit /255, else min-max) -> ToRGBd (grey replicated)",
+        "grey_images": "replicated to RGB before the simulator (as in training and evaluate.json), so its noise is "
+        "drawn per channel and degraded grey images carry chroma noise",
         "crop": f"centre crop to {max_side}" if max_side else "none",
         "colour_space": "metrics on RGB; DeltaE via skimage rgb2lab (sRGB, D65, 2 deg) + deltaE_ciede2000",
         "psnr": "10 log10(1 / MSE) over all pixels and channels (MONAI PSNRMetric, max_val=1)",
@@ -114,6 +116,9 @@ class QualityScorer:
         out["ssim"] = float(self.ssim(p, r).item()) if min(p.shape[-2:]) >= 11 else math.nan
         if self.fd is not None:
             out["feature_distance"] = float(self.fd(p, r).item())
+        for metric in (self.psnr, self.ssim, self.fd):
+            if metric is not None:
+                metric.reset()  # used per image only: keep the cumulative buffers empty
         return out
 
 
@@ -144,7 +149,7 @@ def score_enhancers(
         rec["metrics"] = {}
         kept = {} if keep is not None and keep(pair) else None
         for name, fn in enhancers.items():
-            out, sec = timed(lambda fn=fn: enhance(fn, pair["lq"]))
+            out, sec = timed(lambda fn=fn, lq=pair["lq"]: enhance(fn, lq))
             seconds[name] += sec
             rec["metrics"][name] = scorer(out, pair["image"])
             if kept is not None:

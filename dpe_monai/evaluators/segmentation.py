@@ -33,7 +33,9 @@ __all__ = ["SegmentationEvaluator", "build_segmenter", "train_segmenter", "segme
 logger = logging.getLogger(__name__)
 
 
-def build_segmenter(num_classes: int, in_channels: int = 3, channels: Sequence[int] = (16, 32, 64, 128)) -> torch.nn.Module:
+def build_segmenter(
+    num_classes: int, in_channels: int = 3, channels: Sequence[int] = (16, 32, 64, 128)
+) -> torch.nn.Module:
     """A 2-D MONAI ``UNet`` (strides 2, two residual units per level, instance norm)."""
     from monai.networks.nets import UNet
 
@@ -107,8 +109,15 @@ def train_segmenter(
         if it % 50 == 0 or it == iterations - 1:
             curve.append([it, float(loss)])
     network.eval()
-    log = {"iterations": iterations, "batch_size": batch_size, "learning_rate": learning_rate, "n_train": len(items),
-           "seconds": time.perf_counter() - start, "loss_curve": curve, "padded_size": list(size)}  # fmt: skip
+    log = {
+        "iterations": iterations,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "n_train": len(items),
+        "seconds": time.perf_counter() - start,
+        "loss_curve": curve,
+        "padded_size": list(size),
+    }
     return network, log
 
 
@@ -161,11 +170,15 @@ def evaluate_segmentation(
         fg = [v for v in per_class[1:] if np.isfinite(v)]
         results[key] = {"dice": dict(zip(names, per_class)), "mean_dice": float(np.mean(fg)) if fg else math.nan}
     mean = {k: v["mean_dice"] for k, v in results.items()}
-    per_class_recovery = {
-        c: recovery_table({k: v["dice"][c] for k, v in results.items()}) for c in names[1:]
+    per_class_recovery = {c: recovery_table({k: v["dice"][c] for k, v in results.items()}) for c in names[1:]}
+    return {
+        "inputs": results,
+        "recovery": recovery_table(mean),
+        "recovery_per_class": per_class_recovery,
+        "n_test": n,
+        "skipped": skipped,
+        "class_names": names,
     }
-    return {"inputs": results, "recovery": recovery_table(mean), "recovery_per_class": per_class_recovery,
-            "n_test": n, "skipped": skipped, "class_names": names}  # fmt: skip
 
 
 class SegmentationEvaluator:
@@ -207,7 +220,15 @@ class SegmentationEvaluator:
         """Dice and recovery on held-out ``items`` for every enhancer (see :func:`evaluate_segmentation`)."""
         if self.network is None:
             raise RuntimeError("call fit() first")
-        out = evaluate_segmentation(self.network, items, enhancers, self.num_classes, self.class_names, self.seed,
-                                    self.mode, **self.degrade_kwargs)  # fmt: skip
+        out = evaluate_segmentation(
+            self.network,
+            items,
+            enhancers,
+            self.num_classes,
+            self.class_names,
+            self.seed,
+            self.mode,
+            **self.degrade_kwargs,
+        )
         out["train"] = self.train_log
         return out

@@ -1,0 +1,406 @@
+"""Sections of ``benchmarks/RESULTS.md``: each turns one results JSON into Markdown (and charts)."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import REPO
+from benchmarks.plots import grouped_bars, latency_chart
+
+PAPER_TABLE_II = {  # PSNR / DeltaE per group (radiology, dermatology, microscopy, average)
+    "LIME": {
+        "radiology": (19.14, 9.34),
+        "dermatology": (19.32, 10.32),
+        "microscopy": (17.07, 7.83),
+        "average": (18.51, 9.16),
+    },
+    "DUAL": {
+        "radiology": (21.69, 6.94),
+        "dermatology": (16.70, 13.26),
+        "microscopy": (25.21, 3.05),
+        "average": (21.20, 7.75),
+    },
+    "DPE": {
+        "radiology": (29.04, 3.21),
+        "dermatology": (23.11, 6.36),
+        "microscopy": (30.69, 1.11),
+        "average": (27.61, 3.56),
+    },
+}
+METRIC_NAMES = {
+    "psnr": "PSNR (dB, higher is better)",
+    "ssim": "SSIM (higher is better)",
+    "delta_e": "DeltaE CIEDE2000 (lower is better)",
+    "feature_distance": "feature distance (lower is better)",
+}
+LOWER = {"psnr": False, "ssim": False, "delta_e": True, "feature_distance": True}
+ABLATION_FLAGS = {"base": "----", "residual": "R---", "gates": "RG--", "feature_loss": "RGF-", "adversarial": "RGFA"}
+
+
+def is_nan(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _best(values: dict[str, Any], lower: bool) -> str | None:
+    ok = {k: v for k, v in values.items() if not is_nan(v)}
+    if not ok:
+        return None
+    return min(ok, key=ok.get) if lower else max(ok, key=ok.get)
+
+
+def _img(ctx: dict, path: Path, alt: str) -> str:
+    return f"![{alt}]({os.path.relpath(path, ctx['output_dir'])})"
+
+
+def group_mean(summary: dict, method: str, group: str, metric: str) -> Any:
+    entry = summary[method]
+    if group == "average":
+        return entry["average"].get(metric)
+    if group == "pooled":
+        return entry["pooled"].get(metric, {}).get("mean")
+    return entry.get(group, {}).get(metric, {}).get("mean")
+
+
+# --------------------------------------------------------------------------------------------------- quality
+def quality_section(q: dict | None, ctx: dict) -> list[str]:
+    """Table II analogue: one table per metric, paper reference, bar charts, image grids, timings."""
+    out = ["## 1. Image quality (Table II analogue)", ""]
+    if q is None:
+        return out + [f"Not run yet: `{ctx['commands']['quality']}`.", ""]
+    fmt, table, labels = ctx["fmt"], ctx["table"], ctx["labels"]
+    groups = list(q["groups"])
+    cols = groups + ["average", "pooled"]
+    out += [
+        f"Command: `{q['command']}`  ",
+        f"Machine: {ctx['machine_line'](q)}  ",
+        f"Data: `{q['split']}` split of `{q['datalist']}`; scored images per group: "
+        + ", ".join(f"{g} {n}" for g, n in q["groups"].items())
+        + f"; {len(q['skipped_by_luminance_gate'])} images skipped by the simulator's luminance gate.",
+        "",
+        "Protocol:",
+        "",
+    ]
+    out += [f"- {k}: {v}" for k, v in q["protocol"].items()] + [""]
+    for name, info in q["methods"].items():
+        if info.get("kind") == "network":
+            out.append(
+                f"- {labels.get(name, name)}: `{info['checkpoint']}` (sha256 {info['checkpoint_sha256']}), "
+                f"{info['network']}, {info['parameters']:,} parameters, inference precision {info['precision']}."
+            )
+    out.append("")
+    summary, methods = q["summary"], list(q["summary"])
+    for metric, title in METRIC_NAMES.items():
+        if not any(metric in summary[m]["average"] for m in methods):
+            continue
+        best = {c: _best({m: group_mean(summary, m, c, metric) for m in methods}, LOWER[metric]) for c in cols}
+        rows = []
+        for m in methods:
+            cells = []
+            for c in cols:
+                v = fmt(group_mean(summary, m, c, metric), 3 if metric in ("ssim", "feature_distance") else 2)
+                cells.append(f"**{v}**" if best[c] == m else v)
+            rows.append([labels.get(m, m)] + cells)
+        header = ["method"] + [f"{g} (n={q['groups'][g]})" for g in groups] + ["average of groups", "pooled"]
+        out += [f"**{title}** (mean over images; best in bold)", "", table(header, rows), ""]
+    out += [
+        "Paper, Table II (their data and degradations, not comparable number for number):",
+        "",
+        table(
+            ["method"] + [f"{g} PSNR / DeltaE" for g in ("radiology", "dermatology", "microscopy", "average")],
+            [
+                [m] + [f"{r[g][0]:.2f} / {r[g][1]:.2f}" for g in ("radiology", "dermatology", "microscopy", "average")]
+                for m, r in PAPER_TABLE_II.items()
+            ],
+        ),
+        "",
+    ]
+    for metric in ("psnr", "delta_e"):
+        values = {m: {c: group_mean(summary, m, c, metric) for c in groups + ["average"]} for m in methods}
+        path = grouped_bars(
+            values,
+            labels,
+            METRIC_NAMES[metric],
+            f"{METRIC_NAMES[metric]} per modality group",
+            Path(ctx["figures_dir"]) / f"quality_{metric}.png",
+        )
+        out += [_img(ctx, path, f"{metric} bar chart"), ""]
+    for group, fig in q.get("figures", {}).items():
+        path = Path(fig["path"])
+        if not path.is_absolute():
+            path = REPO / path
+        out += [
+            f"{group}: `{fig['item']}`",
+            "",
+            _img(ctx, path, f"{group} grid") if path.is_file() else f"(grid image missing: {fig['path']})",
+            "",
+        ]
+    secs = q["seconds_per_image"]
+    out += [
+        "Seconds per image (mean over the scored images, this machine): "
+        + ", ".join(f"{labels.get(k, k)} {fmt(v, 3)}" for k, v in secs.items()),
+        "",
+    ]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------- ablation
+def ablation_section(a: dict | None, b: dict | None, ctx: dict) -> list[str]:
+    """Table IV analogue with the budget stated and the trend compared with the paper."""
+    out = ["## 2. Ablation (Table IV analogue)", ""]
+    if a is None:
+        out += [f"Not run yet: `{ctx['commands']['ablation']}`.", ""]
+    else:
+        fmt, table = ctx["fmt"], ctx["table"]
+        bud = a["budget"]
+        out += [
+            f"Command: `{a['command']}`  ",
+            f"Machine: {ctx['machine_line'](a)}  ",
+            f"Budget per variant: {bud['max_epochs']} epochs x {bud['epoch_length']} iterations x batch "
+            f"{bud['batch_size']} at {bud['patch_size']}^2 = **{bud['images_per_variant']:,} training images**; "
+            f"the paper: {bud['paper_images']}. Same data, seed and trainer for all; scored as in section 1 "
+            f"({a['n_scored']} test images).",
+            "",
+            "Flags: R residual blocks, G gated skips, F regularised feature loss, A adversarial loss.",
+            "",
+        ]
+        groups = list(a["groups"])
+        rows = []
+        for name, v in a["variants"].items():
+            s = v["summary"]
+            cells = [
+                f"{fmt(s.get(g, {}).get('psnr', {}).get('mean'))} / {fmt(s.get(g, {}).get('delta_e', {}).get('mean'))}"
+                for g in groups
+            ]
+            paper = a["paper_table_iv_average"].get(name)
+            rows.append(
+                [name, ABLATION_FLAGS.get(name, "")]
+                + cells
+                + [
+                    f"**{fmt(s['average'].get('psnr'))} / {fmt(s['average'].get('delta_e'))}**",
+                    f"{paper['psnr']:.2f} / {paper['delta_e']:.2f}" if paper else "-",
+                    fmt(v.get("train_seconds"), 0),
+                    f"{v.get('parameters', 0):,}",
+                ]
+            )
+        header = (
+            ["variant", "flags"]
+            + [f"{g} PSNR / DeltaE" for g in groups]
+            + ["average PSNR / DeltaE", "paper average", "train s", "parameters"]
+        )
+        out += [table(header, rows), ""]
+        out += _trend(a) + [""]
+    if b is not None:
+        v = b["variants"].get("basicunet", {})
+        bud = b["budget"]
+        out += [
+            f"BasicUNet baseline training (`{b['command']}`): {bud['images_per_variant']:,} training images "
+            f"({bud['max_epochs']} x {bud['epoch_length']} x {bud['batch_size']} at {bud['patch_size']}^2), "
+            f"{v.get('parameters', 0):,} parameters, {ctx['fmt'](v.get('train_seconds'), 0)} s.",
+            "",
+        ]
+    return out
+
+
+def _trend(a: dict) -> list[str]:
+    names = [n for n in ("base", "residual", "gates", "feature_loss", "adversarial") if n in a["variants"]]
+    lines, agree, agree_de, steps = (
+        ["Trend (change of the average from the previous row; paper in brackets):", ""],
+        0,
+        0,
+        0,
+    )
+    paper = a["paper_table_iv_average"]
+    for prev, cur in zip(names, names[1:]):
+        ours = {m: a["variants"][cur]["summary"]["average"].get(m) for m in ("psnr", "delta_e")}
+        base = {m: a["variants"][prev]["summary"]["average"].get(m) for m in ("psnr", "delta_e")}
+        if any(is_nan(x) for x in (*ours.values(), *base.values())):
+            continue
+        dp, dd = ours["psnr"] - base["psnr"], ours["delta_e"] - base["delta_e"]
+        pp, pd = paper[cur]["psnr"] - paper[prev]["psnr"], paper[cur]["delta_e"] - paper[prev]["delta_e"]
+        steps += 1
+        agree += (dp > 0) == (pp > 0)
+        agree_de += (dd < 0) == (pd < 0)
+        lines.append(f"- {prev} -> {cur}: PSNR {dp:+.2f} dB ({pp:+.2f}), DeltaE {dd:+.2f} ({pd:+.2f})")
+    if steps:
+        lines += [
+            "",
+            f"At this budget {agree} of {steps} steps move PSNR and {agree_de} of {steps} move DeltaE in the "
+            "paper's direction (the paper improves both at every step).",
+        ]
+    return lines
+
+
+# --------------------------------------------------------------------------------------------------- speed
+def _peak_for(row_precision: str, peaks: dict) -> float:
+    return peaks.get("conv3x3_bf16" if row_precision == "bf16" else "conv3x3_fp32", math.nan)
+
+
+def speed_section(s: dict | None, ctx: dict) -> list[str]:
+    """Table III analogue: latency per path and size, ratio to the paper, GFLOP/s against the measured peak."""
+    out = ["## 3. Speed (Table III analogue)", ""]
+    if s is None:
+        return out + [f"Not run yet: `{ctx['commands']['speed']}`.", ""]
+    fmt, table = ctx["fmt"], ctx["table"]
+    peaks, lat = s["peak_gflops"], s["latency"]
+    sizes = [int(k) for k in lat["gflop_per_image"]]
+    out += [
+        f"Command: `{s['command']}`  ",
+        f"Machine: {ctx['machine_line'](s)}; device {s['device']}  ",
+        f"Network: {s['network']['network']}, {s['network']['parameters']:,} parameters; weights: "
+        f"{s['network']['weights']}.  ",
+        "Measured peak GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()) + ".  ",
+        "GFLOP per image: " + ", ".join(f"{k}^2 {v:.1f}" for k, v in lat["gflop_per_image"].items()) + ".",
+        "",
+        "Median seconds per image (batch 1, 3 channels); in brackets the paper's 4-core CPU time divided by ours "
+        "(above 1: faster than the paper's CPU). Paper: "
+        + ", ".join(f"{k}^2 {v} s" for k, v in s["paper_cpu_seconds"].items())
+        + ".",
+        "",
+    ]
+    rows, rows2 = [], []
+    for variant, per in lat["variants"].items():
+        cells, cells2 = [], []
+        for size in sizes:
+            r = per.get(str(size), {})
+            if "error" in r:
+                cells.append("failed")
+                cells2.append(r["error"][:60])
+                continue
+            ratio = f" (x{r['speedup_vs_paper_cpu']:.2f})" if "speedup_vs_paper_cpu" in r else ""
+            cells.append(f"{fmt(r.get('seconds'), 3)}{ratio}")
+            prec = r.get("precision", "bf16" if "bf16" in variant else "fp32")
+            pct = 100 * r["gflops_per_s"] / _peak_for(prec, peaks)
+            cells2.append(f"{r['gflops_per_s']:.0f} ({pct:.0f} %), diff {r['max_abs_diff_fp32']:.1e}")
+        rows.append([variant] + cells)
+        rows2.append([variant] + cells2)
+    out += [
+        table(["path"] + [f"{z}^2" for z in sizes], rows),
+        "",
+        "Achieved GFLOP/s (percent of the measured 3x3-convolution peak of the same precision) and max |output - "
+        "fp32 eager|:",
+        "",
+        table(["path"] + [f"{z}^2" for z in sizes], rows2),
+        "",
+    ]
+    for size in sizes:
+        times = {v: per.get(str(size), {}).get("seconds") for v, per in lat["variants"].items()}
+        times = {v: t for v, t in times.items() if not is_nan(t)}
+        if "enhancer" in times and len(times) > 1:
+            fastest = min(times, key=times.get)
+            out.append(
+                f"- {size}^2: fastest path {fastest} ({fmt(times[fastest], 3)} s); the Enhancer path takes "
+                f"{fmt(times['enhancer'], 3)} s ({times['enhancer'] / times[fastest]:.2f}x the fastest)."
+            )
+    out.append("")
+    enh = next((r for r in lat["variants"].get("enhancer", {}).values() if "precision" in r), None)
+    if enh:
+        out += [
+            f"`Enhancer(precision='auto')` chose **{enh['precision']}** (check: {enh['precision_check']}); "
+            f"images above {s['settings']['tile_size']}^2 go through tiled sliding-window inference.",
+            "",
+        ]
+    train = s.get("training", [])
+    if train:
+        out += [
+            "Training throughput at the bundle's step (generator + conditional discriminator, L1 + feature + "
+            "adversarial losses), random data, no loading:",
+            "",
+            table(
+                ["precision", "amp dtype", "batch", "patch", "images/s", "s/iteration"],
+                [
+                    [
+                        t["precision"],
+                        t["amp_dtype"],
+                        str(t["batch_size"]),
+                        f"{t['patch_size']}^2",
+                        fmt(t["images_per_s"]),
+                        fmt(t["seconds_per_iteration"], 3),
+                    ]
+                    for t in train
+                ],
+            ),
+            "",
+        ]
+    mem = s.get("tiled_memory")
+    if mem and "error" not in mem:
+        out += [
+            f"Tiled inference of one {mem['size']}^2 RGB image ({mem['image_mb']:.0f} MB as float32), tiles "
+            f"{mem['tile_size']}^2, {mem['precision']}: {mem['seconds']:.1f} s, peak resident memory "
+            f"{mem['peak_rss_mb']:.0f} MB (process before the call: {mem['rss_before_mb']:.0f} MB)"
+            + (f", CUDA peak {mem['cuda_peak_allocated_mb']:.0f} MB" if "cuda_peak_allocated_mb" in mem else "")
+            + ".",
+            "",
+        ]
+    series = {v: [per.get(str(z), {}).get("seconds") for z in sizes] for v, per in lat["variants"].items()}
+    paper = [s["paper_cpu_seconds"].get(str(z), math.nan) for z in sizes]
+    path = latency_chart(
+        sizes,
+        series,
+        paper,
+        "DPE inference latency on this CPU vs the paper",
+        Path(ctx["figures_dir"]) / "speed_latency.png",
+    )
+    return out + [_img(ctx, path, "latency chart"), ""]
+
+
+# --------------------------------------------------------------------------------------------------- downstream
+def downstream_section(d: dict | None, ctx: dict) -> list[str]:
+    """Scores and recovery per task, with the caveats, and a recovery bar chart."""
+    out = ["## 4. Downstream tasks", ""]
+    if d is None:
+        return out + [f"Not run yet: `{ctx['commands']['downstream']}`.", ""]
+    fmt, table, labels = ctx["fmt"], ctx["table"], ctx["labels"]
+    out += [f"Command: `{d['command']}`  ", f"Machine: {ctx['machine_line'](d)}", "", "Protocol:", ""]
+    out += [f"- {k}: {v}" for k, v in d["protocol"].items()] + [""]
+    chart: dict[str, dict[str, Any]] = {}
+    for task, r in d["tasks"].items():
+        seg = "mean_dice" in next(iter(r["inputs"].values()))
+        out += [
+            f"### {task}",
+            "",
+            f"Caveat: {r['caveat']}",
+            "",
+            f"{r['n_train']} clean training items ({r['train']['iterations']} iterations, "
+            f"{fmt(r['train']['seconds'], 0)} s); {r['n_test']} held-out test items"
+            + (f" with {r['n_test_boxes']} boxes" if "n_test_boxes" in r else "")
+            + f"; {len(r['skipped'])} skipped by the luminance gate.",
+            "",
+        ]
+        rows = []
+        for name, v in r["inputs"].items():
+            rec = r["recovery"].get(name)
+            if seg:
+                cells = [fmt(x, 3) for x in v["dice"].values()] + [fmt(v["mean_dice"], 3)]
+            else:
+                cells = [
+                    fmt(v["mAP_50"], 3),
+                    fmt(rec) if name in r["recovery"] else "",
+                    fmt(v["mAP_50_95"], 3),
+                    fmt(r["recovery_50_95"].get(name)) if name in r["recovery"] else "",
+                    fmt(v["AR_50"], 3),
+                ]
+            if seg:
+                cells.append(fmt(rec) if name in r["recovery"] else "")
+            rows.append([labels.get(name, name)] + cells)
+            if name in r["recovery"]:
+                chart.setdefault(name, {})[task] = rec
+        if seg:
+            header = ["input"] + [f"Dice {c}" for c in r["class_names"]] + ["mean Dice (fg)", "recovery"]
+        else:
+            header = ["input", "AP@0.5", "recovery (AP@0.5)", "mAP@0.5:0.95", "recovery (mAP)", "AR@0.5"]
+        out += [table(header, rows), ""]
+    if chart:
+        tasks = list(d["tasks"])
+        chart = {m: {t: v.get(t) for t in tasks} for m, v in chart.items()}
+        path = grouped_bars(
+            chart,
+            labels,
+            "recovery (1 = clean, 0 = degraded)",
+            "Downstream recovery",
+            Path(ctx["figures_dir"]) / "downstream_recovery.png",
+        )
+        out += [_img(ctx, path, "recovery chart"), ""]
+    return out

@@ -1,0 +1,230 @@
+"""Every benchmark script end to end on a tiny configuration (so they cannot rot), then the report from their JSON.
+
+Results go to a temporary folder, never to benchmarks/results (tiny numbers are not results).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from monai.networks.nets import BasicUNet
+
+from benchmarks import ablation, downstream, quality, report, speed
+from benchmarks.common import BUNDLE, parse_network
+from dpe_monai.networks import DPENet
+from dpe_monai.networks.residual_wrapper import GlobalResidualNet
+from tests.bundle_utils import make_tiny_collection
+
+CI_SPEED = ("fp32", "channels_last", "bf16", "compile", "torchscript", "onnxruntime", "enhancer")  # not compile_bf16
+TINY_DPE = {"_target_": "dpe_monai.networks.DPENet", "channels": [8, 12, 16]}
+TINY_UNET = {
+    "_target_": "dpe_monai.networks.residual_wrapper.GlobalResidualNet",
+    "network": {
+        "_target_": "BasicUNet",
+        "spatial_dims": 2,
+        "in_channels": 3,
+        "out_channels": 3,
+        "features": [4, 4, 8, 8, 16, 4],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    torch.manual_seed(0)
+    torch.save({"model": DPENet(channels=(8, 12, 16)).state_dict()}, root / "dpe.pt")
+    unet = GlobalResidualNet(BasicUNet(2, 3, 3, features=(4, 4, 8, 8, 16, 4)))
+    torch.save({"model": unet.state_dict()}, root / "unet.pt")
+    nets = [
+        "--dpe_checkpoint",
+        str(root / "dpe.pt"),
+        "--dpe_network",
+        json.dumps(TINY_DPE),
+        "--basicunet_checkpoint",
+        str(root / "unet.pt"),
+        "--basicunet_network",
+        json.dumps(TINY_UNET),
+    ]
+    return {
+        "root": root,
+        "datalist": str(make_tiny_collection(root / "data")),
+        "results": root / "results",
+        "figures": root / "figures",
+        "nets": nets,
+    }
+
+
+def test_quality(env):
+    out = quality.main(
+        [
+            "--datalist",
+            env["datalist"],
+            "--feature_backbone",
+            "random",
+            "--limit_per_group",
+            "3",
+            "--output",
+            str(env["results"] / "quality.json"),
+            "--figures",
+            str(env["figures"]),
+            *env["nets"],
+        ]
+    )
+    assert out["n_scored"] == 2 and set(out["summary"]) == {"input", *quality.ALL_METHODS}
+    assert {"psnr", "ssim", "delta_e", "feature_distance"} <= set(out["summary"]["dpe"]["average"])
+    assert out["methods"]["dpe"]["precision"] in ("bf16", "fp32")
+    assert (env["figures"] / "quality_grid_all.png").is_file()
+    assert json.loads((env["results"] / "quality.json").read_text())["per_image"][0]["metrics"]["lime"]
+
+
+def test_ablation_configs_build_every_variant():
+    for variant, path in ablation.CONFIGS.items():
+        override = (
+            {"network_def#network#features": [4, 4, 8, 8, 16, 4]}
+            if variant == "basicunet"
+            else {"network_def#channels": [8, 12, 16]}
+        )
+        net = parse_network([BUNDLE / "configs" / "train.json", path], override)
+        assert net(torch.rand(1, 3, 20, 36)).shape == (1, 3, 20, 36)
+        if variant in ("base", "residual"):
+            assert not any("gate" in n for n, _ in net.named_parameters())
+
+
+def test_ablation_trains_and_scores(env):
+    out = ablation.main(
+        [
+            "--datalist",
+            env["datalist"],
+            "--feature_backbone",
+            "random",
+            "--variants",
+            "base",
+            "adversarial",
+            "--max_epochs",
+            "1",
+            "--epoch_length",
+            "2",
+            "--batch_size",
+            "2",
+            "--patch_size",
+            "32",
+            "--work_dir",
+            str(env["root"] / "ablation"),
+            "--output",
+            str(env["results"] / "ablation.json"),
+            "--set",
+            "network_def#channels=[8,12,16]",
+            "discriminator_def#channels=[8,8,16,16]",
+            'feature_backbone="random"',
+            "val_crop=32",
+        ]
+    )
+    base, adv = out["variants"]["base"], out["variants"]["adversarial"]
+    assert base["iterations"] == adv["iterations"] == 2 and out["budget"]["images_per_variant"] == 4
+    assert not base["use_discriminator"] and adv["use_discriminator"] and base["lambda_rfl"] == 0.0
+    assert base["parameters"] < adv["parameters"] and "psnr" in adv["summary"]["average"]
+
+
+def test_speed(env):
+    out = speed.main(
+        [
+            "--sizes",
+            "32",
+            "--variants",
+            *CI_SPEED,
+            "--repeats",
+            "1",
+            "--warmup",
+            "1",
+            "--peak_size",
+            "128",
+            "--network",
+            json.dumps(TINY_DPE),
+            "--checkpoint",
+            str(env["root"] / "dpe.pt"),
+            "--train_batch",
+            "2",
+            "--train_patch",
+            "32",
+            "--train_iterations",
+            "2",
+            "--train_warmup",
+            "1",
+            "--train_precisions",
+            "auto",
+            "--train_overrides",
+            json.dumps(
+                {
+                    "network_def#channels": [8, 12, 16],
+                    "feature_backbone": "random",
+                    "discriminator_def#channels": [8, 8, 16, 16],
+                }
+            ),
+            "--memory_size",
+            "96",
+            "--tile_size",
+            "64",
+            "--work_dir",
+            str(env["root"] / "speed"),
+            "--output",
+            str(env["results"] / "speed.json"),
+        ]
+    )
+    rows = out["latency"]["variants"]
+    for variant in CI_SPEED:
+        assert "error" not in rows[variant]["32"], rows[variant]["32"]
+        assert rows[variant]["32"]["seconds"] > 0
+        tol = 2e-2 if variant in speed.BF16_VARIANTS or variant == "enhancer" else 1e-4
+        assert rows[variant]["32"]["max_abs_diff_fp32"] < tol
+    assert out["peak_gflops"]["matmul_fp32"] > 0 and out["training"][0]["images_per_s"] > 0
+    assert out["tiled_memory"]["peak_rss_mb"] > 0, out["tiled_memory"]
+
+
+def test_downstream(env):
+    out = downstream.main(
+        [
+            "--methods",
+            "clahe",
+            "dpe",
+            "--seg_iterations",
+            "2",
+            "--det_iterations",
+            "2",
+            "--train_step",
+            "12",
+            "--limit_test",
+            "2",
+            "--work_dir",
+            str(env["root"] / "downstream"),
+            "--output",
+            str(env["results"] / "downstream.json"),
+            *env["nets"][:4],
+        ]
+    )
+    assert set(out["tasks"]) == {"segmentation", "nuclei", "lesions"}
+    seg = out["tasks"]["segmentation"]
+    assert list(seg["inputs"]) == ["degraded", "clahe", "dpe", "clean"] and set(seg["recovery"]) == {"clahe", "dpe"}
+    assert out["tasks"]["nuclei"]["n_test"] == 2 and "mAP_50_95" in out["tasks"]["lesions"]["inputs"]["clean"]
+
+
+def test_report(env):
+    if len(list(env["results"].glob("*.json"))) < 4:
+        pytest.skip("needs the JSON written by the other tests of this module")
+    text = report.main(
+        [
+            "--results",
+            str(env["results"]),
+            "--figures",
+            str(env["figures"]),
+            "--output",
+            str(env["root"] / "RESULTS.md"),
+        ]
+    )
+    for heading in ("## 1. Image quality", "## 2. Ablation", "## 3. Speed", "## 4. Downstream", "## 5. Where DPE"):
+        assert heading in text
+    assert "tiny CI-sized configurations" in text
+    for fig in ("quality_psnr.png", "quality_delta_e.png", "speed_latency.png", "downstream_recovery.png"):
+        assert (env["figures"] / fig).is_file()
