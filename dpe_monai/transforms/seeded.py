@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Hashable, Mapping
+from pathlib import Path
 from typing import Any
 
 from monai.config import KeysCollection
@@ -24,7 +25,9 @@ class SeededLowQualityd(MapTransform):
     Args:
         keys: keys of the clean images.
         seed: global seed.
-        id_key: item key holding a stable identifier; default: the first key's ``meta["filename_or_obj"]``.
+        id_key: item key holding a stable identifier; default: the last three parts of the first key's
+            ``meta["filename_or_obj"]`` (e.g. ``radiology/pydicom_data/x.png``), so the draw does not depend on
+            where the collection lives.
         kwargs: forwarded to :class:`RandLowQualityd` (``lq_keys``, ``params_key``, ``mode``, factors...).
     """
 
@@ -48,7 +51,7 @@ class SeededLowQualityd(MapTransform):
         name = getattr(img, "meta", {}).get("filename_or_obj")
         if name is None:
             raise ValueError("SeededLowQualityd needs `id_key` or images loaded with meta (filename_or_obj)")
-        return str(name)
+        return "/".join(Path(str(name)).parts[-3:])
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
