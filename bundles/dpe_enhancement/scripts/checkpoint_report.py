@@ -26,6 +26,8 @@ DOCS = BUNDLE / "docs"
 METHODS = ("identity", "clahe", "dpe")
 LABELS = {"identity": "input (degraded)", "clahe": "CLAHE", "dpe": "DPE (shipped)"}
 START, END = "<!-- generated:test-metrics:start -->", "<!-- generated:test-metrics:end -->"
+TSTART, TEND = "<!-- generated:training:start -->", "<!-- generated:training:end -->"
+PAPER_IMAGES = 100 * 15181  # 100 epochs of 15,181 training pairs (paper, Sec. II-D)
 
 
 def evaluate(method: str, dataset_dir: Path, out_root: Path, checkpoint: Path) -> Path:
@@ -78,6 +80,39 @@ def export_training(db: Path, prefix: str) -> tuple[list[dict], list[dict]]:
     return rows, runs
 
 
+def training_markdown(rows: list[dict], runs: list[dict]) -> str:
+    """Per-run table (iterations, epochs, losses switched on, wall time) and the budget against the paper's."""
+    lines = [
+        "| MLflow run | iterations logged | last epoch | batch | patch | lambda_rfl | discriminator "
+        "| final val PSNR / DeltaE |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    total_images = 0
+    for run in sorted(runs, key=lambda r: r["run_name"]):
+        name, p, m = run["run_name"], run["params"], run["final_metrics"]
+        steps = [r["step"] for r in rows if r["run"] == name and r["metric"] == "g_loss"]
+        epochs = [r["step"] for r in rows if r["run"] == name and r["metric"] == "val_psnr"]
+        d_on = "on" if m.get("d_loss", float("nan")) == m.get("d_loss", float("nan")) else "off"  # NaN when off
+        lines.append(
+            f"| {name} | {min(steps)}-{max(steps)} | {max(epochs) if epochs else '-'} | {p.get('batch_size')} | "
+            f"{p.get('patch_size')} | {p.get('lambda_rfl')} | {d_on} | "
+            f"{m.get('val_psnr', float('nan')):.2f} / {m.get('val_delta_e', float('nan')):.2f} |"
+        )
+    last = max(
+        runs, key=lambda r: max([x["step"] for x in rows if x["run"] == r["run_name"] and x["metric"] == "g_loss"])
+    )
+    iterations = max(r["step"] for r in rows if r["run"] == last["run_name"] and r["metric"] == "g_loss")
+    total_images = iterations * int(last["params"].get("batch_size", 8))
+    lines += [
+        "",
+        f"The checkpoint saw {iterations} iterations x batch {last['params'].get('batch_size')} = {total_images:,} "
+        f"training crops of {last['params'].get('patch_size')} px, {100 * total_images / PAPER_IMAGES:.1f} % of the "
+        f"paper's budget (100 epochs x 15,181 images = {PAPER_IMAGES:,}). Iterations that a run logged before it was "
+        "killed and resumed from an earlier epoch checkpoint appear in the CSV but are not part of the checkpoint.",
+    ]
+    return "\n".join(lines)
+
+
 def markdown(results: dict, checkpoint: Path) -> str:
     groups = sorted(results["dpe"], key=lambda g: (g == "all", g))
     lines = [
@@ -100,6 +135,15 @@ def markdown(results: dict, checkpoint: Path) -> str:
         de = "beats" if dpe["delta_e"] < other["delta_e"] else "loses to"
         verdict.append(f"On average DPE {psnr} {name} on PSNR and {de} it on DeltaE.")
     return "\n".join(lines + ["", " ".join(verdict)])
+
+
+def _replace_block(path: Path, start: str, end: str, body: str) -> None:
+    """Replace the text between the ``start`` and ``end`` markers of ``path`` (appending them if absent)."""
+    text = path.read_text() if path.exists() else ""
+    if start not in text:
+        text += f"\n{start}\n{end}\n"
+    head, rest = text.split(start, 1)
+    path.write_text(head + start + "\n" + body + "\n" + end + rest.split(end, 1)[1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,11 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             writer.writeheader()
             writer.writerows(rows)
         (DOCS / "training_runs.json").write_text(json.dumps(runs, indent=1, sort_keys=True))
-    readme = DOCS / "README.md"
-    text = readme.read_text() if readme.exists() else f"{START}\n{END}\n"
-    head, rest = text.split(START, 1)
-    text = head + START + "\n" + table + "\n" + END + rest.split(END, 1)[1]
-    readme.write_text(text)
+        _replace_block(DOCS / "README.md", TSTART, TEND, training_markdown(rows, runs))
+    _replace_block(DOCS / "README.md", START, END, table)
     print(table)
     return 0
 
