@@ -375,7 +375,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="default: bundles/dpe_enhancement/models/model.pt if present")
     p.add_argument("--network", default=None, help="network_def JSON (default: inference.json's)")
     p.add_argument("--peak_size", type=int, default=4096, help="matmul side of the peak measurement")
-    p.add_argument("--tile_size", type=int, default=512, help="Enhancer tile side")
+    p.add_argument("--tile_size", type=int, default=1024, help="Enhancer tile side")
     p.add_argument("--train_batch", type=int, default=8)
     p.add_argument("--train_patch", type=int, default=128)
     p.add_argument("--train_iterations", type=int, default=10)

@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="container",
         help="intensity window: the format's range (default; 0..65535, DICOM BitsStored) or the image's min..max",
     )
-    enh.add_argument("--tile-size", type=_positive_int, default=512, help="sliding-window tile side (default 512)")
+    enh.add_argument("--tile-size", type=_positive_int, default=1024, help="sliding-window tile side (default 1024)")
     enh.add_argument("--overlap", type=_overlap, default=0.25, help="tile overlap fraction (default 0.25)")
     enh.add_argument(
         "--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto", help="default: auto (bf16 if safe)"

@@ -47,7 +47,7 @@ class Enhancer:
         network: torch.nn.Module,
         device: str | torch.device | None = None,
         precision: str = "auto",
-        tile_size: int = 512,
+        tile_size: int = 1024,
         overlap: float = 0.25,
         tolerance: float = 2e-2,
         channels_last: bool = True,

@@ -37,7 +37,7 @@ def build_infers(conf: dict[str, str], segment: InferTask | None = None) -> dict
         conf.get("dpe_bundle") or os.environ.get("DPE_MONAI_BUNDLE") or _default_bundle(),
         weights=conf.get("dpe_weights"),
         precision=conf.get("precision", "auto"),
-        tile_size=int(conf.get("tile_size", 512)),
+        tile_size=int(conf.get("tile_size", 1024)),
         overlap=float(conf.get("overlap", 0.25)),
         axis=int(conf.get("axis", 2)),
         max_pixels=int(conf.get("max_pixels", 256 * 2**20)),

@@ -93,7 +93,7 @@ class EnhanceInfer(BasicInferTask):
         bundle: str | os.PathLike,
         weights: str | os.PathLike | None = None,
         precision: str = "auto",
-        tile_size: int = 512,
+        tile_size: int = 1024,
         overlap: float = 0.25,
         axis: int = 2,
         max_pixels: int | None = 256 * 2**20,
