@@ -31,7 +31,16 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import BUNDLE, RESULTS, WORK, machine_info, network_enhancer, parse_network, write_json
+from benchmarks.common import (
+    BUNDLE,
+    RESULTS,
+    WORK,
+    machine_info,
+    network_enhancer,
+    parse_cli,
+    parse_network,
+    write_json,
+)
 from benchmarks.quality import add_data_args, load_pairs
 
 logger = logging.getLogger("benchmarks.ablation")
@@ -193,12 +202,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Entry point."""
-    import sys
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser().parse_args(argv)
-    args.argv = argv
+    args = parse_cli(parser(), argv)
     if args.output is None:
         args.output = str(RESULTS / ("basicunet.json" if args.variants == ["basicunet"] else "ablation.json"))
     return run(args)

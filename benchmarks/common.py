@@ -186,3 +186,15 @@ def write_json(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
 def json_arg(text: str | None) -> Any:
     """Parse a JSON command-line argument (None stays None)."""
     return None if text is None else json.loads(text)
+
+
+def parse_cli(parser: Any, argv: Sequence[str] | None = None) -> Any:
+    """Entry-point prologue: INFO logging, parse ``argv`` (default ``sys.argv[1:]``), keep it as ``args.argv``."""
+    import logging
+    import sys
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    args.argv = argv
+    return args

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from benchmarks.common import ALL_METHODS, RESULTS, WORK, build_methods, json_arg, machine_info, write_json
+from benchmarks.common import ALL_METHODS, RESULTS, WORK, build_methods, json_arg, machine_info, parse_cli, write_json
 
 logger = logging.getLogger("benchmarks.downstream")
 
@@ -159,10 +158,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Entry point."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser().parse_args(argv)
-    args.argv = argv
+    args = parse_cli(parser(), argv)
     return run(args)
 
 

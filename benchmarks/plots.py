@@ -14,6 +14,15 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
+def _save(fig: plt.Figure, path: str | Path) -> Path:
+    """Write ``fig`` to ``path`` (folders created) at 110 dpi, close it, return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _display(img: torch.Tensor) -> np.ndarray:
     """``(3, W, H)`` MONAI-loaded image -> ``(H, W, 3)`` for display (undo the loader's axis swap)."""
     return np.clip(img.permute(2, 1, 0).numpy(), 0.0, 1.0)
@@ -39,11 +48,7 @@ def image_grid(
         ax.set_title(labels.get(name, name) + sub, fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def grouped_bars(
@@ -74,11 +79,7 @@ def grouped_bars(
     ax.axhline(0, color="black", linewidth=0.5)
     ax.legend(fontsize=6, ncol=3)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def latency_chart(
@@ -103,8 +104,4 @@ def latency_chart(
     ax.legend(fontsize=6)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

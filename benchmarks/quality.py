@@ -29,6 +29,7 @@ from benchmarks.common import (
     build_methods,
     json_arg,
     machine_info,
+    parse_cli,
     write_json,
 )
 
@@ -156,12 +157,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Entry point."""
-    import sys
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser().parse_args(argv)
-    args.argv = argv
+    args = parse_cli(parser(), argv)
     return run(args)
 
 
