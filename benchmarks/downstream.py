@@ -41,7 +41,8 @@ CAVEATS = {
     "nuclei": "One real 512^2 fluorescence image (DSB2018 via stardist); the detector trains on crops left of the "
     "held-out strip. Degraded without the paper's luminance gate (the image is darker than B_T=100 and would never "
     "be degraded otherwise), so the degraded inputs are darker than anything the enhancers were trained on.",
-    "lesions": "Lesions are synthetic (blurred bright ellipses pasted into MNI slices; exact boxes). Same slab split "
+    "lesions": "Lesions are synthetic (blurred dark ellipses pasted into the white matter of MNI T1 slices, like "
+    "T1-hypointense lesions; exact boxes). Same slab split "
     "and the same DPE-training caveat as the segmentation task.",
 }
 

@@ -84,7 +84,7 @@ def grid_items(pairs: list[dict]) -> set[str]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Score the methods and write the JSON (+ grids); returns the payload."""
-    from dpe_monai.evaluators.quality import QualityScorer, protocol, score_enhancers
+    from dpe_monai.evaluators.quality import QualityScorer, protocol, score_enhancers, subjects_per_group
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -123,6 +123,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine_info(),
         "methods": {"input": {"kind": "identity"}, **info},
         "groups": {g: sum(p["group"] == g for p in pairs) for g in groups},
+        "subjects": subjects_per_group(pairs),
         "n_scored": len(pairs),
         "skipped_by_luminance_gate": skipped,
         "limit_per_group": args.limit_per_group,

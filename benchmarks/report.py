@@ -24,6 +24,7 @@ from benchmarks.report_sections import (
     downstream_section,
     group_mean,
     is_nan,
+    is_weak_task,
     quality_section,
     speed_section,
 )
@@ -158,11 +159,13 @@ def verdict_section(res: dict, ctx: dict) -> list[str]:
             if "dpe" not in rec:
                 continue
             order = sorted(rec, key=rec.get, reverse=True)
-            best = order[0]
-            verdict = "**DPE wins**" if best == "dpe" else f"DPE ranks {order.index('dpe') + 1} of {len(order)}"
+            best = order[0] if order[0] != "dpe" else (order[1] if len(order) > 1 else "dpe")
+            verdict = "**DPE wins**" if order[0] == "dpe" else f"DPE ranks {order.index('dpe') + 1} of {len(order)}"
+            word = "next" if order[0] == "dpe" else "best"
             out.append(
-                f"- downstream {task}: {verdict}, recovery {fmt(rec['dpe'])}; best "
-                f"{labels.get(best, best)} {fmt(rec[best])}."
+                f"- downstream {task}: {verdict}, recovery {fmt(rec['dpe'])}; {word} "
+                f"{labels.get(best, best)} {fmt(rec[best])}"
+                + (" (task model flagged weak in section 4: not evidence either way)." if is_weak_task(r) else ".")
             )
     s = res.get("speed")
     if s:

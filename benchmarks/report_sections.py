@@ -73,11 +73,17 @@ def quality_section(q: dict | None, ctx: dict) -> list[str]:
     fmt, table, labels = ctx["fmt"], ctx["table"], ctx["labels"]
     groups = list(q["groups"])
     cols = groups + ["average", "pooled"]
+    subjects = q.get("subjects", {})
+
+    def _n(g: str) -> str:
+        n, k = q["groups"][g], subjects.get(g)
+        return f"{n} image{'s' * (n != 1)}" + (f" from {k} subject{'s' * (k != 1)}" if k is not None else "")
+
     out += [
         f"Command: `{q['command']}`  ",
         f"Machine: {ctx['machine_line'](q)}  ",
         f"Data: `{q['split']}` split of `{q['datalist']}`; scored images per group: "
-        + ", ".join(f"{g} {n}" for g, n in q["groups"].items())
+        + ", ".join(f"{g} {_n(g)}" for g in groups)
         + f"; {len(q['skipped_by_luminance_gate'])} images skipped by the simulator's luminance gate.",
         "",
         "Protocol:",
@@ -103,7 +109,7 @@ def quality_section(q: dict | None, ctx: dict) -> list[str]:
                 v = fmt(group_mean(summary, m, c, metric), 3 if metric in ("ssim", "feature_distance") else 2)
                 cells.append(f"**{v}**" if best[c] == m else v)
             rows.append([labels.get(m, m)] + cells)
-        header = ["method"] + [f"{g} (n={q['groups'][g]})" for g in groups] + ["average of groups", "pooled"]
+        header = ["method"] + [f"{g} ({_n(g)})" for g in groups] + ["average of groups", "pooled"]
         out += [f"**{title}** (mean over images; best in bold)", "", table(header, rows), ""]
     out += [
         "Paper, Table II (their data and degradations, not comparable number for number):",
@@ -191,6 +197,13 @@ def ablation_section(a: dict | None, b: dict | None, ctx: dict) -> list[str]:
             + ["average PSNR / DeltaE", "paper average", "train s", "parameters"]
         )
         out += [table(header, rows), ""]
+        inp = next(iter(a["variants"].values())).get("input_summary", {}).get("average", {})
+        if inp:
+            out += [
+                f"For reference, the degraded input itself scores {fmt(inp.get('psnr'))} dB / DeltaE "
+                f"{fmt(inp.get('delta_e'))} on average.",
+                "",
+            ]
         out += _trend(a) + [""]
     if b is not None:
         v = b["variants"].get("basicunet", {})
@@ -347,6 +360,34 @@ def speed_section(s: dict | None, ctx: dict) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------- downstream
+#: below this clean-input score, or this clean - degraded gap, a task's recovery figures are flagged as unreliable
+WEAK_TASK_SCORE, WEAK_TASK_GAP = 0.3, 0.1
+
+
+def _task_scores(r: dict) -> tuple[str, float, float]:
+    key = "mean_dice" if "mean_dice" in r["inputs"]["clean"] else "mAP_50"
+    return key, r["inputs"]["clean"][key], r["inputs"]["degraded"][key]
+
+
+def is_weak_task(r: dict) -> bool:
+    """True when a downstream task model is too weak (clean score or clean - degraded gap) for recovery to mean much."""
+    _, clean, degraded = _task_scores(r)
+    return clean < WEAK_TASK_SCORE or clean - degraded < WEAK_TASK_GAP
+
+
+def _weak_task(r: dict, fmt: Any) -> list[str]:
+    """A warning line when the task model is too weak for its recovery figures to mean much."""
+    if not is_weak_task(r):
+        return []
+    key, clean, degraded = _task_scores(r)
+    return [
+        f"**Warning:** the task model scores only {fmt(clean, 3)} ({key}) on clean inputs and {fmt(degraded, 3)} on "
+        f"degraded ones (flagged below {WEAK_TASK_SCORE} clean or a gap below {WEAK_TASK_GAP}); its recovery "
+        "figures rest on very few correct detections and should not be read as evidence for or against a method.",
+        "",
+    ]
+
+
 def downstream_section(d: dict | None, ctx: dict) -> list[str]:
     """Scores and recovery per task, with the caveats, and a recovery bar chart."""
     out = ["## 4. Downstream tasks", ""]
@@ -391,7 +432,7 @@ def downstream_section(d: dict | None, ctx: dict) -> list[str]:
             header = ["input"] + [f"Dice {c}" for c in r["class_names"]] + ["mean Dice (fg)", "recovery"]
         else:
             header = ["input", "AP@0.5", "recovery (AP@0.5)", "mAP@0.5:0.95", "recovery (mAP)", "AR@0.5"]
-        out += [table(header, rows), ""]
+        out += [table(header, rows), ""] + _weak_task(r, fmt)
     if chart:
         tasks = list(d["tasks"])
         chart = {m: {t: v.get(t) for t in tasks} for m, v in chart.items()}

@@ -25,6 +25,7 @@ from dpe_monai.evaluators import (
 )
 from dpe_monai.evaluators import datasets as ds
 from dpe_monai.evaluators.detection import ResNetFPN, _coco, _map
+from dpe_monai.evaluators.quality import subjects_per_group
 from dpe_monai.evaluators.segmentation import build_segmenter
 
 
@@ -91,6 +92,16 @@ def test_quality_scoring(synthetic):
         assert np.isfinite(s["input"]["average"][m])
     assert s["input"]["average"]["psnr"] != s["half"]["average"]["psnr"]
     assert set(scores["outputs"][pairs[0]["id"]]) == {"input", "half", "reference"}
+
+
+def test_subjects_per_group():
+    pairs = [
+        {"id": "a/1", "group": "radiology", "subject": "ct1"},
+        {"id": "a/2", "group": "radiology", "subject": "ct1"},
+        {"id": "b/1", "group": "radiology", "subject": "ct2"},
+        {"id": "c/1", "group": "microscopy"},  # no subject: the item counts as its own subject
+    ]
+    assert subjects_per_group(pairs) == {"microscopy": 1, "radiology": 2}
 
 
 def test_segmentation_evaluator(synthetic):

@@ -25,6 +25,7 @@ from scipy import ndimage
 __all__ = ["mni_slab_datalist", "mni_lesion_datalist", "stardist_crops_datalist", "boxes_from_instances"]
 
 TISSUE_CLASSES = ["background", "CSF", "GM", "WM"]
+WM_LABEL = TISSUE_CLASSES.index("WM")
 
 
 def boxes_from_instances(instances: np.ndarray, min_area: int = 1) -> list[list[int]]:
@@ -107,24 +108,29 @@ def mni_slab_datalist(
     return str(path)
 
 
-def _paste_lesions(img: np.ndarray, brain: np.ndarray, rng: np.random.Generator, n: int) -> tuple[np.ndarray, list]:
-    """Paste up to ``n`` smooth hyperintense ellipses fully inside ``brain``; returns the image and their boxes."""
+def _paste_lesions(
+    img: np.ndarray, brain: np.ndarray, wm: np.ndarray, rng: np.random.Generator, n: int
+) -> tuple[np.ndarray, list]:
+    """Paste up to ``n`` smooth hypointense ellipses (T1 "black holes") centred in white matter ``wm``, at least 70 %
+    inside it and fully inside the eroded ``brain``; returns the image and their boxes."""
     out = img.astype(np.float32) / 255.0
     rows, cols = np.mgrid[0 : img.shape[0], 0 : img.shape[1]]
     inside = ndimage.binary_erosion(brain, iterations=4)
+    centres = np.argwhere(ndimage.binary_erosion(wm, iterations=2) & inside)
     boxes: list[list[int]] = []
     taken = np.zeros(img.shape, bool)
-    for _ in range(20 * n):
+    for _ in range(20 * n if len(centres) else 0):
         if len(boxes) == n:
             break
-        cr, cc = rng.integers(0, img.shape[0]), rng.integers(0, img.shape[1])
-        ar, ac = rng.uniform(4, 10), rng.uniform(4, 10)
+        cr, cc = centres[rng.integers(len(centres))]
+        ar, ac = rng.uniform(3, 7), rng.uniform(3, 7)
         ellipse = ((rows - cr) / ar) ** 2 + ((cols - cc) / ac) ** 2 <= 1.0
-        if not inside[ellipse].all() or taken[ndimage.binary_dilation(ellipse, iterations=3)].any():
+        if not inside[ellipse].all() or wm[ellipse].mean() < 0.7:
+            continue
+        if taken[ndimage.binary_dilation(ellipse, iterations=3)].any():
             continue
         soft = ndimage.gaussian_filter(ellipse.astype(np.float32), 1.0)
-        contrast = rng.uniform(0.25, 0.45)
-        out = out + soft * contrast * (1.0 - out)
+        out = out * (1.0 - soft * rng.uniform(0.4, 0.6))
         taken |= ellipse
         boxes.extend(boxes_from_instances(ellipse.astype(np.int64)))
     return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8), boxes
@@ -141,8 +147,9 @@ def mni_lesion_datalist(
 ) -> str:
     """Write MNI axial slices with 1..``max_lesions`` synthetic lesions each (exact boxes); returns the datalist path.
 
-    The lesions are **synthetic**: ellipses of 4-10 px semi-axes, blurred (sigma 1 px) and brightened towards white by
-    25-45 %, placed inside the eroded brain mask without overlap. Same slab split as :func:`mni_slab_datalist`.
+    The lesions are **synthetic**: ellipses of 3-7 px semi-axes, blurred (sigma 1 px) and darkened by 40-60 % (like
+    T1-hypointense white-matter lesions), centred in white matter, at least 70 % inside it, inside the eroded brain
+    mask, without overlap. Same slab split as :func:`mni_slab_datalist`.
     """
     out = Path(out_dir)
     keep, t1, tissue = _mni_axial(min_brain)
@@ -153,8 +160,9 @@ def mni_lesion_datalist(
     for name, zs in split.items():
         lists[name] = []
         for z in zs:
+            labels = _plane(tissue, z)
             img, boxes = _paste_lesions(
-                _plane(t1, z), _plane(tissue, z) > 0, rng, int(rng.integers(1, max_lesions + 1))
+                _plane(t1, z), labels > 0, labels == WM_LABEL, rng, int(rng.integers(1, max_lesions + 1))
             )
             lists[name].append(
                 {

@@ -79,12 +79,21 @@ def paired_set(
                 "group": group,
                 "modality": item.get("modality"),
                 "source": item.get("source"),
+                "subject": str(item.get("subject", ident)),
                 "image": clean,
                 "lq": lq,
                 "lq_params": params,
             }
         )
     return pairs, skipped
+
+
+def subjects_per_group(pairs: list[dict]) -> dict[str, int]:
+    """Number of distinct subjects (``item["subject"]``, else the item id) among the pairs of each group."""
+    subjects: dict[str, set[str]] = defaultdict(set)
+    for p in pairs:
+        subjects[p["group"]].add(p.get("subject", p["id"]))
+    return {g: len(s) for g, s in sorted(subjects.items())}
 
 
 class QualityScorer:

@@ -107,7 +107,7 @@ def train_segmenter(
         loss.backward()
         opt.step()
         if it % 50 == 0 or it == iterations - 1:
-            curve.append([it, float(loss)])
+            curve.append([it, float(loss.detach())])
     network.eval()
     log = {
         "iterations": iterations,
