@@ -26,6 +26,7 @@ from benchmarks.report_sections import (
     is_nan,
     is_weak_task,
     quality_section,
+    small_test_set,
     speed_section,
 )
 
@@ -165,7 +166,8 @@ def verdict_section(res: dict, ctx: dict) -> list[str]:
             out.append(
                 f"- downstream {task}: {verdict}, recovery {fmt(rec['dpe'])}; {word} "
                 f"{labels.get(best, best)} {fmt(rec[best])}"
-                + (" (task model flagged weak in section 4: not evidence either way)." if is_weak_task(r) else ".")
+                + (" (task model flagged weak in section 4: not evidence either way)" if is_weak_task(r) else "")
+                + (f" ({r['n_test_boxes']} test boxes: close rankings are within noise)." if small_test_set(r) else ".")
             )
     s = res.get("speed")
     if s:

@@ -375,17 +375,35 @@ def is_weak_task(r: dict) -> bool:
     return clean < WEAK_TASK_SCORE or clean - degraded < WEAK_TASK_GAP
 
 
+#: detection tasks with fewer test boxes than this get a small-test-set note
+SMALL_TEST_BOXES = 100
+
+
+def small_test_set(r: dict) -> bool:
+    """True for a detection task scored on fewer than :data:`SMALL_TEST_BOXES` boxes."""
+    return "n_test_boxes" in r and r["n_test_boxes"] < SMALL_TEST_BOXES
+
+
 def _weak_task(r: dict, fmt: Any) -> list[str]:
     """A warning line when the task model is too weak for its recovery figures to mean much."""
+    small = (
+        [
+            f"Note: {r['n_test_boxes']} test boxes in {r['n_test']} images (below {SMALL_TEST_BOXES}); one box more or "
+            "less found moves AP by a few points, so close rankings on this task are within noise.",
+            "",
+        ]
+        if small_test_set(r)
+        else []
+    )
     if not is_weak_task(r):
-        return []
+        return small
     key, clean, degraded = _task_scores(r)
     return [
         f"**Warning:** the task model scores only {fmt(clean, 3)} ({key}) on clean inputs and {fmt(degraded, 3)} on "
         f"degraded ones (flagged below {WEAK_TASK_SCORE} clean or a gap below {WEAK_TASK_GAP}); its recovery "
         "figures rest on very few correct detections and should not be read as evidence for or against a method.",
         "",
-    ]
+    ] + small
 
 
 def downstream_section(d: dict | None, ctx: dict) -> list[str]:

@@ -2,8 +2,8 @@
 
 * :func:`mni_slab_datalist`: axial slices of the MNI ICBM152 T1 with CSF/GM/WM/background labels; a contiguous slab
   of slices is held out for testing, with ``gap`` slices dropped on each side so no neighbour of a test slice trains.
-* :func:`mni_lesion_datalist`: the same slab split with **synthetic** hyperintense lesions pasted into the slices;
-  their boxes are exact (the pasted masks).
+* :func:`mni_lesion_datalist`: the same slab split with **synthetic** T1-hypointense white-matter lesions pasted into
+  the slices; their boxes are exact (the pasted masks).
 * :func:`stardist_crops_datalist`: the stardist DSB2018 fluorescence image (real, 125 annotated nuclei) cut into
   crops; a vertical strip is held out for testing (``gap`` pixels dropped between the two regions).
 
