@@ -157,9 +157,15 @@ def test_mni_slab_and_lesions_never_train_on_the_test_slab(tmp_path):
     les = json.loads(open(ds.mni_lesion_datalist(tmp_path / "les", step=10)).read())
     item = les["test"][0]
     assert item["synthetic"] and 1 <= len(item["boxes"]) <= 3
-    img = np.asarray(Image.open(item["image"]))
-    for x0, y0, x1, y1 in item["boxes"]:
-        assert 4 <= x1 - x0 <= 22 and img[y0:y1, x0:x1].max() > 0
+    img = np.asarray(Image.open(item["image"])).astype(float)
+    clean_item = next(it for it in seg["test"] if it["slice_index"] == item["slice_index"])
+    clean = np.asarray(Image.open(clean_item["image"])).astype(float)
+    touched = np.zeros(img.shape, bool)
+    for x0, y0, x1, y1 in item["boxes"]:  # x = column of the PNG (MONAI's loaders make it the first axis)
+        assert 5 <= x1 - x0 <= 16 and 5 <= y1 - y0 <= 16
+        assert img[y0:y1, x0:x1].mean() < 0.85 * clean[y0:y1, x0:x1].mean()  # hypointense lesion inside its box
+        touched[max(y0 - 3, 0) : y1 + 3, max(x0 - 3, 0) : x1 + 3] = True
+    assert np.array_equal(img[~touched], clean[~touched])  # nothing changes away from the lesions
 
 
 @pytest.mark.parametrize("name", ["downstream_segmentation", "downstream_detection"])
