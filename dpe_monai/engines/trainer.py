@@ -140,7 +140,9 @@ class ConditionalGANTrainer(AdversarialTrainer):
     def _iteration(self, engine: ConditionalGANTrainer, batchdata: dict[str, torch.Tensor]) -> dict:  # type: ignore[override]
         if batchdata is None:
             raise ValueError("Must provide batch data for current iteration.")
-        inputs, targets = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking)[:2]
+        batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking)
+        inputs, targets = batch[:2]
+        args, kwargs = (batch[2], batch[3]) if len(batch) == 4 else ((), {})
         if targets is None:
             raise ValueError("training needs the clean target in the batch")
         g_net, d_net = engine.state.g_network, engine.state.d_network if engine.has_discriminator else None
@@ -149,7 +151,7 @@ class ConditionalGANTrainer(AdversarialTrainer):
         g_net.train()
 
         with autocast(dev, dtype), torch.set_grad_enabled(update_g):
-            fakes = engine.g_inferer(inputs, g_net).float()
+            fakes = engine.g_inferer(inputs, g_net, *args, **kwargs).float()
         out: dict[str, Any] = {Keys.IMAGE: inputs, Keys.LABEL: targets, AdversarialKeys.REALS: targets}
 
         if d_net is not None:

@@ -19,12 +19,22 @@ class PairedBatch:
         input_key: batch key of the degraded input (written by ``RandLowQualityd``).
         target_key: batch key of the clean reference.
         channels_last: convert 4-D tensors to ``torch.channels_last`` memory format.
+        context_key: batch key of a whole-image context (``GlobalContextd``); when set and present, the batch is
+            returned as MONAI's 4-tuple ``(inputs, targets, (), {"context": ...})`` so the engine's inferer
+            passes it to the network (:class:`~dpe_monai.networks.GlobalLocalNet`).
     """
 
-    def __init__(self, input_key: str = "lq", target_key: str = Keys.IMAGE, channels_last: bool = False) -> None:
+    def __init__(
+        self,
+        input_key: str = "lq",
+        target_key: str = Keys.IMAGE,
+        channels_last: bool = False,
+        context_key: str | None = None,
+    ) -> None:
         self.input_key = input_key
         self.target_key = target_key
         self.channels_last = channels_last
+        self.context_key = context_key
 
     def _move(self, x: torch.Tensor, device: torch.device | str | None, non_blocking: bool) -> torch.Tensor:
         x = torch.as_tensor(x).to(device=device, non_blocking=non_blocking, dtype=torch.float32)
@@ -38,10 +48,13 @@ class PairedBatch:
         device: torch.device | str | None = None,
         non_blocking: bool = False,
         **_: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    ) -> tuple:
         inputs = self._move(batchdata[self.input_key], device, non_blocking)
         target = batchdata.get(self.target_key)
-        return inputs, None if target is None else self._move(target, device, non_blocking)
+        target = None if target is None else self._move(target, device, non_blocking)
+        if self.context_key is not None and self.context_key in batchdata:
+            return inputs, target, (), {"context": self._move(batchdata[self.context_key], device, non_blocking)}
+        return inputs, target
 
 
 def resolve_amp_dtype(precision: str | None, device: torch.device | str) -> torch.dtype | None:

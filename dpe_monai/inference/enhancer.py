@@ -102,21 +102,41 @@ class Enhancer:
         return "bf16" if accepted else "fp32"
 
     # ------------------------------------------------------------------ running
-    def _run(self, x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    def global_params(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Whole-image tone-map parameters for networks with a global branch (``network.estimate``), else None.
+
+        Args:
+            x: ``(B, C, H, W)`` images or ``(B, C, H, W, D)`` volumes in [0, 1], C = 1 or ``in_channels``. They are
+                estimated once, in fp32, on the whole input, so tiles and slices share one tone map (no seams, no
+                slice-to-slice flicker).
+        """
+        estimate = getattr(self.network, "estimate", None)
+        if estimate is None:
+            return None
+        x = x.to(self.device, torch.float32)
+        if x.shape[1] == 1 and self.in_channels == 3:
+            x = x.expand(-1, 3, *x.shape[2:])
+        with torch.inference_mode():
+            return estimate(x).float()
+
+    def _run(self, x: torch.Tensor, dtype: torch.dtype | None, params: torch.Tensor | None = None) -> torch.Tensor:
         x = x.to(self.device, torch.float32)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        kwargs = {} if params is None else {"params": params.to(self.device)}
         with torch.inference_mode(), autocast(self.device, dtype):
             if max(x.shape[-2:]) > self.tile_size:
-                y = self.inferer(x, self.network)
+                y = self.inferer(x, self.network, **kwargs)
             else:
-                y = self.network(x)
+                y = self.network(x, **kwargs)
             return y.float().clamp(0.0, 1.0).contiguous()
 
-    def _enhance_2d(self, x: torch.Tensor) -> torch.Tensor:
+    def _enhance_2d(self, x: torch.Tensor, params: torch.Tensor | None = None) -> torch.Tensor:
         c = x.shape[1]
+        if params is None:
+            params = self.global_params(x)
         if c == self.in_channels:
-            y = self._run(x, self._dtype(self.precision))
+            y = self._run(x, self._dtype(self.precision), params)
             if c == 3:  # grey in, grey out: images whose three channels are equal get the channel mean back
                 grey = (x[:, 0] == x[:, 1]).flatten(1).all(1) & (x[:, 1] == x[:, 2]).flatten(1).all(1)
                 if bool(grey.any()):
@@ -124,7 +144,7 @@ class Enhancer:
                     y = torch.where(grey.view(-1, 1, *([1] * (y.ndim - 2))).to(y.device), mean, y)
             return y
         if c == 1 and self.in_channels == 3:
-            return self._run(x.expand(-1, 3, -1, -1), self._dtype(self.precision)).mean(dim=1, keepdim=True)
+            return self._run(x.expand(-1, 3, -1, -1), self._dtype(self.precision), params).mean(dim=1, keepdim=True)
         raise ValueError(f"the network takes {self.in_channels} channels (or 1 if it takes 3); got {c}")
 
     def __call__(self, x: torch.Tensor, slice_batch: int = 8) -> torch.Tensor:
@@ -134,10 +154,18 @@ class Enhancer:
             return self._enhance_2d(x).cpu()
         if x.ndim != 5:
             raise ValueError(f"expected (B, C, H, W) or (B, C, H, W, D), got shape {tuple(x.shape)}")
+        params = self.global_params(x.movedim(2 + self.axis, -1))  # one tone map per volume
         moved = x.movedim(2 + self.axis, 1)  # (B, S, C, h, w)
         b, s = moved.shape[:2]
         flat = moved.reshape(b * s, *moved.shape[2:])
-        out = torch.cat([self._enhance_2d(flat[i : i + slice_batch]).cpu() for i in range(0, b * s, slice_batch)])
+        per_slice = None if params is None else params.repeat_interleave(s, dim=0)
+        out = torch.cat(
+            [
+                self._enhance_2d(flat[i : i + slice_batch], None if per_slice is None else per_slice[i : i + slice_batch])
+                .cpu()
+                for i in range(0, b * s, slice_batch)
+            ]
+        )
         return out.reshape(b, s, *out.shape[1:]).movedim(1, 2 + self.axis)
 
     # ------------------------------------------------------------------ construction

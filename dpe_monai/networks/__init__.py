@@ -1,7 +1,19 @@
-"""Networks: the DPE generator and its discriminator."""
+"""Networks: the DPE generator, its discriminator, and the global-local enhancer built on it."""
 
 from dpe_monai.networks.blocks import GatedConv, ResidualBlock
 from dpe_monai.networks.discriminator import DPEDiscriminator
 from dpe_monai.networks.dpenet import DPENet
+from dpe_monai.networks.global_intensity import GlobalIntensity, apply_global_intensity, global_summary, grey_thumbnail
+from dpe_monai.networks.global_local import GlobalLocalNet
 
-__all__ = ["DPENet", "DPEDiscriminator", "GatedConv", "ResidualBlock"]
+__all__ = [
+    "DPENet",
+    "DPEDiscriminator",
+    "GatedConv",
+    "GlobalIntensity",
+    "GlobalLocalNet",
+    "ResidualBlock",
+    "apply_global_intensity",
+    "global_summary",
+    "grey_thumbnail",
+]

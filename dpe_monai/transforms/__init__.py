@@ -1,5 +1,6 @@
 """Transforms: the DPE low-quality simulator (Algorithm 1), invertible intensity windowing, input preparation."""
 
+from dpe_monai.transforms.context import GlobalContext, GlobalContextD, GlobalContextd, GlobalContextDict
 from dpe_monai.transforms.intensity import (
     IntensityWindow,
     IntensityWindowD,
@@ -30,6 +31,10 @@ from dpe_monai.transforms.preprocess import (
 from dpe_monai.transforms.seeded import SeededLowQualityD, SeededLowQualityd, SeededLowQualityDict
 
 __all__ = [
+    "GlobalContext",
+    "GlobalContextD",
+    "GlobalContextDict",
+    "GlobalContextd",
     "EnsureMinSize",
     "EnsureMinSizeD",
     "EnsureMinSizeDict",

@@ -18,6 +18,8 @@ from monai.data import MetaTensor
 from monai.transforms import InvertibleTransform, MapTransform, Transform
 from monai.utils import TraceKeys, convert_data_type, convert_to_dst_type
 
+from dpe_monai.contract import window_bounds
+
 __all__ = [
     "IntensityWindow",
     "IntensityWindowd",
@@ -27,7 +29,7 @@ __all__ = [
     "dicom_window_from_meta",
 ]
 
-_MODES = ("percentile", "dicom", "fixed", "dtype", "auto")
+_MODES = ("percentile", "dicom", "fixed", "dtype", "auto", "minmax")
 _CENTER_KEYS = ("WindowCenter", "window_center", "00281050", "0028|1050", "(0028,1050)", "(0028, 1050)", "0028,1050")
 _WIDTH_KEYS = ("WindowWidth", "window_width", "00281051", "0028|1051", "(0028,1051)", "(0028, 1051)", "0028,1051")
 
@@ -133,8 +135,10 @@ class IntensityWindow(InvertibleTransform):
       with the DICOM linear-window edges ``lo = c - 0.5 - (w - 1) / 2``, ``hi = c - 0.5 + (w - 1) / 2``.
     - ``"fixed"``: ``lower`` / ``upper`` in the image's units (e.g. -1000 / 1000 HU).
     - ``"dtype"``: the full range of the integer dtype (``source_dtype`` or the image's own), e.g. 0..65535.
-    - ``"auto"``: ``"dtype"`` for 8-bit (and bool) data, so absolute brightness is kept; otherwise the image's own
-      min / max, which is lossless to invert and suits 12-bit data stored in 16 bits, HU and float volumes.
+    - ``"minmax"``: the image's own min / max.
+    - ``"auto"``: the project's intensity contract (:mod:`dpe_monai.contract`): 0..255 for 8-bit data, else the
+      DICOM window from meta when present, else the 0.5-99.5 % percentiles over the body. Training, evaluation and
+      inference all use it, so the network sees files the same way everywhere.
 
     On a MetaTensor the ``(lo, hi, dtype)`` record is pushed on ``applied_operations`` so ``inverse`` works
     (also through ``monai.transforms.Invertd``); for any input it is kept on ``self.last_params`` as
@@ -189,9 +193,9 @@ class IntensityWindow(InvertibleTransform):
     def window_bounds(self, arr: np.ndarray, dtype: np.dtype, meta: Mapping | None = None) -> tuple[float, float]:
         """``(lo, hi)`` for ``arr`` (numpy, original units) under the configured mode."""
         if self.mode == "auto":
-            if np.dtype(dtype).itemsize == 1 and (np.issubdtype(dtype, np.integer) or dtype == np.bool_):
-                info = np.iinfo(np.uint8 if dtype == np.bool_ else dtype)
-                return float(info.min), float(info.max)
+            lo, hi, _ = window_bounds(arr, dtype, "auto", dicom_window=dicom_window_from_meta(meta, self.window_index))
+            return lo, hi
+        if self.mode == "minmax":
             return float(np.min(arr)), float(np.max(arr))
         if self.mode == "percentile":
             lo, hi = np.percentile(arr, [self.lower, self.upper])

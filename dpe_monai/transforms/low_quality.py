@@ -32,6 +32,7 @@ L8_SCALE = 255.0 / 100.0
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 _MODES = ("paper", "reference_code")
+_NOISE_ORDERS = ("before", "after", "mixed")
 _NAN = float("nan")
 
 
@@ -99,6 +100,11 @@ class RandLowQuality(RandomizableTransform):
     3. Contrast ``c ~ U(min_factor, max_factor)`` around the mean grey level: ``m + c * (x - m)``.
     4. Brightness ``b ~ U(min_factor, max_factor)``: ``b * x``; clip to [0, 1].
 
+    ``noise_order`` (paper mode): ``"before"`` is the paper's order above; ``"after"`` adds the noise after the
+    contrast and brightness drop, as a real low-dose or low-light acquisition does (inverting the exposure then
+    amplifies it); ``"mixed"`` draws one of the two per call (50/50). ``quantize=True`` rounds the result to 8-bit
+    levels (``round(255 x) / 255``), as a degraded image saved to an 8-bit file is.
+
     ``mode="reference_code"`` reproduces the authors' public code instead: no luminance gate (always applies),
     brightness and contrast factors ``~ U(min_factor, max_factor)`` applied in random order (as torchvision's
     ``ColorJitter``), then additive non-negative uniform noise in ``[0, reference_noise_max / 255)``; clip.
@@ -119,6 +125,8 @@ class RandLowQuality(RandomizableTransform):
         max_factor: upper bound of the contrast and brightness factors (paper: ``R_max = 0.8``).
         mode: ``"paper"`` or ``"reference_code"``.
         reference_noise_max: upper bound of the uniform noise in ``"reference_code"`` mode, 8-bit units.
+        noise_order: ``"before"`` (paper), ``"after"`` (acquisition) or ``"mixed"``.
+        quantize: round the degraded image to 8-bit levels.
     """
 
     def __init__(
@@ -130,8 +138,15 @@ class RandLowQuality(RandomizableTransform):
         max_factor: float = 0.8,
         mode: str = "paper",
         reference_noise_max: float = 4.0,
+        noise_order: str = "before",
+        quantize: bool = False,
     ) -> None:
         RandomizableTransform.__init__(self, prob)
+        if noise_order not in _NOISE_ORDERS:
+            raise ValueError(f"noise_order must be one of {_NOISE_ORDERS}, got {noise_order!r}.")
+        self.noise_order = noise_order
+        self.quantize = bool(quantize)
+        self._noise_after = noise_order == "after"
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}.")
         if not 0.0 <= min_factor <= max_factor:
@@ -160,6 +175,7 @@ class RandLowQuality(RandomizableTransform):
             self._contrast = float(self.R.uniform(self.min_factor, self.max_factor))
             self._brightness = float(self.R.uniform(self.min_factor, self.max_factor))
             self._contrast_first = True
+            self._noise_after = self.noise_order == "after" or (self.noise_order == "mixed" and bool(self.R.randint(2)))
         else:
             self._sigma = _NAN
             self._brightness = float(self.R.uniform(self.min_factor, self.max_factor))
@@ -174,6 +190,7 @@ class RandLowQuality(RandomizableTransform):
             "contrast": float(self._contrast) if applied else _NAN,
             "brightness": float(self._brightness) if applied else _NAN,
             "contrast_first": bool(self._contrast_first) if applied else True,
+            "noise_after": bool(self._noise_after) if applied else False,
         }
 
     def __call__(self, img: NdarrayOrTensor, randomize: bool = True) -> NdarrayOrTensor:
@@ -202,9 +219,11 @@ class RandLowQuality(RandomizableTransform):
 
         out = arr
         if self.mode == "paper":
-            noise = self.R.standard_normal(out.shape).astype(np.float32)
-            out = np.clip(out + noise * np.float32(self._sigma / 255.0), 0.0, 1.0)
-            out = np.float32(self._brightness) * _contrast(out, self._contrast)
+            noise = self.R.standard_normal(out.shape).astype(np.float32) * np.float32(self._sigma / 255.0)
+            if self._noise_after:
+                out = np.clip(np.float32(self._brightness) * _contrast(out, self._contrast), 0.0, 1.0) + noise
+            else:
+                out = np.float32(self._brightness) * _contrast(np.clip(out + noise, 0.0, 1.0), self._contrast)
         else:
             if self._contrast_first:
                 out = np.float32(self._brightness) * np.clip(_contrast(out, self._contrast), 0.0, 1.0)
@@ -213,7 +232,10 @@ class RandLowQuality(RandomizableTransform):
             out = np.clip(out, 0.0, 1.0)
             noise = self.R.uniform(0.0, self.reference_noise_max / 255.0, size=out.shape).astype(np.float32)
             out = out + noise
-        return _like(np.clip(out, 0.0, 1.0).astype(np.float32, copy=False), img)
+        out = np.clip(out, 0.0, 1.0)
+        if self.quantize:
+            out = np.round(out * np.float32(255.0)) / np.float32(255.0)
+        return _like(out.astype(np.float32, copy=False), img)
 
 
 def _default_lq_keys(keys: Sequence[Hashable]) -> list[Hashable]:
@@ -233,8 +255,8 @@ class RandLowQualityd(RandomizableTransform, MapTransform):
             several keys a string is used as a suffix, ``f"{key}_{params_key}"``; a sequence gives one name per
             key; ``None`` writes nothing.
         allow_missing_keys: don't raise if a key is missing.
-        prob, brightness_threshold, max_sigma, min_factor, max_factor, mode, reference_noise_max: as in
-            :class:`RandLowQuality`.
+        prob, brightness_threshold, max_sigma, min_factor, max_factor, mode, reference_noise_max, noise_order,
+            quantize: as in :class:`RandLowQuality`. ``prob < 1`` gives a share of clean -> clean pairs.
     """
 
     backend = [torch.Tensor, np.ndarray]
@@ -252,6 +274,8 @@ class RandLowQualityd(RandomizableTransform, MapTransform):
         max_factor: float = 0.8,
         mode: str = "paper",
         reference_noise_max: float = 4.0,
+        noise_order: str = "before",
+        quantize: bool = False,
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
@@ -275,6 +299,8 @@ class RandLowQualityd(RandomizableTransform, MapTransform):
             max_factor=max_factor,
             mode=mode,
             reference_noise_max=reference_noise_max,
+            noise_order=noise_order,
+            quantize=quantize,
         )
 
     def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> RandLowQualityd:

@@ -1,0 +1,207 @@
+"""Global intensity branch: a per-image tone map estimated from a thumbnail of the *whole* image.
+
+Algorithm 1 of the DPE paper (and a badly exposed acquisition) is mostly one global intensity map per image. A
+convolutional body with a bounded receptive field cannot see the image's black and white points; this branch can.
+It starts as a robust percentile stretch (the strongest simple method) and learns a bounded correction on top:
+
+1. base window: the ``lower``/``upper`` quantiles over the body of the full-resolution grey values (strided to
+   about ``samples``), i.e. the intensity contract's percentile window (:mod:`dpe_monai.contract`);
+2. features: ``n_quantiles`` quantiles of the full-resolution values and of a denoised thumbnail (2x average
+   pooled, resized to ``thumb`` per side), both normalised by the base window, ``log`` of the window width and of
+   the mean absolute neighbour difference (a noise level);
+3. a small MLP predicts (a) a shift of the window centre and a log scale of its width (so the black and white
+   points can move anywhere the training targets' convention puts them, e.g. the 0..255 range of photographs) and (b) ``knots`` positive increments of a monotone piecewise-linear curve on [0, 1]. Its last layer is
+   zero-initialised, so an untrained branch is exactly the percentile stretch.
+
+Everything is static-shape tensor algebra (sort, gather, linear), so the branch scripts and exports to ONNX.
+Ideas from IAT (a global branch predicting a few colour/gamma parameters) and CSRNet/3D-LUT (a global curve).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["GlobalIntensity", "apply_global_intensity", "global_summary", "grey_thumbnail"]
+
+
+def grey_thumbnail(x: torch.Tensor, thumb: int = 64) -> torch.Tensor:
+    """The global branch's view of whole 2-D images: ``(B, C, H, W)`` -> ``(B, 1, thumb, thumb)`` grey thumbnails.
+
+    The channel mean, 2x average-pooled when the image is at least ``2 * thumb`` on its short side (halves the
+    noise), then bilinearly resized. A thumbnail passed through again comes back unchanged, so a training pipeline
+    can precompute it from the whole image (``GlobalContextd``) and pass it as the network's ``context``.
+    """
+    grey = x.float().mean(dim=1, keepdim=True)
+    if grey.shape[-2] == thumb and grey.shape[-1] == thumb:
+        return grey
+    if min(grey.shape[-2:]) >= 2 * thumb:
+        grey = F.avg_pool2d(grey, 2)
+    return F.interpolate(grey, size=(thumb, thumb), mode="bilinear", align_corners=False)
+
+
+def apply_global_intensity(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """Map ``x`` through per-image tone maps.
+
+    Args:
+        x: ``(B, C, *spatial)`` image in [0, 1].
+        params: ``(B or 1, 2 + K + 1)``: ``lo``, ``hi`` (black/white point in ``x``'s units) then the ``K + 1``
+            cumulative knot values of a monotone curve from 0 to 1.
+
+    Returns:
+        ``curve(clip((x - lo) / (hi - lo), 0, 1))``, same shape as ``x``, in [0, 1].
+    """
+    b = x.shape[0]
+    if params.shape[0] != b:
+        params = params.expand(b, -1)
+    lo, hi, cum = params[:, 0], params[:, 1], params[:, 2:]
+    k = cum.shape[1] - 1
+    view = [b] + [1] * (x.ndim - 1)
+    s = ((x - lo.view(view)) / (hi - lo).clamp_min(1e-6).view(view)).clamp(0.0, 1.0)
+    t = s.reshape(b, -1) * k
+    idx = t.floor().clamp(0, k - 1)
+    frac = t - idx
+    idx = idx.long()
+    left = torch.gather(cum, 1, idx)
+    right = torch.gather(cum, 1, idx + 1)
+    return (left + frac * (right - left)).reshape(x.shape)
+
+
+def _grey_slices(x: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` -> itself; a ``(B, C, H, W, D)`` volume -> up to 16 evenly spaced slices ``(B*S, C, H, W)``."""
+    if x.ndim == 5:
+        step = max(1, x.shape[-1] // 16)
+        x = x[..., ::step].movedim(-1, 1).reshape(-1, x.shape[1], x.shape[2], x.shape[3])
+    return x
+
+
+def global_summary(
+    x: torch.Tensor,
+    thumb: int = 64,
+    n_quantiles: int = 33,
+    lower: float = 0.005,
+    upper: float = 0.995,
+    samples: int = 65536,
+) -> torch.Tensor:
+    """Parameter-free statistics of whole images that the global branch reads: ``(B, 2 * n_quantiles + 3)``.
+
+    ``[q_lo, q_hi, full quantiles (n), thumbnail quantiles (n), noise]``: ``q_lo``/``q_hi`` are the ``lower``/
+    ``upper`` quantiles over the body (values above the minimum when they are >= 1 %) of the full-resolution grey
+    values (strided to about ``samples``), i.e. the intensity contract's percentile window
+    (:mod:`dpe_monai.contract`); the quantile vectors (evenly spaced over the body for full resolution, over all
+    values for the 2x-pooled ``thumb``-side thumbnail) and the noise level (mean absolute vertical neighbour
+    difference) are in raw [0, 1] units. A training pipeline computes this on the whole degraded image
+    (``GlobalContextd``) so a random crop still gets the whole image's tone map.
+
+    Args:
+        x: ``(B, C, H, W)`` images or ``(B, C, H, W, D)`` volumes (slices along the last axis) in [0, 1].
+    """
+    b = x.shape[0]
+    x = _grey_slices(x).float()
+    grey = x.mean(dim=1)  # (B*S, H, W)
+    flat = grey.reshape(b, -1)
+    step = max(1, flat.shape[1] // samples)
+    full = torch.sort(flat[:, ::step], dim=1).values
+    n = full.shape[1]
+    q_frac = torch.linspace(0.0, 1.0, n_quantiles, device=x.device)
+    n_min = (full <= full[:, :1]).sum(dim=1)
+    n_min = torch.where(n_min.float() > 0.99 * n, torch.zeros_like(n_min), n_min)
+    span = (n - 1 - n_min).float()
+    lo_i = (n_min.float() + lower * span).round().long()[:, None]
+    hi_i = (n_min.float() + upper * span).round().long()[:, None]
+    q_i = (n_min.float()[:, None] + q_frac[None] * span[:, None]).round().long()
+    thumb_sorted = torch.sort(grey_thumbnail(x, thumb).reshape(b, -1), dim=1).values
+    m = thumb_sorted.shape[1]
+    noise = (grey[:, 1:] - grey[:, :-1]).abs().reshape(b, -1).mean(dim=1)
+    return torch.cat(
+        [
+            torch.gather(full, 1, lo_i),
+            torch.gather(full, 1, hi_i),
+            torch.gather(full, 1, q_i),
+            thumb_sorted[:, (q_frac * (m - 1)).round().long()],
+            noise[:, None],
+        ],
+        dim=1,
+    )
+
+
+class GlobalIntensity(nn.Module):
+    """Estimate each image's tone map: robust percentile stretch plus a learned, bounded correction.
+
+    Args:
+        in_channels: image channels ``C`` (the statistics are of their mean).
+        thumb: thumbnail side.
+        n_quantiles: number of evenly spaced quantiles the MLP reads.
+        knots: segments of the monotone correction curve.
+        hidden: MLP width.
+        lower: base black point quantile (0.005 = the 0.5th percentile, over the body).
+        upper: base white point quantile.
+        max_shift: largest shift of the window centre, as a fraction of the base window width.
+        max_log_scale: the window width may be scaled by ``exp(+-max_log_scale)``.
+        samples: full-resolution values (strided) the base window is computed from.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        thumb: int = 64,
+        n_quantiles: int = 33,
+        knots: int = 16,
+        hidden: int = 64,
+        lower: float = 0.005,
+        upper: float = 0.995,
+        max_shift: float = 1.0,
+        max_log_scale: float = 3.0,
+        samples: int = 65536,
+    ) -> None:
+        super().__init__()
+        self.in_channels = int(in_channels)
+        self.thumb = int(thumb)
+        self.n_quantiles = int(n_quantiles)
+        self.knots = int(knots)
+        self.lower = float(lower)
+        self.upper = float(upper)
+        self.max_shift = float(max_shift)
+        self.max_log_scale = float(max_log_scale)
+        self.samples = int(samples)
+        self.mlp = nn.Sequential(
+            nn.Linear(2 * n_quantiles + 2, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, 2 + knots),
+        )
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def summary(self, x: torch.Tensor) -> torch.Tensor:
+        """:func:`global_summary` of ``x`` with this branch's settings: ``(B, 2 * n_quantiles + 3)``."""
+        return global_summary(x, self.thumb, self.n_quantiles, self.lower, self.upper, self.samples)
+
+    def forward(self, x: torch.Tensor, summary: torch.Tensor | None = None) -> torch.Tensor:
+        """Tone-map parameters for whole images ``x`` (``(B, C, H, W)`` or volumes ``(B, C, H, W, D)``, in [0, 1]).
+
+        Args:
+            x: the whole images (ignored when ``summary`` is given).
+            summary: precomputed :meth:`summary` of the whole images, ``(B, 2 * n_quantiles + 3)``.
+
+        Returns:
+            ``(B, 2 + knots + 1)`` parameters for :func:`apply_global_intensity`.
+        """
+        if summary is None:
+            summary = self.summary(x)
+        summary = summary.float()
+        n = self.n_quantiles
+        q_lo, q_hi = summary[:, 0], summary[:, 1]
+        width = (q_hi - q_lo).clamp_min(1e-3)
+        quant = (summary[:, 2 : 2 + 2 * n] - q_lo[:, None]) / width[:, None]
+        noise = summary[:, 2 + 2 * n] / width
+        feats = torch.cat([quant.clamp(-2.0, 3.0), torch.log(width)[:, None], torch.log(noise + 1e-4)[:, None]], dim=1)
+        out = self.mlp(feats)
+        centre = 0.5 * (q_lo + q_hi) + self.max_shift * torch.tanh(out[:, 0]) * width
+        half = 0.5 * width * torch.exp(out[:, 1].clamp(-self.max_log_scale, self.max_log_scale))
+        lo, hi = centre - half, centre + half
+        inc = torch.softmax(out[:, 2:], dim=1)
+        cum = torch.cat([torch.zeros_like(inc[:, :1]), torch.cumsum(inc, dim=1)], dim=1)
+        return torch.cat([lo[:, None], hi[:, None], cum], dim=1)

@@ -1,0 +1,71 @@
+"""``GlobalContext(d)``: the whole image's thumbnail, kept beside a training crop for a global-local network."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+import torch
+from monai.config import KeysCollection, NdarrayOrTensor
+from monai.transforms import MapTransform, Transform
+from monai.utils import convert_to_tensor
+
+from dpe_monai.networks.global_intensity import global_summary
+
+__all__ = ["GlobalContext", "GlobalContextd", "GlobalContextD", "GlobalContextDict"]
+
+
+class GlobalContext(Transform):
+    """Whole-image statistics (:func:`~dpe_monai.networks.global_intensity.global_summary`) for a global branch.
+
+    Put it after the degradation and before the random crop, so the network estimates the tone map of the image
+    that was degraded, not of the crop (the crop alone cannot tell where the image's black and white points are).
+
+    Args:
+        thumb, n_quantiles: must match the network's global branch (defaults do).
+    """
+
+    def __init__(self, thumb: int = 64, n_quantiles: int = 33) -> None:
+        self.thumb = int(thumb)
+        self.n_quantiles = int(n_quantiles)
+
+    def __call__(self, img: NdarrayOrTensor) -> torch.Tensor:
+        """``img``: ``(C, H, W)`` in [0, 1]. Returns a float32 ``(2 * n_quantiles + 3,)`` tensor (no meta)."""
+        t = convert_to_tensor(img, track_meta=False, dtype=torch.float32)
+        if t.ndim != 3:
+            raise ValueError(f"GlobalContext takes 2-D (C, H, W) images, got shape {tuple(t.shape)}.")
+        return global_summary(t[None], self.thumb, self.n_quantiles)[0]
+
+
+class GlobalContextd(MapTransform):
+    """Dictionary twin of :class:`GlobalContext`: writes the statistics of ``keys`` under ``context_keys``.
+
+    Args:
+        keys: images to summarise (e.g. the degraded ``"lq"``).
+        context_keys: output keys; default ``f"{key}_context"``.
+        thumb, n_quantiles: as in :class:`GlobalContext`.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        context_keys: KeysCollection | None = None,
+        thumb: int = 64,
+        n_quantiles: int = 33,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if context_keys is None:
+            self.context_keys = [f"{k}_context" for k in self.keys]
+        else:
+            self.context_keys = [context_keys] if isinstance(context_keys, str) else list(context_keys)
+        self.transform = GlobalContext(thumb, n_quantiles)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key, out in self.key_iterator(d, self.context_keys):
+            d[out] = self.transform(d[key])
+        return d
+
+
+GlobalContextD = GlobalContextDict = GlobalContextd
