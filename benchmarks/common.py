@@ -21,19 +21,37 @@ FIGURES = REPO / "benchmarks" / "figures"
 WORK = REPO / "outputs" / "benchmarks"  # git-ignored scratch space (checkpoints of trained baselines, datalists)
 DEFAULT_DATASET = Path(os.environ.get("DPE_MONAI_DATA", os.path.expanduser("~/.cache/dpe-monai/collection")))
 
-CLASSICAL_METHODS = ("hist_eq", "clahe", "auto_levels", "auto_levels_nlm", "lime", "dual")
-NETWORK_METHODS = ("basicunet", "dpe")
-ALL_METHODS = CLASSICAL_METHODS + NETWORK_METHODS
+CLASSICAL_METHODS = (
+    "hist_eq",
+    "clahe",
+    "auto_levels",
+    "auto_levels_nlm",
+    "percentile_stretch",
+    "stretch_nlm",
+    "nlm_stretch",
+    "lime",
+    "dual",
+)
+NETWORK_METHODS = ("basicunet", "dpe_paper", "dpe")
+CEILINGS = ("oracle",)
+ALL_METHODS = CLASSICAL_METHODS + NETWORK_METHODS + CEILINGS
+#: the paper-faithful DPENet checkpoint (27 x 100 iterations, L1, CPU), kept as a variant beside the shipped model
+DPE_PAPER_CHECKPOINT = BUNDLE / "models" / "dpenet_paper.pt"
 LABELS = {
     "input": "input (degraded)",
     "hist_eq": "hist. equalisation",
     "clahe": "CLAHE",
     "auto_levels": "auto-levels",
     "auto_levels_nlm": "auto-levels + NLM",
+    "percentile_stretch": "percentile stretch",
+    "stretch_nlm": "stretch + NLM",
+    "nlm_stretch": "NLM + stretch",
+    "dpe_paper": "DPENet (paper)",
+    "oracle": "oracle (unreachable)",
     "lime": "LIME",
     "dual": "DUAL",
     "basicunet": "BasicUNet",
-    "dpe": "DPE",
+    "dpe": "DPE (shipped)",
 }
 
 
@@ -155,6 +173,16 @@ def build_methods(
         if name in CLASSICAL_METHODS:
             methods[name] = ClassicalEnhancer(name)
             info[name] = {"kind": "classical", "function": f"dpe_monai.baselines.classical.CLASSICAL[{name!r}]"}
+        elif name == "oracle":
+            from dpe_monai.baselines import OracleEnhancer
+
+            methods[name] = OracleEnhancer()
+            info[name] = {"kind": "ceiling", "function": "dpe_monai.baselines.OracleEnhancer (knows the true factors)"}
+        elif name == "dpe_paper":
+            from dpe_monai.networks import DPENet
+
+            methods[name], info[name] = network_enhancer(DPENet(), DPE_PAPER_CHECKPOINT, precision, device)
+            info[name]["kind"] = "network"
         elif name == "dpe":
             if dpe_network is not None:
                 net = ConfigParser({"network_def": dict(dpe_network)}).get_parsed_content("network_def")

@@ -43,6 +43,9 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--seed", type=int, default=0, help="degradation seed")
     parser.add_argument("--mode", default="paper", help="simulator mode: paper | reference_code")
+    parser.add_argument(
+        "--noise_order", default="before", help="paper mode: before (the paper's order) | after (acquisition order)"
+    )
     parser.add_argument("--max_side", type=int, default=1024, help="centre crop of large images (as evaluate.json)")
     parser.add_argument("--limit_per_group", type=int, default=None, help="score only N images per group (CI)")
     parser.add_argument("--feature_backbone", default="hed_vgg16", help="feature distance backbone (random: CI)")
@@ -58,7 +61,12 @@ def load_pairs(args: argparse.Namespace) -> tuple[list[dict], list[str], str]:
     datalist = args.datalist or ensure_collection(args.dataset_dir)
     items = load_datalist(datalist, args.split)
     pairs, skipped = paired_set(
-        items, seed=args.seed, mode=args.mode, max_side=args.max_side, limit_per_group=args.limit_per_group
+        items,
+        seed=args.seed,
+        mode=args.mode,
+        max_side=args.max_side,
+        limit_per_group=args.limit_per_group,
+        noise_order=getattr(args, "noise_order", "before"),
     )
     return pairs, skipped, str(datalist)
 
@@ -119,7 +127,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "command": "python -m benchmarks.quality " + " ".join(args.argv),
         "datalist": datalist,
         "split": args.split,
-        "protocol": protocol(args.seed, args.mode, args.max_side, args.feature_backbone),
+        "protocol": {
+            **protocol(args.seed, args.mode, args.max_side, args.feature_backbone),
+            "noise_order": args.noise_order,
+        },
         "machine": machine_info(),
         "methods": {"input": {"kind": "identity"}, **info},
         "groups": {g: sum(p["group"] == g for p in pairs) for g in groups},

@@ -6,7 +6,9 @@ and layout, mirroring the input's relative path under ``DIR``. One bad file neve
 is printed as one line on stderr (file and problem) and counted in the summary table.
 
 Exit codes: 0 when every input was enhanced (or skipped because its output exists), 2 when some failed,
-1 on usage errors (bad options, missing model, an output path that would replace an input). See
+1 on usage errors (bad options, missing or unreadable model, an output path that would replace an input) and when
+there is nothing to do (no image file among the inputs: empty folders, folders of other files). Everything that
+can be checked without the model (options, inputs, collisions, the weights file) is checked before it loads. See
 ``docs/ENHANCE_CLI.md``.
 """
 
@@ -17,6 +19,8 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from dpe_monai.contract import WINDOW_MODES
 
 __all__ = ["main", "default_bundle", "build_parser"]
 
@@ -89,9 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     enh.add_argument("--axis", type=int, choices=(0, 1, 2), default=2, help="slicing axis of 3-D volumes (default 2)")
     enh.add_argument(
         "--window",
-        choices=("container", "minmax"),
-        default="container",
-        help="intensity window: the format's range (default; 0..65535, DICOM BitsStored) or the image's min..max",
+        choices=WINDOW_MODES,
+        default="auto",
+        help="how values map to the network's [0, 1] (dpe_monai.contract): auto (default: 0..255 for 8-bit, else "
+        "the DICOM window when it fits the data, else the 0.5-99.5%% percentiles over the body), dicom, "
+        "percentile, minmax, container (the format's full range)",
     )
     enh.add_argument("--tile-size", type=_positive_int, default=1024, help="sliding-window tile side (default 1024)")
     enh.add_argument("--overlap", type=_overlap, default=0.25, help="tile overlap fraction (default 0.25)")
@@ -136,9 +142,10 @@ def _planned_collisions(args: argparse.Namespace) -> list[tuple[Path, Path]]:
     An output equal to its own input is always refused; one equal to another input only with ``--overwrite``
     (without it, that output exists and is skipped).
     """
-    from dpe_monai.io import discover, output_paths
+    from dpe_monai.inference.files import discover_inputs
+    from dpe_monai.io import output_paths
 
-    jobs, _ = discover(args.inputs)
+    jobs, _ = discover_inputs(args.inputs, args.output)
     inputs = {p.resolve(): p for job in jobs for p in job.paths}
     found = []
     for job in jobs:
@@ -148,6 +155,21 @@ def _planned_collisions(args: argparse.Namespace) -> list[tuple[Path, Path]]:
             if key in own or (args.overwrite and key in inputs):
                 found.append((out, inputs[key]))
     return found
+
+
+def _check_weights(weights: Path) -> None:
+    """Raise :class:`UsageError` unless ``weights`` is a readable generator checkpoint (before any model is built)."""
+    from dpe_monai.inference.enhancer import load_weights
+
+    if not Path(weights).is_file():
+        raise UsageError(f"{weights}: model weights not found; train the bundle or pass --bundle/--weights")
+    try:
+        state = load_weights(weights)
+    except Exception as e:  # noqa: BLE001 - any unpickling/zip/format error means the same thing to the user
+        why = " ".join(str(e).split())[:200]
+        raise UsageError(f"{weights}: not a model checkpoint ({type(e).__name__}: {why})") from None
+    if not state or not all(hasattr(v, "shape") for v in state.values()):
+        raise UsageError(f"{weights}: not a model checkpoint (no tensors in it)")
 
 
 def _load_enhancer(args: argparse.Namespace):
@@ -165,8 +187,7 @@ def _load_enhancer(args: argparse.Namespace):
         raise UsageError(
             f"{bundle}: not a DPE bundle (no configs/inference.json); pass --bundle or set DPE_MONAI_BUNDLE"
         )
-    if not Path(weights).is_file():
-        raise UsageError(f"{weights}: model weights not found; train the bundle or pass --bundle/--weights")
+    _check_weights(weights)
     try:
         return Enhancer.from_bundle(
             bundle,
@@ -178,7 +199,10 @@ def _load_enhancer(args: argparse.Namespace):
             axis=args.axis,
         )
     except (ValueError, RuntimeError, KeyError) as e:
-        raise UsageError(f"{bundle}: cannot load the model ({type(e).__name__}: {' '.join(str(e).split())})") from e
+        raise UsageError(
+            f"{weights}: cannot load these weights into the bundle's network "
+            f"({type(e).__name__}: {' '.join(str(e).split())[:300]})"
+        ) from e
 
 
 def _print_line(text: str, progress: bool) -> None:
@@ -190,6 +214,23 @@ def _print_line(text: str, progress: bool) -> None:
         tqdm.write(text, file=sys.stderr)
     else:
         print(text, file=sys.stderr, flush=True)
+
+
+def _check_inputs(args: argparse.Namespace) -> None:
+    """Raise :class:`UsageError` when there is nothing to do: no input path exists, or none holds an image file."""
+    from dpe_monai.inference.files import discover_inputs
+
+    missing = [p for p in args.inputs if not Path(p).exists()]
+    if len(missing) == len(args.inputs):
+        raise UsageError(
+            f"{missing[0]}: no such file or folder" + (f" (and {len(missing) - 1} more)" if missing[1:] else "")
+        )
+    output = Path(args.output).resolve()
+    if any(Path(p).is_dir() and Path(p).resolve() == output for p in args.inputs):
+        raise UsageError(f"--output {args.output}: is an input folder; choose another folder (a new subfolder works)")
+    jobs, problems = discover_inputs(args.inputs, args.output)
+    if not jobs and not problems:
+        raise UsageError(f"nothing to do: no supported image files in {' '.join(map(str, args.inputs))}")
 
 
 def run_enhance(args: argparse.Namespace) -> int:
@@ -209,6 +250,9 @@ def run_enhance(args: argparse.Namespace) -> int:
             f"{out}: output path is the input file {src}{more}; refusing to overwrite inputs "
             "(choose another --output or --postfix)"
         )
+    _check_inputs(args)
+    if not args.dry_run:
+        _check_weights(args.weights or (args.bundle or default_bundle()) / "models" / "model.pt")
     enhancer = None if args.dry_run else _load_enhancer(args)
     if enhancer is not None and not args.quiet:
         print(f"model: {args.bundle or default_bundle()} on {enhancer.device} ({enhancer.precision})", flush=True)
@@ -225,8 +269,6 @@ def run_enhance(args: argparse.Namespace) -> int:
         on_error=lambda _name, message: _print_line(f"error: {message}", progress),
         window=args.window,
     )
-    if not (summary.done or summary.skipped or summary.failed):
-        raise UsageError(f"no supported image files found in {' '.join(map(str, args.inputs))}")
     if not args.quiet:
         for _name, message in summary.skipped:
             _print_line(f"skipped: {message}", False)

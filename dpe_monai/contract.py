@@ -9,8 +9,10 @@ Training, evaluation, the bundle, the CLI, MONAI Label and the demo all window i
 
   1. 8-bit integer data (photographs, dermoscopy, H&E, 8-bit PNG/JPEG/DICOM): the container range 0..255.
      Brightness is absolute there, so a dark photo looks dark to the network and can be brightened.
-  2. otherwise, when the file carries a DICOM window (WindowCenter/WindowWidth, modality units): that window,
-     with DICOM's linear-window edges ``c - 0.5 -/+ (w - 1) / 2``. It is what the scanner chose to display.
+  2. otherwise, when the file carries a DICOM window (WindowCenter/WindowWidth, modality units) that fits the
+     data: that window, with DICOM's linear-window edges ``c - 0.5 -/+ (w - 1) / 2`` (what the scanner chose to
+     display). It fits when it is at most twice as wide as the percentile window of rule 3 and at least half of
+     it lies inside that window; generic defaults such as 1000/2000 on an MR whose values end at 600 do not.
   3. otherwise (12/16-bit without a window, HU without a window, NIfTI, float): a robust percentile window,
      the 0.5th..99.5th percentile over the body (values above the image minimum, i.e. padding and the darkest
      background excluded, when that leaves >= 1 % of the values). Never a container range the data does not fill.
@@ -56,7 +58,7 @@ def dicom_edges(center: float, width: float) -> tuple[float, float]:
 
 
 def dicom_window_tags(lo: float, hi: float) -> tuple[float, float]:
-    """``(WindowCenter, WindowWidth)`` whose DICOM linear window has edges ``lo``, ``hi`` (inverse of ``dicom_edges``)."""
+    """``(WindowCenter, WindowWidth)`` whose DICOM linear window has edges ``lo``, ``hi`` (inverts ``dicom_edges``)."""
     return (lo + hi) / 2 + 0.5, max(1.0, hi - lo + 1)
 
 
@@ -99,9 +101,13 @@ def window_bounds(
     if mode == "auto":
         if dtype.itemsize == 1 and (dtype.kind in "ui" or dtype == np.bool_):
             return 0.0, 255.0, "container"
+        p_lo, p_hi = body_percentiles(values)
         if dicom_window is not None and dicom_window[1] >= 1:
-            return (*dicom_edges(*dicom_window), "dicom")
-        return (*body_percentiles(values), "percentile")
+            w_lo, w_hi = dicom_edges(*dicom_window)
+            inside = max(0.0, min(w_hi, p_hi) - max(w_lo, p_lo))
+            if w_hi - w_lo <= 2 * (p_hi - p_lo) and inside >= 0.5 * (w_hi - w_lo):
+                return w_lo, w_hi, "dicom"
+        return p_lo, p_hi, "percentile"
     if mode == "dicom":
         if dicom_window is None:
             raise ValueError("window 'dicom' needs a file with WindowCenter/WindowWidth.")
@@ -135,7 +141,12 @@ def output_range(values: np.ndarray, rule: str, container: tuple[float, float] |
 
 
 def from_unit(
-    enhanced: np.ndarray, values: np.ndarray, lo: float, hi: float, rule: str, container: tuple[float, float] | None = None
+    enhanced: np.ndarray,
+    values: np.ndarray,
+    lo: float,
+    hi: float,
+    rule: str,
+    container: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """Map the network output ``enhanced`` (in [0, 1], same shape as ``values``) back to the file's units.
 

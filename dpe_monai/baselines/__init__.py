@@ -7,8 +7,9 @@ import os
 import torch
 
 from dpe_monai.baselines.classical import CLASSICAL, ClassicalEnhancer
+from dpe_monai.baselines.oracle import OracleEnhancer
 
-__all__ = ["CLASSICAL", "ClassicalEnhancer", "get_method"]
+__all__ = ["CLASSICAL", "ClassicalEnhancer", "OracleEnhancer", "get_method"]
 
 
 def get_method(method: str, network: torch.nn.Module | None = None, checkpoint: str | os.PathLike | None = None):

@@ -10,7 +10,19 @@ from skimage import color, exposure, restoration
 
 from dpe_monai.baselines.illumination import dual, lime
 
-__all__ = ["ClassicalEnhancer", "identity", "hist_eq", "clahe", "auto_levels", "auto_levels_nlm", "CLASSICAL"]
+__all__ = [
+    "CLASSICAL",
+    "ClassicalEnhancer",
+    "auto_levels",
+    "auto_levels_nlm",
+    "clahe",
+    "hist_eq",
+    "identity",
+    "nlm",
+    "nlm_stretch",
+    "percentile_stretch",
+    "stretch_nlm",
+]
 
 
 def _on_value(img: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -51,6 +63,41 @@ def _noise_sigma(img: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(diff - np.median(diff))) / np.sqrt(2.0))
 
 
+def percentile_stretch(img: np.ndarray) -> np.ndarray:
+    """The intensity contract's window applied to the image itself: the 0.5-99.5 % percentiles of the grey values
+    over the body (:func:`dpe_monai.contract.body_percentiles`) map to 0/1, every channel alike. Under the contract
+    this is exactly the target convention of 12/16-bit and HU data, so it is the strongest one-line baseline."""
+    from dpe_monai.contract import body_percentiles
+
+    grey = img if img.ndim == 2 else img.mean(axis=-1)
+    lo, hi = body_percentiles(grey)
+    if hi <= lo:
+        return img
+    return np.clip((img - lo) / (hi - lo), 0.0, 1.0)
+
+
+def nlm(img: np.ndarray, sigma: float | None = None) -> np.ndarray:
+    """Non-local means (scikit-image, fast mode, 5x5 patches, 13x13 search) at the estimated noise level."""
+    channel_axis = -1 if img.ndim == 3 else None
+    sigma = _noise_sigma(img) if sigma is None else sigma
+    if sigma <= 0:
+        return img
+    return restoration.denoise_nl_means(
+        img, h=0.8 * sigma, sigma=sigma, patch_size=5, patch_distance=6, fast_mode=True, channel_axis=channel_axis
+    )
+
+
+def stretch_nlm(img: np.ndarray) -> np.ndarray:
+    """:func:`percentile_stretch`, then :func:`nlm` (suits noise added before the exposure drop)."""
+    return nlm(percentile_stretch(img))
+
+
+def nlm_stretch(img: np.ndarray) -> np.ndarray:
+    """:func:`nlm` on the degraded image, then :func:`percentile_stretch` (suits noise added after the exposure drop:
+    denoising first keeps the stretch from amplifying it and from reading the noise as the black/white points)."""
+    return percentile_stretch(nlm(img))
+
+
 def auto_levels_nlm(img: np.ndarray) -> np.ndarray:
     """Auto-levels followed by non-local means with the noise level estimated by ``estimate_sigma``."""
     stretched = auto_levels(img)
@@ -67,6 +114,9 @@ CLASSICAL: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "clahe": clahe,
     "auto_levels": auto_levels,
     "auto_levels_nlm": auto_levels_nlm,
+    "percentile_stretch": percentile_stretch,
+    "stretch_nlm": stretch_nlm,
+    "nlm_stretch": nlm_stretch,
     "lime": lime,
     "dual": dual,
 }

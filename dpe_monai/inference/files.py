@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dpe_monai.contract import from_unit, to_unit, window_bounds
 from dpe_monai.io import (
     BadImageError,
     InputJob,
@@ -22,37 +23,78 @@ from dpe_monai.io import (
     read_image,
     write_image,
 )
-from dpe_monai.transforms import IntensityWindow, InverseIntensityWindow
 
-__all__ = ["enhance_native", "enhance_files", "EnhanceSummary"]
+__all__ = ["discover_inputs", "enhance_native", "enhance_files", "EnhanceSummary", "native_window"]
 
 logger = logging.getLogger(__name__)
 
 
+def _dataset_window(ds: object) -> tuple[float, float] | None:
+    """The first (WindowCenter, WindowWidth) of a pydicom dataset, or None."""
+    values = []
+    for name in ("WindowCenter", "WindowWidth"):
+        v = getattr(ds, name, None)
+        if v is None:
+            return None
+        try:
+            v = float(v[0]) if isinstance(v, (list, tuple)) or type(v).__name__ == "MultiValue" else float(v)
+        except (TypeError, ValueError, IndexError):
+            return None
+        values.append(v)
+    return (values[0], values[1]) if values[1] >= 1 else None
+
+
+def native_window(image: NativeImage, window: str = "auto") -> tuple[float, float, str]:
+    """``(lo, hi, rule)``: the intensity contract's window (:mod:`dpe_monai.contract`) for a file read from disk."""
+    dicom_window = image.info.get("dicom_window") if isinstance(image.info, dict) else None
+    if dicom_window is None and image.kind == "dicom":
+        headers = image.info.get("headers") or [None]
+        dicom_window = _dataset_window(headers[0])
+    try:
+        container = image.container_range()
+    except Exception:  # noqa: BLE001 - a container range is only needed by mode "container"
+        container = None
+    return window_bounds(image.array, image.dtype, window, dicom_window=dicom_window, container=container)
+
+
 def enhance_native(
-    image: NativeImage, enhancer: Callable[[torch.Tensor], torch.Tensor], window: str = "container"
+    image: NativeImage, enhancer: Callable[[torch.Tensor], torch.Tensor], window: str = "auto"
 ) -> np.ndarray:
     """Enhance a :class:`NativeImage`; returns values in the file's units, same layout as ``image.array``.
 
-    The image is mapped to [0, 1] through a window, enhanced (2-D directly, 3-D slice by slice through the
-    enhancer's 5-D path) and mapped back through the same window:
-
-    - ``window="container"`` (default): the range the format can store (:meth:`NativeImage.container_range`:
-      0..255, 0..65535, DICOM ``BitsStored`` through rescale; NIfTI min..max). Brightness is judged against the
-      format's range, as the degradation simulator and the packaged collection do, so a dark 16-bit image can
-      be brightened.
-    - ``window="minmax"``: the image's own min..max (output stays inside the input's range; contrast and noise
-      are enhanced but the overall brightness level is kept).
+    The image is mapped to [0, 1] by the intensity contract (:mod:`dpe_monai.contract`; ``window`` is one of its
+    modes, default ``"auto"``: 0..255 for 8-bit data, else the DICOM window, else the 0.5-99.5 % percentiles over
+    the body), enhanced (2-D directly, 3-D slice by slice through the enhancer's 5-D path), and the network's
+    change is applied back in the file's units (values outside the window keep their distance from it) and
+    clipped to the scan's own range. The window used is recorded in ``image.info["window"]`` (``(lo, hi)``) so
+    writers can set display tags (DICOM WindowCenter/WindowWidth) that show the result as the network made it.
     """
-    if window == "container":
-        lo, hi = image.container_range()
-    elif window == "minmax":
-        lo, hi = float(image.array.min()), float(image.array.max())
-    else:
-        raise ValueError(f"window must be 'container' or 'minmax', got {window!r}")
-    x = IntensityWindow(mode="fixed", lower=lo, upper=hi)(image.array.astype(np.float32))
+    lo, hi, rule = native_window(image, window)
+    x = to_unit(image.array, lo, hi)
     y = enhancer(torch.from_numpy(np.ascontiguousarray(x))[None])[0].numpy()
-    return np.asarray(InverseIntensityWindow(lo, hi, dtype=None, clip=False)(y.astype(np.float64)), dtype=np.float64)
+    try:
+        container = image.container_range()
+    except Exception:  # noqa: BLE001
+        container = None
+    image.info["window"] = (lo, hi)
+    return from_unit(y, image.array, lo, hi, rule, container)
+
+
+def discover_inputs(inputs: Sequence[str | Path], output_dir: str | Path) -> tuple[list[InputJob], list]:
+    """:func:`~dpe_monai.io.discover` the inputs, leaving out everything inside ``output_dir``.
+
+    Earlier outputs are never read as inputs, even when the output folder lies inside an input folder.
+
+    Returns:
+        ``(jobs, problems)`` as :func:`~dpe_monai.io.discover`.
+    """
+    out = Path(output_dir).resolve()
+    jobs, problems = discover(list(inputs))
+
+    def inside(p: Path) -> bool:
+        return p.resolve() == out or out in p.resolve().parents
+
+    return [j for j in jobs if not any(inside(p) for p in j.paths)], [pr for pr in problems if not inside(Path(pr[0]))]
 
 
 @dataclass
@@ -87,7 +129,7 @@ def enhance_files(
     max_pixels: int | None = 64_000_000,
     progress: bool = False,
     on_error: Callable[[str, str], None] | None = None,
-    window: str = "container",
+    window: str = "auto",
 ) -> EnhanceSummary:
     """Enhance every supported file under ``inputs`` into ``output_dir``; one bad file never stops the batch.
 
@@ -104,14 +146,14 @@ def enhance_files(
         max_pixels: refuse images with more spatial elements than this (None = no limit).
         progress: show a tqdm progress bar.
         on_error: called as ``on_error(name, message)`` for each failure (e.g. to print it at once).
-        window: intensity window, see :func:`enhance_native`.
+        window: intensity window mode of the contract, see :func:`enhance_native`.
 
     Returns:
         An :class:`EnhanceSummary`.
     """
     start = time.perf_counter()
     summary = EnhanceSummary()
-    jobs, problems = discover(list(inputs))
+    jobs, problems = discover_inputs(inputs, output_dir)
     for path, msg in problems:
         summary.failed.append((str(path), f"{path}: {msg}"))
         if on_error:

@@ -10,7 +10,8 @@ It starts as a robust percentile stretch (the strongest simple method) and learn
    pooled, resized to ``thumb`` per side), both normalised by the base window, ``log`` of the window width and of
    the mean absolute neighbour difference (a noise level);
 3. a small MLP predicts (a) a shift of the window centre and a log scale of its width (so the black and white
-   points can move anywhere the training targets' convention puts them, e.g. the 0..255 range of photographs) and (b) ``knots`` positive increments of a monotone piecewise-linear curve on [0, 1]. Its last layer is
+   points can move wherever the training targets' convention puts them, e.g. the 0..255 range of photographs)
+   and (b) ``knots`` positive increments of a monotone piecewise-linear curve on [0, 1]. Its last layer is
    zero-initialised, so an untrained branch is exactly the percentile stretch.
 
 Everything is static-shape tensor algebra (sort, gather, linear), so the branch scripts and exports to ONNX.

@@ -77,13 +77,18 @@ def _like(arr: np.ndarray, img: NdarrayOrTensor) -> NdarrayOrTensor:
     return convert_to_dst_type(arr, dst=img, dtype=np.float32)[0]
 
 
-def _contrast(img: np.ndarray, factor: float) -> np.ndarray:
-    """PIL/torchvision-style contrast: blend with the mean grey level, ``mean + factor * (img - mean)``."""
+def _grey_mean(img: np.ndarray) -> np.float32:
+    """Mean grey level (ITU-R 601-2 luma for RGB), the pivot contrast is scaled around."""
     if img.shape[0] == 3:
         grey = sum(w * img[i] for i, w in enumerate(LUMA_WEIGHTS))
     else:
         grey = img[0]
-    mean = np.float32(grey.mean(dtype=np.float64))
+    return np.float32(grey.mean(dtype=np.float64))
+
+
+def _contrast(img: np.ndarray, factor: float) -> np.ndarray:
+    """PIL/torchvision-style contrast: blend with the mean grey level, ``mean + factor * (img - mean)``."""
+    mean = _grey_mean(img)
     return mean + np.float32(factor) * (img - mean)
 
 
@@ -114,7 +119,9 @@ class RandLowQuality(RandomizableTransform):
 
     After each call ``self.last_params`` holds plain Python values: ``applied`` (bool), ``luminance`` (L8 value,
     NaN if not computed), ``sigma`` (8-bit units), ``contrast``, ``brightness`` (NaN where not applied) and
-    ``contrast_first`` (bool, the order of the two factors).
+    ``contrast_first`` (bool, the order of the two factors), ``noise_after`` (bool, the noise order) and ``pivot``
+    (the grey mean contrast was scaled around, paper mode; NaN otherwise). An oracle that knows these can invert
+    the intensity map exactly (``benchmarks``' unreachable ceiling).
 
     Args:
         prob: probability of attempting the degradation (MONAI ``RandomizableTransform`` semantics).
@@ -191,6 +198,7 @@ class RandLowQuality(RandomizableTransform):
             "brightness": float(self._brightness) if applied else _NAN,
             "contrast_first": bool(self._contrast_first) if applied else True,
             "noise_after": bool(self._noise_after) if applied else False,
+            "pivot": _NAN,
         }
 
     def __call__(self, img: NdarrayOrTensor, randomize: bool = True) -> NdarrayOrTensor:
@@ -221,9 +229,12 @@ class RandLowQuality(RandomizableTransform):
         if self.mode == "paper":
             noise = self.R.standard_normal(out.shape).astype(np.float32) * np.float32(self._sigma / 255.0)
             if self._noise_after:
+                self.last_params["pivot"] = float(_grey_mean(out))
                 out = np.clip(np.float32(self._brightness) * _contrast(out, self._contrast), 0.0, 1.0) + noise
             else:
-                out = np.float32(self._brightness) * _contrast(np.clip(out + noise, 0.0, 1.0), self._contrast)
+                out = np.clip(out + noise, 0.0, 1.0)
+                self.last_params["pivot"] = float(_grey_mean(out))
+                out = np.float32(self._brightness) * _contrast(out, self._contrast)
         else:
             if self._contrast_first:
                 out = np.float32(self._brightness) * np.clip(_contrast(out, self._contrast), 0.0, 1.0)

@@ -1,0 +1,101 @@
+"""GlobalLocalNet: the global tone-map branch, the residual DPE body, tiling with one tone map, 3-D, export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dpe_monai.baselines.classical import percentile_stretch
+from dpe_monai.contract import body_percentiles
+from dpe_monai.inference import Enhancer
+from dpe_monai.networks import GlobalLocalNet, apply_global_intensity, global_summary
+from dpe_monai.transforms import GlobalContextd
+
+
+def _net(**kw) -> GlobalLocalNet:
+    torch.manual_seed(0)
+    return GlobalLocalNet(channels=(8, 12, 16), **kw).eval()
+
+
+def _image(shape=(3, 70, 90), seed=0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, shape[1]), torch.linspace(0, 1, shape[2]), indexing="ij")
+    base = 0.2 + 0.3 * yy * xx + 0.05 * torch.sin(12 * xx)
+    return (base[None].repeat(shape[0], 1, 1) + 0.01 * torch.rand(shape, generator=g)).clamp(0, 1)
+
+
+def test_untrained_model_is_the_contract_percentile_stretch():
+    x = _image()
+    with torch.no_grad():
+        y = _net()(x[None])[0]
+    ref = percentile_stretch(np.moveaxis(x.numpy().astype(np.float64), 0, -1))
+    assert np.abs(np.moveaxis(y.numpy(), 0, -1) - ref).max() < 2e-3
+    lo, hi = body_percentiles(x.mean(0).numpy())
+    s = global_summary(x[None])
+    assert abs(float(s[0, 0]) - lo) < 2e-3 and abs(float(s[0, 1]) - hi) < 2e-3
+
+
+def test_curve_is_monotone_and_bounded():
+    params = torch.tensor([[0.1, 0.9, 0.0, 0.1, 0.5, 0.6, 1.0]])
+    x = torch.linspace(0, 1, 101).view(1, 1, 1, 101)
+    y = apply_global_intensity(x, params)
+    assert float(y.min()) == 0.0 and float(y.max()) == 1.0
+    assert bool((y[..., 1:] >= y[..., :-1]).all())
+
+
+def test_context_from_whole_image_matches_inference_on_the_whole_image():
+    net = _net()
+    with torch.no_grad():
+        net.global_branch.mlp[-1].weight.normal_(0, 0.1)  # a non-trivial correction
+    x = _image((3, 96, 128))
+    ctx = GlobalContextd("lq")({"lq": x})["lq_context"]
+    crop = x[None, :, 10:74, 20:84]
+    with torch.no_grad():
+        whole = net(x[None])[..., 10:74, 20:84]
+        from_ctx = net(crop, context=ctx[None])
+        from_crop = net(crop)
+    assert (whole - from_ctx).abs().mean() < (whole - from_crop).abs().mean() + 1e-7
+    assert torch.allclose(net.estimate(x[None]), net.global_branch(crop, summary=ctx[None]), atol=1e-6)
+
+
+def test_enhancer_tiles_and_slices_share_one_tone_map():
+    net = _net()
+    x = _image((3, 130, 150))[None]
+    e_full = Enhancer(net, precision="fp32", tile_size=512)
+    e_tiled = Enhancer(net, precision="fp32", tile_size=64, overlap=0.5)
+    full, tiled = e_full(x), e_tiled(x)
+    assert (full - tiled).abs().mean() < 0.01  # no per-tile stretch (which would be far off on a gradient image)
+    vol = torch.stack([_image((1, 40, 48), s) * (0.5 + 0.1 * s) for s in range(6)], dim=-1)[None]
+    out = Enhancer(net, precision="fp32")(vol)
+    assert out.shape == vol.shape
+    # one tone map for the volume: slice brightness order is kept (a per-slice stretch would equalise it)
+    means = out.mean(dim=(0, 1, 2, 3))
+    assert bool((means[1:] >= means[:-1] - 1e-4).all())
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_any_size_2d_3d(dims):
+    net = _net(spatial_dims=dims)
+    shape = (1, 3, 23, 37) if dims == 2 else (1, 3, 17, 20, 9)
+    with torch.no_grad():
+        y = net(torch.rand(shape))
+    assert y.shape == shape and float(y.min()) >= 0 and float(y.max()) <= 1
+
+
+def test_torchscript_and_onnx_export(tmp_path):
+    net = _net()
+    x = _image((3, 48, 64))[None]
+    big = _image((3, 150, 140))[None]
+    with torch.no_grad():
+        ref = net(x)
+        scripted = torch.jit.script(net)  # scripted, so every size takes the same branches as eager
+        assert torch.allclose(scripted(x), ref, atol=1e-5)
+        assert torch.allclose(scripted(big), net(big), atol=1e-5)
+    pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
+
+    path = tmp_path / "gl.onnx"  # the legacy exporter traces: export at the size class you deploy
+    torch.onnx.export(net, (x,), str(path), input_names=["image"], output_names=["enhanced"], dynamo=False)
+    out = ort.InferenceSession(str(path)).run(None, {"image": x.numpy()})[0]
+    assert np.abs(out - ref.numpy()).max() < 1e-4
