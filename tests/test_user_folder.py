@@ -1,4 +1,4 @@
-"""User folders: every good file loads through MONAI readers, every bad one is named; DICOM value handling."""
+"""User folders: every good file loads through the image-file layer, every bad one is named; DICOM value handling."""
 
 from __future__ import annotations
 
@@ -14,8 +14,14 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from dpe_monai.data.build import build_collection
-from dpe_monai.data.folders import scan_folder
-from dpe_monai.data.io import BadFileWarning, BadImageError, load_image, to_display
+from dpe_monai.data.folders import display_array, scan_folder
+from dpe_monai.io import BadFileWarning, BadImageError, read_image
+from dpe_monai.io.readers import DPEImageReader
+
+
+def load(path) -> np.ndarray:
+    """A file as the collection builder sees it (display layout, stored sample type)."""
+    return display_array(read_image(path, strict=False))
 
 
 def write_dicom(
@@ -107,7 +113,7 @@ def test_mixed_folder_loads_good_files_and_names_bad_ones(mixed_folder: Path) ->
     reasons = {Path(p).name: reason for p, reason in bad}
     assert set(reasons) == {"corrupt.dcm", "empty.nii.gz", "notes.png", "timeseries.nii.gz"}
     assert "0 bytes" in reasons["empty.nii.gz"]
-    assert "dimensionality" in reasons["timeseries.nii.gz"]
+    assert "4-D data" in reasons["timeseries.nii.gz"]
     messages = [str(w.message) for w in record]
     for path, _ in bad:  # every warning names the file
         assert any(path in m for m in messages)
@@ -122,27 +128,27 @@ def test_mixed_folder_loads_good_files_and_names_bad_ones(mixed_folder: Path) ->
 
 def test_loaded_values_are_exact(mixed_folder: Path) -> None:
     gray16 = np.asarray(Image.open(mixed_folder / "photos" / "gray16.png"))
-    np.testing.assert_array_equal(to_display(load_image(mixed_folder / "photos" / "gray16.png")), gray16)
+    np.testing.assert_array_equal(load(mixed_folder / "photos" / "gray16.png"), gray16)
     rgb16 = tifffile.imread(mixed_folder / "photos" / "deeper" / "rgb16.tif")
-    np.testing.assert_array_equal(to_display(load_image(mixed_folder / "photos" / "deeper" / "rgb16.tif")), rgb16)
+    np.testing.assert_array_equal(load(mixed_folder / "photos" / "deeper" / "rgb16.tif"), rgb16)
     series = sorted(str(p) for p in (mixed_folder / "dicom" / "series").glob("*.dcm"))
-    stack = to_display(load_image(series[::-1]))  # order of the list does not matter: sorted by position
+    stack = display_array(DPEImageReader().read(series[::-1]))  # the list's order does not matter: sorted by position
     np.testing.assert_array_equal(stack[0], _stored(3))
     np.testing.assert_array_equal(stack[1], _stored(2))
     with pytest.raises(BadImageError, match="0 bytes"):
-        load_image(mixed_folder / "nifti" / "empty.nii.gz")
+        read_image(mixed_folder / "nifti" / "empty.nii.gz")
 
 
 def test_rescale_slope_intercept_and_monochrome1(tmp_path: Path) -> None:
     stored = _stored(8)
     plain = write_dicom(tmp_path / "m2.dcm", stored, slope=2.0, intercept=-1000.0)
-    np.testing.assert_allclose(to_display(load_image(plain)), 2.0 * stored - 1000.0)
+    np.testing.assert_allclose(load(plain), 2.0 * stored - 1000.0)
     inverted = write_dicom(tmp_path / "m1.dcm", stored, photometric="MONOCHROME1", slope=2.0, intercept=-1000.0)
     # modality range of 12 stored bits: [-1000, 2 * 4095 - 1000]; MONOCHROME1 -> low + high - value
     expected = (-1000.0 + 7190.0) - (2.0 * stored - 1000.0)
-    np.testing.assert_allclose(to_display(load_image(inverted)), expected)
+    np.testing.assert_allclose(load(inverted), expected)
     raw_m1 = write_dicom(tmp_path / "m1raw.dcm", stored, photometric="MONOCHROME1")
-    np.testing.assert_array_equal(to_display(load_image(raw_m1)), 4095 - stored.astype(np.int64))
+    np.testing.assert_array_equal(load(raw_m1), 4095 - stored.astype(np.int64))
 
 
 def test_user_folder_goes_through_the_same_build(mixed_folder: Path, tmp_path: Path) -> None:
@@ -172,12 +178,12 @@ def test_real_dicom_through_monai_matches_pydicom(name: str) -> None:
     from pydicom.pixels import apply_modality_lut
 
     path = get_testdata_file(name, download=False)
-    img = load_image(path)
-    arr = to_display(img)
+    img = read_image(path, strict=False)
+    arr = display_array(img)
     ds = pydicom.dcmread(path)
     if name == "RG3_UNCR.dcm":  # MONOCHROME1, 10 bits stored: displayed = 1023 - stored
         np.testing.assert_array_equal(arr, 1023 - ds.pixel_array.astype(np.int64))
     elif name == "OBXXXX1A.dcm":  # palette colour -> RGB
-        assert arr.shape == (*ds.pixel_array.shape, 3) and img.meta["bit_depth"] == 8
+        assert arr.shape == (*ds.pixel_array.shape, 3) and img.dtype == np.uint8
     else:
         np.testing.assert_allclose(arr, apply_modality_lut(ds.pixel_array, ds))

@@ -1,7 +1,8 @@
 """Data: the packaged collection of real medical images that install offline, and the user-folder loader.
 
 * :func:`build_collection` / ``python -m dpe_monai.data.build``: MONAI datalist + 2-D image files, split by subject;
-* :func:`scan_folder` and :func:`load_image`: a user's NIfTI / DICOM / PNG / JPEG / TIFF files through MONAI readers.
+* :func:`scan_folder`: a user's NIfTI / DICOM / PNG / JPEG / TIFF files, read through the image-file layer
+  :mod:`dpe_monai.io` (this package is its client; ``dpe_monai.io`` never imports ``dpe_monai.data``).
 
 Names are imported lazily, so ``python -m dpe_monai.data.build`` and light imports stay cheap.
 """
@@ -15,10 +16,9 @@ _EXPORTS = {
     "build_collection": "dpe_monai.data.build",
     "main": "dpe_monai.data.build",
     "scan_folder": "dpe_monai.data.folders",
-    "BadFileWarning": "dpe_monai.data.io",
-    "BadImageError": "dpe_monai.data.io",
-    "load_image": "dpe_monai.data.io",
-    "to_display": "dpe_monai.data.io",
+    "display_array": "dpe_monai.data.folders",
+    "BadFileWarning": "dpe_monai.io.image",
+    "BadImageError": "dpe_monai.io.image",
     "SOURCES": "dpe_monai.data.sources",
     "assign_split": "dpe_monai.data.splits",
     "check_disjoint": "dpe_monai.data.splits",

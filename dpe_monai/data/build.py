@@ -22,10 +22,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from dpe_monai.data.datacard import render_data_card, summarize
-from dpe_monai.data.io import BadFileWarning, describe_error
 from dpe_monai.data.items import TILE, TILE_ABOVE, expand, write_item
 from dpe_monai.data.sources import GROUPS, SOURCES, Subject
 from dpe_monai.data.splits import HASH_FRACTIONS, SPLITS, assign_split, check_disjoint
+from dpe_monai.io import BadFileWarning, describe_error
 
 __all__ = ["QUICK_ITEMS", "build_collection", "main"]
 

@@ -10,9 +10,15 @@ __all__ = ["ensure_collection"]
 
 
 def _has_images(folder: Path) -> bool:
+    """Whether ``folder`` holds any image file by the image-file layer's detector (``.IMA``, ``IM0001.1`` and
+    suffix-less DICOMs with the ``DICM`` signature count), hidden files and folders left out."""
     from dpe_monai.io import detect_kind
 
-    return any(p.is_file() and detect_kind(p) is not None for p in folder.rglob("*"))
+    for path in folder.rglob("*"):
+        hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
+        if not hidden and path.is_file() and detect_kind(path) is not None:
+            return True
+    return False
 
 
 def ensure_collection(dataset_dir: str | os.PathLike, seed: int = 0, user_group: str = "radiology") -> str:
@@ -20,7 +26,8 @@ def ensure_collection(dataset_dir: str | os.PathLike, seed: int = 0, user_group:
 
     - ``dataset_dir/datalist.json`` exists: use it (a collection built before, or the user's own datalist).
     - ``dataset_dir`` is missing or empty: build the packaged collection there.
-    - ``dataset_dir`` holds the user's images (NIfTI, DICOM, PNG/JPEG/TIFF, any depth of folders) but no datalist:
+    - ``dataset_dir`` holds the user's images (NIfTI, DICOM, PNG/JPEG/TIFF, any depth of folders; DICOM by suffix
+      ``.dcm``/``.dicom``/``.IMA`` or by the ``DICM`` signature, e.g. ``IM0001.1``) but no datalist:
       build a collection of *those* images (subject-wise splits, 2-D items from volumes) into the sibling folder
       ``<dataset_dir>_dpe_collection``; the user's folder is never written to.
 

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 from skimage.measure import label as connected_components
 
-from dpe_monai.data.io import write_image
 from dpe_monai.data.slicing import (
     evenly_spaced,
     foreground_fraction,
@@ -31,6 +30,7 @@ from dpe_monai.data.slicing import (
     to_storage,
 )
 from dpe_monai.data.sources import SourceImage, Subject
+from dpe_monai.io.raster import write_lossless
 
 __all__ = ["TILE", "TILE_ABOVE", "expand", "write_item"]
 
@@ -139,9 +139,9 @@ def write_item(
     """
     stem = _item_stem(image, fields)
     rel = Path(subject.modality_group) / subject.source / stem
-    item: dict = {"image": write_image(root / "images" / rel, plane).relative_to(root).as_posix()}
+    item: dict = {"image": write_lossless(root / "images" / rel, plane).relative_to(root).as_posix()}
     for key, arr in labels.items():
-        item[key] = write_image(root / "labels" / f"{rel}_{key}", _label_array(arr)).relative_to(root).as_posix()
+        item[key] = write_lossless(root / "labels" / f"{rel}_{key}", _label_array(arr)).relative_to(root).as_posix()
     if image.boxes and "label" in labels:
         lab = labels["label"]
         instances = connected_components(lab > 0) if image.label_kind == "lesion" else lab

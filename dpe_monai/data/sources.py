@@ -206,7 +206,7 @@ def pydicom_data() -> Iterator[Subject]:
     """Real clinical DICOM images shipped by ``pydicom-data`` and ``pydicom`` (NEMA WG04, CQ500, TCIA...)."""
     from pydicom.data import get_testdata_file
 
-    from dpe_monai.data.dicom import read_dicom_pixels
+    from dpe_monai.io.dicom import read_dicom_pixels
 
     for filename, local, modality, split, kind in DICOM_FILES:
 

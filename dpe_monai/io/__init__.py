@@ -1,7 +1,11 @@
-"""Enhancement I/O: read an image in its own format and write a result back in the same format and bit depth.
+"""The package's one image-file layer: read an image in its own format, write a result back in the same format.
 
-NIfTI (nibabel), DICOM (pydicom; single files, multi-frame and multi-file series) and PNG/JPEG/BMP/TIFF
-(Pillow/tifffile), 8- or 16-bit, grey or RGB. Writes are atomic and never replace an input file.
+NIfTI (nibabel), DICOM (pydicom; single files, multi-frame files and multi-file series; JPEG lossless, JPEG-LS and
+JPEG 2000 through pylibjpeg) and PNG/JPEG/BMP/TIFF (Pillow/tifffile; multi-page TIFF stacks as volumes), 8- or 16-bit,
+grey or RGB. One format table and DICOM detector (:mod:`dpe_monai.io.formats`), one :class:`BadImageError`, one
+decoder per format, one palette/alpha/PALETTE COLOR policy. The same decoders are offered to MONAI as
+:class:`dpe_monai.io.readers.DPEImageReader` (``LoadImaged(reader=DPEImageReader)``). Writes are atomic, follow the
+umask and never replace an input file. This layer imports nothing else from ``dpe_monai``.
 """
 
 from __future__ import annotations
@@ -12,19 +16,23 @@ import numpy as np
 
 from dpe_monai.io.atomic import OutputCollisionError, atomic_write, check_not_input
 from dpe_monai.io.dicom_series import read_dicom, write_dicom
-from dpe_monai.io.discover import InputJob, detect_kind, discover
-from dpe_monai.io.image import BadImageError, NativeImage, check_values
+from dpe_monai.io.discover import InputJob, discover
+from dpe_monai.io.formats import detect_kind
+from dpe_monai.io.image import BadFileWarning, BadImageError, NativeImage, check_values, describe_error
 from dpe_monai.io.nifti import read_nifti, write_nifti
 from dpe_monai.io.raster import read_raster, write_raster
 
 __all__ = [
+    "BadFileWarning",
     "BadImageError",
+    "DPEImageReader",
     "InputJob",
     "NativeImage",
     "OutputCollisionError",
     "atomic_write",
     "check_not_input",
     "check_values",
+    "describe_error",
     "detect_kind",
     "discover",
     "output_paths",
@@ -33,17 +41,39 @@ __all__ = [
 ]
 
 
-def read_image(paths: str | Path | list[Path], kind: str | None = None) -> NativeImage:
-    """Read a file (or a DICOM series given as its ordered files) as a :class:`NativeImage`."""
-    paths = [Path(p) for p in (paths if isinstance(paths, list) else [paths])]
+def __getattr__(name: str):
+    if name == "DPEImageReader":  # imports MONAI: only on demand
+        from dpe_monai.io.readers import DPEImageReader
+
+        return DPEImageReader
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def read_image(paths: str | Path | list[Path], kind: str | None = None, strict: bool = True) -> NativeImage:
+    """Read a file (or a DICOM series given as its ordered files) as a :class:`NativeImage`.
+
+    Args:
+        paths: a file, or the files of one DICOM series in slice order.
+        kind: the format (:func:`detect_kind` when None).
+        strict: refuse what cannot be written back as read (palette, alpha, CMYK, 1-bit raster, PALETTE COLOR,
+            multi-file RGB DICOM), as the enhancement path needs; with False those are decoded to grey/RGB
+            (:data:`~dpe_monai.io.formats.UNWRITABLE_LAYOUTS`). Non-image objects (DICOM SEG, 1-bit DICOM, reports)
+            are refused either way.
+
+    Raises:
+        BadImageError: one line naming the file and the problem.
+    """
+    paths = [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])]
     kind = kind or detect_kind(paths[0])
+    if not paths[0].is_file():
+        raise BadImageError(paths[0], "no such file")
     if kind == "nifti":
         return read_nifti(paths[0])
     if kind == "dicom":
-        return read_dicom(paths)
+        return read_dicom(paths, strict=strict)
     if kind is None:
-        raise BadImageError(paths[0], f"unsupported file type {paths[0].suffix!r}")
-    return read_raster(paths[0])
+        raise BadImageError(paths[0], f"unsupported file type {paths[0].suffix or '(no extension)'!r}")
+    return read_raster(paths[0], strict=strict)
 
 
 def output_paths(job: InputJob, output_dir: str | Path, postfix: str = "_dpe") -> list[Path]:

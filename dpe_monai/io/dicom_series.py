@@ -10,7 +10,8 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from dpe_monai.data.dicom import modality_range, read_dicom_pixels
+from dpe_monai.io.dicom import modality_range, not_an_image, read_dicom_header, read_dicom_pixels
+from dpe_monai.io.formats import UNWRITABLE_LAYOUTS
 from dpe_monai.io.image import BadImageError, NativeImage
 
 __all__ = ["read_dicom", "write_dicom", "DERIVED_SUFFIX"]
@@ -18,29 +19,38 @@ __all__ = ["read_dicom", "write_dicom", "DERIVED_SUFFIX"]
 DERIVED_SUFFIX = " DPE enhanced"
 
 
-def read_dicom(paths: list[Path]) -> NativeImage:
+def read_dicom(paths: list[Path], strict: bool = True) -> NativeImage:
     """Read one DICOM file or an ordered series (same ``SeriesInstanceUID``) as ``(C, rows, cols[, slices])``.
 
     Values are modality values (rescale slope/intercept applied) with MONOCHROME1 inverted so brighter means
-    higher; the writer undoes both.
+    higher; the writer undoes both. JPEG lossless / JPEG-LS / JPEG 2000 / RLE files are decoded (pylibjpeg).
+
+    Args:
+        paths: one file, or the files of one series in slice order.
+        strict: refuse PALETTE COLOR (it cannot be written back as read); with False it is mapped to RGB.
 
     Raises:
-        BadImageError: unreadable/truncated files, files without pixel data, inconsistent series, palette colour.
+        BadImageError: unreadable/truncated files, files without pixel data, non-image objects (SEG, reports...),
+            1-bit data, inconsistent series, PALETTE COLOR when ``strict``.
     """
     slices, headers = [], []
+    palette = False
     for path in paths:
         if path.stat().st_size == 0:
             raise BadImageError(path, "file is empty (0 bytes)")
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                header = pydicom.dcmread(path, stop_before_pixels=True)
+            header = read_dicom_header(path)
         except InvalidDicomError as e:
             raise BadImageError(path, "not a DICOM file (no DICOM file meta header or 'DICM' prefix)") from e
         except Exception as e:
             raise BadImageError(path, f"not a readable DICOM file ({type(e).__name__}: {e})") from e
+        reason = not_an_image(header)
+        if reason:
+            raise BadImageError(path, reason)
         if str(header.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR":
-            raise BadImageError(path, "PALETTE COLOR DICOM is not supported for enhancement")
+            if strict:
+                raise BadImageError(path, UNWRITABLE_LAYOUTS["PALETTE COLOR"])
+            palette = True
         try:
             values, ds = read_dicom_pixels(path)
         except Exception as e:
@@ -51,7 +61,7 @@ def read_dicom(paths: list[Path]) -> NativeImage:
     if len(shapes) != 1:
         raise BadImageError(paths[0], f"series slices differ in shape: {sorted(shapes)}")
     frames = int(headers[0].get("NumberOfFrames", 1) or 1)
-    rgb = int(headers[0].get("SamplesPerPixel", 1) or 1) == 3
+    rgb = int(headers[0].get("SamplesPerPixel", 1) or 1) == 3 or palette
     first = slices[0]
     if len(paths) == 1:
         if frames > 1:  # (frames, rows, cols[, 3]) -> (C, rows, cols, frames)
@@ -59,14 +69,19 @@ def read_dicom(paths: list[Path]) -> NativeImage:
             arr = arr[None] if not rgb else arr
         else:
             arr = first[None] if not rgb else np.moveaxis(first, -1, 0)
+    elif rgb and strict:
+        raise BadImageError(paths[0], "multi-file RGB DICOM series are not supported for enhancement")
     else:
-        if rgb:
-            raise BadImageError(paths[0], "multi-file RGB DICOM series are not supported")
-        arr = np.stack(slices, axis=-1)[None]
+        arr = np.stack([s[None] if not rgb else np.moveaxis(s, -1, 0) for s in slices], axis=-1)
     ds0 = headers[0]
     bits, signed = int(ds0.get("BitsAllocated", 16)), int(ds0.get("PixelRepresentation", 0)) == 1
     dtype = np.dtype(f"{'i' if signed else 'u'}{max(bits, 8) // 8}")
     info = {"headers": headers, "frames": frames, "rgb": rgb}
+    if palette:
+        dtype = np.dtype(np.uint8 if arr.max() <= 255 else np.uint16)  # the RGB table's sample type
+        info["unwritable"] = UNWRITABLE_LAYOUTS["PALETTE COLOR"]
+    elif rgb and len(paths) > 1:
+        info["unwritable"] = "multi-file RGB DICOM series are not supported for enhancement"
     return NativeImage(array=arr, kind="dicom", sources=list(paths), dtype=dtype, info=info)
 
 
@@ -109,6 +124,8 @@ def write_dicom(image: NativeImage, values: np.ndarray, out_paths: list[Path], s
     gets a new SeriesInstanceUID (shared by the series) and SOPInstanceUID, ``ImageType`` DERIVED\\SECONDARY and
     a SeriesDescription suffix. Compressed sources are written uncompressed (Explicit VR Little Endian).
     """
+    if "unwritable" in image.info:
+        raise BadImageError(image.sources[0], image.info["unwritable"])
     series_uid = series_uid or generate_uid()
     rgb, frames = image.info["rgb"], image.info["frames"]
     for idx, (src, out) in enumerate(zip(image.sources, out_paths)):

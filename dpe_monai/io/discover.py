@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
 
-from dpe_monai.data.dicom import group_series
-from dpe_monai.io.raster import RASTER_SUFFIXES
+from dpe_monai.io.dicom import group_series, read_dicom_header
+from dpe_monai.io.formats import NIFTI_SUFFIXES, detect_kind
 
 __all__ = ["InputJob", "discover", "detect_kind", "NIFTI_SUFFIXES"]
-
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
 @dataclass
@@ -29,29 +26,6 @@ class InputJob:
         """Path of the (first) file relative to the root it was found under."""
         first = self.paths[0]
         return first.relative_to(self.root) if first.is_relative_to(self.root) else Path(first.name)
-
-
-def _is_dicom(path: Path) -> bool:
-    if path.suffix.lower() in (".dcm", ".dicom"):
-        return True
-    if path.suffix:
-        return False
-    try:
-        with open(path, "rb") as f:
-            f.seek(128)
-            return f.read(4) == b"DICM"
-    except OSError:
-        return False
-
-
-def detect_kind(path: Path) -> str | None:
-    """``"nifti"``, ``"dicom"``, a raster kind (``"png"``...), or None for files we do not handle."""
-    name = path.name.lower()
-    if name.endswith(NIFTI_SUFFIXES):
-        return "nifti"
-    if path.suffix.lower() in RASTER_SUFFIXES:
-        return RASTER_SUFFIXES[path.suffix.lower()]
-    return "dicom" if _is_dicom(path) else None
 
 
 def discover(inputs: list[str | Path]) -> tuple[list[InputJob], list[tuple[Path, str]]]:
@@ -90,9 +64,7 @@ def discover(inputs: list[str | Path]) -> tuple[list[InputJob], list[tuple[Path,
                 jobs.append(InputJob(kind, [path], root))
                 continue
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    dicoms.append((str(path), pydicom.dcmread(path, stop_before_pixels=True)))
+                dicoms.append((str(path), read_dicom_header(path)))
             except Exception:  # unreadable: let the reader report it as a single-file job
                 jobs.append(InputJob("dicom", [path], root))
         for group in group_series(dicoms):

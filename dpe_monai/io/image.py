@@ -8,17 +8,41 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["NativeImage", "BadImageError", "check_values"]
+__all__ = [
+    "BadFileWarning",
+    "BadImageError",
+    "NativeImage",
+    "check_values",
+    "describe_error",
+    "monai_layout",
+    "native_values",
+]
 
 
 class BadImageError(ValueError):
-    """A file that cannot be enhanced; the message names the file and the problem."""
+    """A file that cannot be read (or enhanced); the message is one line naming the file and the problem.
+
+    Args:
+        path: the offending file.
+        problem: what is wrong with it, in words (collapsed to one line).
+    """
 
     def __init__(self, path: str | Path, problem: str) -> None:
         problem = " ".join(str(problem).split())  # always one line, whatever the underlying library said
         super().__init__(f"{path}: {problem}")
         self.path = str(path)
         self.problem = problem
+
+
+class BadFileWarning(UserWarning):
+    """A file was skipped (e.g. while scanning a folder); the message names the file and the problem."""
+
+
+def describe_error(exc: BaseException, limit: int = 200) -> str:
+    """``"Type: first line of the message"``, cut to ``limit`` characters (some libraries embed whole tracebacks)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass
@@ -28,11 +52,14 @@ class NativeImage:
     Attributes:
         array: ``(C, *spatial)`` float64 values in the file's units after any rescale (DICOM slope/intercept,
             NIfTI scl_slope/inter) and with MONOCHROME1 inverted so brighter means higher; C = 1 or 3;
-            spatial = (rows, cols) for 2-D files, (rows, cols, slices) / NIfTI's (i, j, k) for volumes.
+            spatial = (rows, cols) for 2-D files, (rows, cols, slices) for DICOM series/multi-frame files and
+            multi-page TIFF stacks, NIfTI's (i, j, k) for volumes.
         kind: ``"png"``, ``"jpeg"``, ``"bmp"``, ``"tiff"``, ``"nifti"`` or ``"dicom"``.
         sources: the file (or the DICOM series' files in slice order) it came from.
         dtype: the stored sample dtype (what the written result is cast back to).
-        info: format-specific details the writer needs (PIL mode, NIfTI header, DICOM headers...).
+        info: format-specific details the writer needs (PIL mode, NIfTI header, DICOM headers...). ``"unwritable"``
+            holds a one-line reason when the file was decoded from a layout that cannot be written back as read
+            (:data:`~dpe_monai.io.formats.UNWRITABLE_LAYOUTS`; only ``read_image(..., strict=False)`` returns those).
     """
 
     array: np.ndarray
@@ -52,7 +79,7 @@ class NativeImage:
         rescale slope/intercept; NIfTI and float or 32-bit data: the image's own min..max (no display range).
         """
         if self.kind == "dicom":
-            from dpe_monai.data.dicom import modality_range
+            from dpe_monai.io.dicom import modality_range
 
             return modality_range(self.info["headers"][0])
         dtype = np.dtype(self.dtype)
@@ -89,3 +116,21 @@ def check_values(path: str | Path, array: np.ndarray, max_pixels: int | None = N
         raise BadImageError(path, f"image contains {bad} NaN/inf values")
     if float(array.max()) == float(array.min()):
         raise BadImageError(path, f"image is constant (every value is {float(array.min()):g}); nothing to enhance")
+
+
+def native_values(image: NativeImage) -> np.ndarray:
+    """``image.array`` in the stored sample type when that holds every value exactly, else float64.
+
+    An 8-bit PNG comes back ``uint8``, a 16-bit TIFF ``uint16``, an int16 NIfTI without scaling ``int16``; a CT with a
+    rescale intercept (negative HU in an unsigned container) or a scaled NIfTI stays float64.
+    """
+    stored = image.array.astype(image.dtype)
+    return stored if np.array_equal(stored, image.array) else image.array
+
+
+def monai_layout(image: NativeImage, array: np.ndarray | None = None) -> np.ndarray:
+    """``(C, rows, cols[, depth])`` -> MONAI's spatial convention ``(C, x, y[, depth])`` (first spatial axis = columns),
+    as MONAI's ``PILReader``/``PydicomReader`` give it; NIfTI arrays are already ``(C, i, j, k)`` and stay as they are.
+    """
+    arr = image.array if array is None else array
+    return arr if image.kind == "nifti" else np.swapaxes(arr, 1, 2)

@@ -1,4 +1,4 @@
-"""PNG / JPEG / BMP (Pillow) and TIFF (tifffile) reading and writing at the original bit depth."""
+"""PNG / JPEG / BMP (Pillow) and TIFF (tifffile, 2-D images and multi-page stacks) at the original bit depth."""
 
 from __future__ import annotations
 
@@ -8,73 +8,126 @@ import numpy as np
 import tifffile
 from PIL import Image, UnidentifiedImageError
 
+from dpe_monai.io.formats import RASTER_SUFFIXES, UNWRITABLE_LAYOUTS
 from dpe_monai.io.image import BadImageError, NativeImage
 
-__all__ = ["read_raster", "write_raster", "RASTER_SUFFIXES"]
+__all__ = ["RASTER_SUFFIXES", "read_raster", "write_lossless", "write_raster"]
 
-RASTER_SUFFIXES = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".bmp": "bmp", ".tif": "tiff", ".tiff": "tiff"}
 _PIL_OK = {"L": np.uint8, "RGB": np.uint8, "I;16": np.uint16, "I;16B": np.uint16, "I;16L": np.uint16, "I": np.int32}
-_REJECT = {
-    "P": "palette (indexed-colour) images are not supported; convert to RGB or grayscale first",
-    "PA": "palette images with alpha are not supported",
-    "RGBA": "RGBA images are not supported (4 channels); remove the alpha channel first",
-    "LA": "grayscale+alpha images are not supported; remove the alpha channel first",
-    "CMYK": "CMYK images are not supported",
-    "1": "1-bit images are not supported",
-}
+#: Pillow modes decoded to grey/RGB when reading is all that is asked (see ``UNWRITABLE_LAYOUTS``).
+_PIL_DECODE = {"P": "RGB", "PA": "RGB", "RGBA": "RGB", "CMYK": "RGB", "YCbCr": "RGB", "LA": "L", "1": "L"}
 
 
-def _channels_first(path: Path, arr: np.ndarray) -> np.ndarray:
-    if arr.ndim == 2:
-        return arr[None]
-    if arr.ndim == 3 and arr.shape[-1] == 3:
-        return np.moveaxis(arr, -1, 0)
-    if arr.ndim == 3 and arr.shape[-1] == 4:
-        raise BadImageError(path, "RGBA images are not supported (4 channels); remove the alpha channel first")
-    raise BadImageError(path, f"unsupported array shape {arr.shape} ({arr.ndim}-D); expected a 2-D grey or RGB image")
+def _refuse_or_note(path: Path, layout: str, strict: bool, info: dict) -> None:
+    """The layout policy: refuse an unwritable layout when ``strict``, else note why the result is not writable."""
+    if strict:
+        raise BadImageError(path, UNWRITABLE_LAYOUTS[layout])
+    info["unwritable"] = UNWRITABLE_LAYOUTS[layout]
 
 
-def read_raster(path: str | Path) -> NativeImage:
-    """Read a PNG/JPEG/BMP/TIFF file as a :class:`NativeImage` (``(C, rows, cols)``, C = 1 or 3).
+def _png_header(path: Path) -> tuple[int, int] | None:
+    """``(bit_depth, colour_type)`` from a PNG's IHDR chunk, or None when the file has no PNG signature."""
+    with open(path, "rb") as fh:
+        head = fh.read(26)
+    return (head[24], head[25]) if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 26 else None
+
+
+def _read_pil(path: Path, kind: str, strict: bool) -> tuple[np.ndarray, dict]:
+    """PNG/JPEG/BMP -> ``(rows, cols[, 3])`` samples and writer info."""
+    if kind == "png" and _png_header(path) in ((16, 2), (16, 6)):
+        raise BadImageError(path, "16-bit RGB PNG cannot be read at full depth by Pillow; save it as 16-bit TIFF")
+    info: dict = {}
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            if mode in _PIL_DECODE:
+                _refuse_or_note(path, mode, strict, info)
+                target = _PIL_DECODE[mode]
+                if mode == "P" and "transparency" not in img.info:
+                    palette = img.getpalette() or []
+                    grey = all(palette[i] == palette[i + 1] == palette[i + 2] for i in range(0, len(palette) - 2, 3))
+                    target = "L" if grey else "RGB"
+                img = img.convert(target)
+            elif mode not in _PIL_OK:
+                raise BadImageError(path, f"unsupported image mode {mode!r}")
+            arr = np.asarray(img)
+            info.update(mode=img.mode, format=img.format or kind.upper())
+    except BadImageError:
+        raise
+    except UnidentifiedImageError as e:
+        raise BadImageError(path, f"not a readable {kind.upper()} image (contents are not a known image format)") from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise BadImageError(path, f"not a readable {kind.upper()} image ({e})") from e
+    if info["mode"] == "I":  # Pillow opens some 16-bit PNGs as 32-bit integers
+        arr = arr.astype(np.uint16) if arr.min() >= 0 and arr.max() <= 65535 else arr
+    return (arr if arr.ndim == 2 else np.moveaxis(arr, -1, 0)), info
+
+
+def _read_tiff(path: Path, strict: bool) -> tuple[np.ndarray, dict]:
+    """TIFF -> ``(C, rows, cols[, pages])`` samples and writer info; one non-singleton extra axis is the depth."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            arr, axes, page = series.asarray(), series.axes, tif.pages[0]
+            photometric, colormap = int(page.photometric), page.colormap
+    except Exception as e:  # tifffile raises several types for corrupt files
+        raise BadImageError(path, f"not a readable TIFF ({type(e).__name__}: {e})") from e
+    info: dict = {}
+    series_shape, added = arr.shape, "S" not in axes
+    if not added:  # samples first
+        arr, axes = np.moveaxis(arr, axes.index("S"), 0), "S" + axes.replace("S", "")
+    else:
+        arr, axes = arr[None], "S" + axes
+    extra = [i for i, a in enumerate(axes) if i > 0 and a not in "YX" and arr.shape[i] > 1]
+    if not axes.endswith("YX") or len(extra) > 1 or arr.shape[0] > 4:
+        why = f"unsupported array shape {tuple(series_shape)} (axes {axes[1:] if added else axes}); expected a 2-D "
+        raise BadImageError(path, why + "image or a 3-D stack, grey or RGB")
+    keep = [0, *extra, len(axes) - 2, len(axes) - 1]
+    arr = arr.reshape([arr.shape[i] for i in keep])  # drop singleton axes: (S[, D], Y, X)
+    if extra:
+        if arr.shape[0] > 1:  # read as a colour volume; the writer reproduces grey stacks only
+            why = f"unsupported array shape {tuple(series_shape)} (axes {axes[1:] if added else axes}): multi-page "
+            why += "colour TIFF stacks are not supported for enhancement (grey stacks are)"
+            if strict:
+                raise BadImageError(path, why)
+            info["unwritable"] = why
+        arr = np.moveaxis(arr, 1, -1)  # (S, Y, X, D)
+        info["pages"] = int(arr.shape[-1])
+    if photometric == 3 and colormap is not None and arr.shape[0] == 1:  # palette TIFF
+        _refuse_or_note(path, "P", strict, info)
+        arr = np.asarray(colormap)[:, arr[0]]
+        arr = (arr // 257).astype(np.uint8) if not np.any(arr % 257) else arr
+    elif arr.shape[0] in (2, 4):  # grey + alpha, RGB + alpha
+        _refuse_or_note(path, "LA" if arr.shape[0] == 2 else "RGBA", strict, info)
+        arr = arr[: arr.shape[0] - 1]
+    if arr.dtype == np.bool_:  # 1-bit
+        _refuse_or_note(path, "1", strict, info)
+        arr = arr.astype(np.uint8) * 255
+    info["photometric"] = "rgb" if arr.shape[0] == 3 else "minisblack"
+    return arr, info
+
+
+def read_raster(path: str | Path, strict: bool = True) -> NativeImage:
+    """Read a PNG/JPEG/BMP/TIFF file as a :class:`NativeImage`: ``(C, rows, cols)``, or ``(C, rows, cols, pages)`` for
+    a multi-page TIFF stack; C = 1 or 3; values as stored.
+
+    Args:
+        path: the file.
+        strict: refuse layouts that cannot be written back as read (palette, alpha, CMYK, 1-bit); with False they
+            are decoded to grey/RGB (:data:`~dpe_monai.io.formats.UNWRITABLE_LAYOUTS`).
 
     Raises:
-        BadImageError: unreadable, palette, alpha, 1-bit, multi-page or >3-D files.
+        BadImageError: unreadable files, 16-bit RGB PNG, refused layouts, or TIFFs of more than one stack axis.
     """
     path = Path(path)
-    kind = RASTER_SUFFIXES[path.suffix.lower()]
+    kind = RASTER_SUFFIXES[next(s for s in RASTER_SUFFIXES if path.name.lower().endswith(s))]
     if path.stat().st_size == 0:
         raise BadImageError(path, "file is empty (0 bytes)")
-    if kind == "tiff":
-        try:
-            arr = tifffile.imread(path)
-        except Exception as e:  # tifffile raises several types for corrupt files
-            raise BadImageError(path, f"not a readable TIFF ({type(e).__name__}: {e})") from e
-        info = {"photometric": "rgb" if arr.ndim == 3 and arr.shape[-1] == 3 else "minisblack"}
-    else:
-        try:
-            with Image.open(path) as img:
-                img.load()
-                mode = img.mode
-                if mode in _REJECT:
-                    raise BadImageError(path, _REJECT[mode])
-                if mode not in _PIL_OK:
-                    raise BadImageError(path, f"unsupported image mode {mode!r}")
-                arr = np.asarray(img)
-                fmt = img.format
-        except BadImageError:
-            raise
-        except UnidentifiedImageError as e:
-            raise BadImageError(
-                path, f"not a readable {kind.upper()} image (contents are not a known image format)"
-            ) from e
-        except (OSError, SyntaxError, ValueError) as e:
-            raise BadImageError(path, f"not a readable {kind.upper()} image ({e})") from e
-        if mode == "I":  # Pillow opens some 16-bit PNGs as 32-bit integers
-            arr = arr.astype(np.uint16) if arr.min() >= 0 and arr.max() <= 65535 else arr
-        info = {"mode": mode, "format": fmt}
-    if arr.dtype.kind not in "uif":
-        raise BadImageError(path, f"unsupported sample type {arr.dtype}")
-    data = _channels_first(path, np.asarray(arr))
+    data, info = _read_tiff(path, strict) if kind == "tiff" else _read_pil(path, kind, strict)
+    data = data[None] if data.ndim == 2 else data
+    if data.dtype.kind not in "uif":
+        raise BadImageError(path, f"unsupported sample type {data.dtype}")
     return NativeImage(array=data.astype(np.float64), kind=kind, sources=[path], dtype=data.dtype, info=info)
 
 
@@ -86,16 +139,49 @@ def _cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def write_raster(image: NativeImage, values: np.ndarray, out_path: str | Path) -> None:
-    """Write ``values`` (``(C, rows, cols)``, the file's units) in ``image``'s format, bit depth and channels."""
+    """Write ``values`` (``image.array`` layout, the file's units) in ``image``'s format, bit depth and channels.
+
+    A multi-page TIFF stack ``(C, rows, cols, pages)`` is written with the same page count.
+
+    Raises:
+        BadImageError: ``image`` was decoded from a layout that cannot be written back as read.
+    """
+    if "unwritable" in image.info:
+        raise BadImageError(image.sources[0], image.info["unwritable"])
     data = _cast(values, image.dtype)
+    if data.ndim == 4:  # (C, rows, cols, pages) -> (pages, rows, cols, C)
+        data = np.moveaxis(data, -1, 1)
     hwc = data[0] if data.shape[0] == 1 else np.moveaxis(data, 0, -1)
     if image.kind == "tiff":
         tifffile.imwrite(out_path, hwc, photometric=image.info.get("photometric", "minisblack"))
         return
-    if data.dtype == np.uint16:
-        pil = Image.fromarray(hwc.astype(np.uint16))
-    else:
-        pil = Image.fromarray(hwc)
+    pil = Image.fromarray(hwc)
     fmt = {"png": "PNG", "jpeg": "JPEG", "bmp": "BMP"}[image.kind]
     kwargs = {"quality": 95} if fmt == "JPEG" else {}
     pil.save(out_path, format=fmt, **kwargs)
+
+
+def write_lossless(path_stem: str | Path, array: np.ndarray) -> Path:
+    """Write a 2-D image losslessly at its bit depth (the packaged collection's item files).
+
+    8-bit grey/RGB and 16-bit grey go to PNG; 16-bit RGB goes to zlib-compressed TIFF (Pillow cannot write it).
+
+    Args:
+        path_stem: destination without suffix.
+        array: ``uint8`` or ``uint16``, ``(H, W)`` or ``(H, W, 3)``.
+
+    Returns:
+        The written file.
+    """
+    arr = np.ascontiguousarray(array)
+    if arr.dtype not in (np.uint8, np.uint16) or arr.ndim not in (2, 3):
+        raise ValueError(f"write_lossless needs uint8/uint16 (H, W[, 3]) data, got {arr.dtype} {arr.shape}")
+    stem = Path(path_stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    if arr.ndim == 3 and arr.dtype == np.uint16:
+        out = stem.with_name(stem.name + ".tif")
+        tifffile.imwrite(out, arr, photometric="rgb", compression="zlib")
+        return out
+    out = stem.with_name(stem.name + ".png")
+    Image.fromarray(arr).save(out, compress_level=6)
+    return out

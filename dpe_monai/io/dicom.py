@@ -1,11 +1,15 @@
-"""DICOM helpers shared by the packaged sources and the user-folder loader.
+"""DICOM header and pixel helpers of the image-file layer (used by the enhancement reader, the MONAI reader and the
+collection builder alike).
 
-Pixel decoding and rescale slope/intercept are left to pydicom (``pixel_array``, ``apply_modality_lut``) or to
-MONAI's ``PydicomReader``; this module adds what neither does for display-ready values:
+Pixel decoding and rescale slope/intercept are left to pydicom (``pixel_array``, ``apply_modality_lut``; JPEG
+lossless, JPEG-LS and JPEG 2000 through the pylibjpeg plugins); this module adds what pydicom does not do for
+display-ready values:
 
 * ``MONOCHROME1`` (low values are white) is inverted over the theoretical modality range, so bright means dense or
   high signal for every grayscale image, as in ``MONOCHROME2``;
 * ``PALETTE COLOR`` images are mapped through their colour lookup table to RGB;
+* objects whose pixel data are not an image that can be written back as read (segmentations, 1-bit data, reports,
+  presentation states, ...) are named by :func:`not_an_image`;
 * series are grouped by ``SeriesInstanceUID`` and ordered along the slice normal.
 """
 
@@ -21,10 +25,12 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, iter_pixels
 
 __all__ = [
+    "NON_IMAGE_SOP_PREFIXES",
     "apply_photometric",
     "group_series",
     "dicom_bit_depth",
     "modality_range",
+    "not_an_image",
     "read_dicom_header",
     "read_dicom_pixels",
     "slice_sort_key",
@@ -115,6 +121,68 @@ def apply_photometric(values: np.ndarray, ds: Dataset) -> np.ndarray:
     return values
 
 
+#: SOP class UID prefixes of objects that are not images (or whose pixel data are labels, not intensities).
+NON_IMAGE_SOP_PREFIXES: tuple[str, ...] = (
+    "1.2.840.10008.5.1.4.1.1.66",  # segmentation, surface segmentation, registration, fiducials, raw data
+    "1.2.840.10008.5.1.4.1.1.88.",  # structured reports, key object selection
+    "1.2.840.10008.5.1.4.1.1.11.",  # presentation states
+    "1.2.840.10008.5.1.4.1.1.104.",  # encapsulated PDF / CDA / STL
+    "1.2.840.10008.5.1.4.1.1.9.",  # waveforms
+    "1.2.840.10008.5.1.4.1.1.481.3",  # RT structure set
+    "1.2.840.10008.5.1.4.1.1.481.4",  # RT beams treatment record
+    "1.2.840.10008.5.1.4.1.1.481.5",  # RT plan
+    "1.2.840.10008.1.3.10",  # media storage directory (DICOMDIR)
+)
+
+
+def not_an_image(ds: Dataset) -> str | None:
+    """Why a DICOM object's pixel data cannot be enhanced and written back as read, or None for an image.
+
+    Refused: non-image SOP classes (:data:`NON_IMAGE_SOP_PREFIXES`, e.g. DICOM SEG), and 1-bit pixel data
+    (``BitsAllocated`` 1: packed bits that a derived image could not reproduce).
+
+    Args:
+        ds: the header (``stop_before_pixels`` suffices).
+
+    Returns:
+        A one-line reason, or ``None``.
+    """
+    meta = getattr(ds, "file_meta", None)
+    uid = str(ds.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "") if meta is not None else ""))
+    prefixes = NON_IMAGE_SOP_PREFIXES
+    if any(uid.startswith(p) if p.endswith(".") else uid == p or uid.startswith(p + ".") for p in prefixes):
+        name = getattr(ds.get("SOPClassUID", None), "name", "") or uid
+        return f"{name} object (SOP class {uid}) is not an image: its pixel data cannot be enhanced and written back"
+    if tag_int(ds, "BitsAllocated", 16) == 1:
+        return "1-bit pixel data (BitsAllocated 1) cannot be enhanced and written back as read"
+    return None
+
+
+#: transfer syntaxes decoded with Pillow when it can (the decoder the packaged collection was built with; lossy JPEG
+#: decoders differ in the last bit). Everything else goes to pydicom's default plugin order (pylibjpeg, ...).
+_PILLOW_FIRST = {
+    "1.2.840.10008.1.2.4.50",  # JPEG baseline
+    "1.2.840.10008.1.2.4.51",  # JPEG extended
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 lossless
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000
+}
+
+
+def _decode(ds: Dataset, frames: int) -> np.ndarray:
+    """Stored pixel values of every frame (``(rows, cols[, 3])`` or ``(frames, rows, cols[, 3])``)."""
+    syntax = str(getattr(ds.get("file_meta", None), "TransferSyntaxUID", "") or "")
+    options: list[dict] = [{"decoding_plugin": "pillow"}, {}] if syntax in _PILLOW_FIRST else [{}]
+    for n, opts in enumerate(options):
+        try:
+            if frames > 1:  # frame by frame: bounded memory
+                return np.stack(list(iter_pixels(ds, **opts)))
+            return next(iter_pixels(ds, **opts)) if opts else ds.pixel_array
+        except Exception:
+            if n == len(options) - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def read_dicom_pixels(path: str | Path) -> tuple[np.ndarray, Dataset]:
     """Decode a DICOM file with pydicom into display-ready values.
 
@@ -132,7 +200,7 @@ def read_dicom_pixels(path: str | Path) -> tuple[np.ndarray, Dataset]:
         warnings.simplefilter("ignore")
         ds = pydicom.dcmread(str(path))
         frames = tag_int(ds, "NumberOfFrames", 1) or 1
-        raw = np.stack(list(iter_pixels(ds))) if frames > 1 else ds.pixel_array  # per frame: bounded memory
+        raw = _decode(ds, frames)
         photometric = str(ds.get("PhotometricInterpretation", "")).upper()
         values = raw if photometric == "PALETTE COLOR" else apply_modality_lut(raw, ds)
     return apply_photometric(values, ds), ds
