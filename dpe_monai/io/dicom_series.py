@@ -122,7 +122,15 @@ def write_dicom(image: NativeImage, values: np.ndarray, out_paths: list[Path], s
 
     Each output keeps rows, columns, BitsAllocated/BitsStored/PixelRepresentation, rescale and window tags, and
     gets a new SeriesInstanceUID (shared by the series) and SOPInstanceUID, ``ImageType`` DERIVED\\SECONDARY and
-    a SeriesDescription suffix. Compressed sources are written uncompressed (Explicit VR Little Endian).
+    a SeriesDescription suffix.
+
+    Compressed sources (JPEG lossless, JPEG-LS, JPEG 2000, RLE, lossy JPEG) are decoded on reading and the derived
+    output is written *uncompressed* with the Explicit VR Little Endian transfer syntax (no re-encoding, so nothing is
+    lost a second time and no encoder is needed); YBR colour is written as RGB; ``LossyImageCompression`` is kept as
+    the source had it.
+
+    Raises:
+        BadImageError: ``image`` was decoded from a layout that cannot be written back as read (PALETTE COLOR).
     """
     if "unwritable" in image.info:
         raise BadImageError(image.sources[0], image.info["unwritable"])

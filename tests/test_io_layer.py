@@ -1,0 +1,166 @@
+"""One image-file layer: every reader and detector gives the same answers on one shared fixture folder.
+
+The folder holds DICOMs named ``.dcm``, ``.IMA``, ``IM0001.1`` and with no suffix, PNG 8/16-bit, TIFF (2-D and a 3-D
+stack), NIfTI and a non-image file. The CLI's ``discover``/``read_image``, the MONAI ``DPEImageReader`` (directly and
+through ``LoadImaged`` by its dotted name), the user-folder scanner and ``data/ensure.py`` agree on kind and values.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import warnings
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+import tifffile
+from monai.transforms import LoadImage, LoadImaged
+from PIL import Image
+from pydicom.data import get_testdata_file
+from pydicom.pixels import apply_modality_lut
+
+from dpe_monai.data.folders import display_array, scan_folder
+from dpe_monai.io import detect_kind, discover, read_image
+from dpe_monai.io.readers import DPEImageReader
+
+#: file name in the fixture folder -> kind every detector must report (None: not an image).
+EXPECTED_KINDS = {
+    "ct.dcm": "dicom",
+    "scan.IMA": "dicom",
+    "IM0001.1": "dicom",
+    "IM0002": "dicom",
+    "grey8.png": "png",
+    "rgb8.png": "png",
+    "grey16.png": "png",
+    "grey16.tif": "tiff",
+    "stack3d.tif": "tiff",
+    "vol.nii.gz": "nifti",
+    "notes.txt": None,
+}
+
+
+def stardist_image(name: str) -> Path | None:
+    """A sample image shipped with stardist, found without importing it (None when stardist is not installed)."""
+    spec = importlib.util.find_spec("stardist")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "images" / name
+    return path if path.is_file() else None
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("layer")
+    ct = Path(get_testdata_file("CT_small.dcm", download=False))
+    mr = Path(get_testdata_file("MR_small.dcm", download=False))
+    shutil.copy(ct, root / "ct.dcm")
+    shutil.copy(ct, root / "scan.IMA")  # same image twice: same slice position, so two single-file items
+    (root / "numbered").mkdir()
+    shutil.copy(mr, root / "numbered" / "IM0001.1")
+    shutil.copy(mr, root / "numbered" / "IM0002")
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (20, 30), dtype=np.uint8)).save(root / "grey8.png")
+    Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(root / "rgb8.png")
+    Image.fromarray(rng.integers(0, 65536, (24, 18), dtype=np.uint16)).save(root / "grey16.png")
+    tifffile.imwrite(root / "grey16.tif", rng.integers(0, 4096, (22, 26), dtype=np.uint16))
+    stack = stardist_image("img3d.tif")
+    if stack is not None:
+        shutil.copy(stack, root / "stack3d.tif")
+    else:
+        tifffile.imwrite(root / "stack3d.tif", rng.integers(0, 4096, (7, 20, 24), dtype=np.uint16))
+    affine = np.diag([0.9, 1.1, 2.0, 1.0])
+    nib.save(nib.Nifti1Image(rng.integers(-1000, 2000, (16, 14, 6)).astype(np.int16), affine), root / "vol.nii.gz")
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def _files(root: Path) -> dict[str, Path]:
+    return {p.name: p for p in root.rglob("*") if p.is_file()}
+
+
+def test_every_detector_agrees_on_kind(folder: Path) -> None:
+    files = _files(folder)
+    assert set(files) == set(EXPECTED_KINDS)
+    for name, kind in EXPECTED_KINDS.items():
+        assert detect_kind(files[name]) == kind, name
+    jobs, problems = discover([folder])
+    assert not problems
+    assert {j.paths[0].name: j.kind for j in jobs} == {n: k for n, k in EXPECTED_KINDS.items() if k}
+    reader = DPEImageReader()
+    for name, kind in EXPECTED_KINDS.items():
+        assert reader.verify_suffix(files[name]) == (kind is not None), name
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing in this folder is a bad file
+        items, bad = scan_folder(folder)
+    assert not bad
+    by_name = {Path(it["image"]).name: it for it in items}
+    assert {n: it["format"] for n, it in by_name.items()} == {n: k for n, k in EXPECTED_KINDS.items() if k}
+
+
+def test_cli_monai_and_folder_readers_give_the_same_values(folder: Path) -> None:
+    files = _files(folder)
+    load = LoadImage(reader=DPEImageReader(), image_only=True, ensure_channel_first=True, dtype=None)
+    load_native = LoadImage(reader=DPEImageReader(layout="native"), image_only=True, dtype=None)
+    loadd = LoadImaged(keys="image", reader="dpe_monai.io.readers.DPEImageReader", ensure_channel_first=True)
+    items = {Path(it["image"]).name: it for it in scan_folder(folder)[0]}
+    for name, kind in EXPECTED_KINDS.items():
+        if kind is None:
+            continue
+        native = read_image(files[name])  # the CLI's reader
+        arr = native.array
+        assert arr.shape[0] in (1, 3), name
+        monai = load(str(files[name]))
+        back = monai.numpy() if kind == "nifti" else np.swapaxes(monai.numpy(), 1, 2)
+        np.testing.assert_array_equal(back, arr, err_msg=name)
+        np.testing.assert_array_equal(load_native(str(files[name])).numpy(), arr, err_msg=name)
+        by_name = loadd({"image": str(files[name])})["image"]
+        np.testing.assert_allclose(by_name.numpy(), monai.numpy(), rtol=1e-6, err_msg=name)  # LoadImaged: float32
+        assert monai.meta["source_format"] == kind and monai.meta["bit_depth"] == 8 * native.dtype.itemsize
+        item = items[name]  # the user-folder scanner
+        assert item["channels"] == arr.shape[0] and item["bit_depth"] == 8 * native.dtype.itemsize, name
+        assert item["shape"] == [s for s in monai.shape[1:] if s != 1], name
+        shown = display_array(read_image(files[name], strict=False))
+        if arr.ndim == 3:  # 2-D images: (rows, cols[, 3])
+            expected = arr[0] if arr.shape[0] == 1 else np.moveaxis(arr, 0, -1)
+            np.testing.assert_array_equal(shown, expected, err_msg=name)
+        else:
+            assert shown.size == arr.size and set(np.unique(shown)) <= set(np.unique(arr)), name
+
+
+def test_dicom_values_are_modality_values_under_every_name(folder: Path) -> None:
+    files = _files(folder)
+    for name, source in (("ct.dcm", "CT_small.dcm"), ("scan.IMA", "CT_small.dcm"), ("IM0001.1", "MR_small.dcm")):
+        ds = pydicom.dcmread(get_testdata_file(source, download=False))
+        want = apply_modality_lut(ds.pixel_array, ds)
+        np.testing.assert_array_equal(read_image(files[name]).array[0], want)
+        assert read_image(files[name]).kind == "dicom"
+    assert np.array_equal(read_image(files["IM0002"]).array, read_image(files["IM0001.1"]).array)
+
+
+def test_3d_tiff_stack_is_a_volume(folder: Path) -> None:
+    path = _files(folder)["stack3d.tif"]
+    with tifffile.TiffFile(path) as tif:
+        pages, raw = len(tif.pages), tif.asarray()
+    image = read_image(path)
+    assert image.array.shape == (1, *raw.shape[1:], pages) and image.dtype == raw.dtype
+    np.testing.assert_array_equal(image.array[0], np.moveaxis(raw, 0, -1))
+
+
+def test_a_folder_of_only_ima_and_numbered_dicoms_is_a_user_folder(folder: Path, tmp_path: Path) -> None:
+    """``ensure_collection`` must not build the packaged collection into a folder of ``.IMA``/``IM0001.1`` scans."""
+    from dpe_monai.data.ensure import _has_images, ensure_collection
+
+    user = tmp_path / "scans"
+    user.mkdir()
+    shutil.copy(_files(folder)["scan.IMA"], user / "scan.IMA")
+    shutil.copy(_files(folder)["IM0001.1"], user / "IM0001.1")
+    before = sorted(p.name for p in user.rglob("*"))
+    assert _has_images(user)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        datalist = Path(ensure_collection(user))
+    assert datalist.parent == tmp_path / "scans_dpe_collection"
+    assert sorted(p.name for p in user.rglob("*")) == before  # the user's folder is never written to
