@@ -1,0 +1,124 @@
+"""The bundle passes MONAI's own workflow checks, and its files follow the model zoo's conventions."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigWorkflow
+from PIL import Image
+
+from dpe_monai.engines.file_enhancement import FailedFilesError
+from dpe_monai.networks import DPENet
+from tests.bundle_utils import BUNDLE, make_tiny_collection, tiny_train_overrides
+
+CONFIGS = BUNDLE / "configs"
+SMALL = {"_target_": "dpe_monai.networks.DPENet", "channels": [8, 12, 16]}
+
+
+def _workflow(config: str, workflow_type: str, **overrides) -> ConfigWorkflow:
+    return ConfigWorkflow(
+        config_file=str(CONFIGS / config),
+        meta_file=str(CONFIGS / "metadata.json"),
+        logging_file=False,
+        workflow_type=workflow_type,
+        **overrides,
+    )
+
+
+def _checkpoint(path):
+    torch.manual_seed(0)
+    torch.save({"model": DPENet(channels=(8, 12, 16)).state_dict()}, path)
+    return str(path)
+
+
+def _images(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((20, 24), 120, np.uint8)).save(folder / "a.png")
+    return folder
+
+
+def test_inference_workflow_passes_checks(tmp_path):
+    wf = _workflow(
+        "inference.json",
+        "infer",
+        bundle_root=str(BUNDLE),
+        dataset_dir=str(_images(tmp_path / "in")),
+        output_dir=str(tmp_path / "out"),
+        checkpoint=_checkpoint(tmp_path / "model.pt"),
+        network_def=SMALL,
+    )
+    wf.initialize()
+    assert wf.check_properties() == []
+    assert len(wf.dataset) == 1
+
+
+def test_train_workflow_passes_checks(tmp_path):
+    datalist = make_tiny_collection(tmp_path / "data", n_train=2, n_val=1, size=32)
+    wf = _workflow("train.json", "train", **tiny_train_overrides(tmp_path, datalist, max_epochs=1))
+    wf.initialize()
+    assert wf.check_properties() == []
+    handlers = wf.parser.get_parsed_content("train#handlers")
+    assert "ValidationHandler" in {type(h).__name__ for h in handlers} and None not in handlers
+
+
+def test_evaluate_workflow_passes_checks(tmp_path):
+    datalist = make_tiny_collection(tmp_path / "data", n_train=1, n_val=1, size=32)
+    wf = _workflow(
+        "evaluate.json",
+        "eval",
+        bundle_root=str(BUNDLE),
+        datalist=str(datalist),
+        output_dir=str(tmp_path / "out"),
+        checkpoint=_checkpoint(tmp_path / "model.pt"),
+        network_def=SMALL,
+    )
+    wf.initialize()
+    assert wf.check_properties() == []
+
+
+@pytest.mark.parametrize("dataset_dir", [None, "does/not/exist"])
+def test_inference_needs_an_existing_dataset_dir(tmp_path, dataset_dir):
+    overrides = {} if dataset_dir is None else {"dataset_dir": str(tmp_path / dataset_dir)}
+    wf = _workflow("inference.json", "infer", bundle_root=str(BUNDLE), output_dir=str(tmp_path / "out"), **overrides)
+    wf.initialize()
+    with pytest.raises(Exception, match="dataset_dir"):
+        wf.run()
+
+
+def test_inference_raises_naming_failed_files(tmp_path):
+    src = _images(tmp_path / "in")
+    (src / "broken.png").write_bytes(b"not a png")
+    wf = _workflow(
+        "inference.json",
+        "infer",
+        bundle_root=str(BUNDLE),
+        dataset_dir=str(src),
+        output_dir=str(tmp_path / "out"),
+        checkpoint=_checkpoint(tmp_path / "model.pt"),
+        network_def=SMALL,
+        tracking_uri=f"sqlite:///{tmp_path / 'mlruns.db'}",
+    )
+    wf.initialize()
+    with pytest.raises(FailedFilesError, match="broken.png"):
+        wf.run()
+    assert (tmp_path / "out" / "a_dpe.png").is_file()  # the good file was still enhanced
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert len(summary["done"]) == 1 and len(summary["failed"]) == 1
+
+
+def test_bundle_files_follow_the_conventions():
+    files = [p for p in BUNDLE.rglob("*") if p.is_file() and "outputs" not in p.relative_to(BUNDLE).parts]
+    for path in files:
+        if path.suffix == ".json":
+            text = path.read_text()
+            assert text.endswith("\n") and "NaN" not in text, path
+            assert text == json.dumps(json.loads(text), indent=4, ensure_ascii=False) + "\n", (
+                f"{path}: not 4-space formatted"
+            )
+        if path.suffix in (".json", ".md", ".py", ".txt"):
+            assert not re.search(r"(/work/|/home/\w|/root/|/Users/)", path.read_text()), f"{path}: machine path"
+    assert not (BUNDLE / "docs" / "training_config").exists()
