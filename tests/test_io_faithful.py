@@ -1,0 +1,167 @@
+"""Nothing written wrong, at the file level: refusals with a one-line reason, umask modes, 3-D TIFF stacks written
+back page for page, compressed DICOMs decoded and written uncompressed, one palette/alpha policy."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import tifffile
+from PIL import Image
+from pydicom.data import get_testdata_file
+from pydicom.pixels import apply_modality_lut
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
+
+from dpe_monai.data.folders import scan_folder
+from dpe_monai.io import BadImageError, atomic_write, read_image, write_image
+from dpe_monai.io.formats import UNWRITABLE_LAYOUTS
+from dpe_monai.io.readers import DPEImageReader
+from tests.test_io_layer import stardist_image
+
+COMPRESSED = [
+    "JPGLosslessP14SV1_1s_1f_8b.dcm",  # JPEG lossless, 8-bit ultrasound
+    "JPEG-LL.dcm",  # JPEG lossless, 16-bit
+    "MR_small_jpeg_ls_lossless.dcm",  # JPEG-LS
+    "JPEG2000.dcm",  # JPEG 2000
+]
+
+
+def _testdata(name: str) -> Path:
+    try:
+        path = get_testdata_file(name, download=False)
+    except Exception:  # some releases raise for unknown names
+        path = None
+    if path is None:
+        pytest.skip(f"{name} is not in this pydicom-data release")
+    return Path(path)
+
+
+@pytest.fixture
+def umask():
+    """Set a umask for one test and restore the previous one."""
+    old = os.umask(0o022)
+    os.umask(old)
+
+    def set_mask(mask: int) -> None:
+        os.umask(mask)
+
+    yield set_mask
+    os.umask(old)
+
+
+def test_segmentation_is_refused_by_name_everywhere(tmp_path: Path) -> None:
+    liver = tmp_path / "liver.dcm"
+    shutil.copy(_testdata("liver.dcm"), liver)
+    with pytest.raises(BadImageError) as err:
+        read_image(liver)
+    message = str(err.value)
+    assert message.startswith(f"{liver}: ") and "\n" not in message
+    assert "Segmentation Storage" in message and "not an image" in message
+    with pytest.raises(BadImageError, match="Segmentation Storage"):
+        read_image(liver, strict=False)
+    with pytest.raises(BadImageError, match="Segmentation Storage"):
+        DPEImageReader().read(liver)
+    with pytest.warns(UserWarning):
+        items, bad = scan_folder(tmp_path)
+    assert not items and bad[0][0] == str(liver) and "Segmentation Storage" in bad[0][1]
+
+
+def test_one_bit_pixel_data_is_refused(tmp_path: Path) -> None:
+    ds = pydicom.dcmread(_testdata("liver.dcm"))
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage  # 1-bit, image class
+    path = tmp_path / "bits1.dcm"
+    ds.save_as(path)
+    with pytest.raises(BadImageError, match=r"1-bit pixel data \(BitsAllocated 1\)"):
+        read_image(path)
+
+
+def test_batch_refuses_liver_by_name_and_continues(tmp_path: Path) -> None:
+    from dpe_monai.inference import enhance_files
+
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(_testdata("liver.dcm"), src / "liver.dcm")
+    shutil.copy(_testdata("CT_small.dcm"), src / "ct.dcm")
+    summary = enhance_files([src], tmp_path / "out", lambda x: x)
+    assert summary.exit_code == 2
+    assert [Path(name).name for name, _ in summary.done] == ["ct.dcm"]
+    (name, message), *rest = summary.failed
+    assert not rest and Path(name).name == "liver.dcm" and "Segmentation Storage" in message
+    assert not (tmp_path / "out" / "liver_dpe.dcm").exists()
+
+
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
+def test_outputs_follow_the_umask(tmp_path: Path, umask, mask: int, mode: int) -> None:
+    umask(mask)
+    with atomic_write(tmp_path / "plain.bin") as tmp:
+        tmp.write_bytes(b"x")
+    assert (tmp_path / "plain.bin").stat().st_mode & 0o777 == mode
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(tmp_path / "in.png")
+    image = read_image(tmp_path / "in.png")
+    write_image(image, image.array, [tmp_path / "out" / "in_dpe.png"])
+    assert (tmp_path / "out" / "in_dpe.png").stat().st_mode & 0o777 == mode
+
+
+def test_3d_tiff_stack_is_written_back_page_for_page(tmp_path: Path) -> None:
+    src = stardist_image("img3d.tif")
+    if src is None:
+        src = tmp_path / "stack.tif"
+        tifffile.imwrite(src, np.random.default_rng(0).integers(0, 4096, (9, 20, 24), dtype=np.uint16))
+    image = read_image(src)
+    assert image.spatial_dims == 3
+    out = tmp_path / "stack_dpe.tif"
+    write_image(image, image.array + 1, [out])
+    with tifffile.TiffFile(src) as a, tifffile.TiffFile(out) as b:
+        assert len(b.pages) == len(a.pages) > 1 and b.pages[0].dtype == a.pages[0].dtype
+        np.testing.assert_array_equal(b.asarray(), a.asarray() + 1)
+
+
+def test_colour_tiff_stack_is_read_but_not_written(tmp_path: Path) -> None:
+    path = tmp_path / "rgb_stack.tif"
+    tifffile.imwrite(path, np.zeros((4, 10, 12, 3), np.uint8) + 7, photometric="rgb")
+    with pytest.raises(BadImageError, match="multi-page colour TIFF stacks"):
+        read_image(path)
+    assert read_image(path, strict=False).array.shape == (3, 10, 12, 4)
+
+
+@pytest.mark.parametrize("name", COMPRESSED)
+def test_compressed_dicom_decodes_and_is_written_uncompressed(tmp_path: Path, name: str) -> None:
+    path = _testdata(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(path)
+        want = apply_modality_lut(ds.pixel_array, ds)
+    assert ds.file_meta.TransferSyntaxUID.is_compressed
+    image = read_image(path)
+    np.testing.assert_array_equal(image.array[0], want)
+    out = tmp_path / f"{path.stem}_dpe.dcm"
+    write_image(image, image.array, [out])
+    written = pydicom.dcmread(out)
+    assert written.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    np.testing.assert_array_equal(written.pixel_array, ds.pixel_array)
+
+
+def test_one_palette_and_alpha_policy(tmp_path: Path) -> None:
+    """Palette/alpha/PALETTE COLOR: decoded for reading, refused for enhancement with the policy's reason."""
+    grey_palette = Image.fromarray(np.arange(48, dtype=np.uint8).reshape(6, 8)).convert("P")
+    grey_palette.save(tmp_path / "palette.png")
+    Image.fromarray(np.full((6, 8, 4), 9, np.uint8), mode="RGBA").save(tmp_path / "rgba.png")
+    for name, layout in (("palette.png", "P"), ("rgba.png", "RGBA")):
+        with pytest.raises(BadImageError) as err:
+            read_image(tmp_path / name)
+        assert str(err.value) == f"{tmp_path / name}: {UNWRITABLE_LAYOUTS[layout]}"
+        lenient = read_image(tmp_path / name, strict=False)
+        assert lenient.array.shape[0] in (1, 3)
+        with pytest.raises(BadImageError, match="not supported for enhancement"):
+            write_image(lenient, lenient.array, [tmp_path / f"out_{name}"])
+    assert read_image(tmp_path / "palette.png", strict=False).array.shape[0] == 1  # a grey palette decodes to grey
+    us = _testdata("OBXXXX1A.dcm")  # PALETTE COLOR
+    with pytest.raises(BadImageError, match="PALETTE COLOR"):
+        read_image(us)
+    decoded = read_image(us, strict=False)
+    assert decoded.array.shape[0] == 3 and decoded.dtype == np.uint8
