@@ -164,3 +164,24 @@ def test_a_folder_of_only_ima_and_numbered_dicoms_is_a_user_folder(folder: Path,
         datalist = Path(ensure_collection(user))
     assert datalist.parent == tmp_path / "scans_dpe_collection"
     assert sorted(p.name for p in user.rglob("*")) == before  # the user's folder is never written to
+
+
+def test_io_is_the_bottom_layer() -> None:
+    """``dpe_monai.io`` imports nothing else from the package; importing it loads no other ``dpe_monai`` module."""
+    import ast
+    import subprocess
+    import sys
+
+    import dpe_monai.io
+
+    for path in Path(dpe_monai.io.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                assert not name.startswith("dpe_monai") or name.startswith("dpe_monai.io"), (path.name, name)
+    code = (
+        "import sys, dpe_monai.io, dpe_monai.io.readers; print(sorted(m for m in sys.modules if m.startswith('dpe_')))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert all(m.startswith("dpe_monai.io") for m in eval(loaded) if m != "dpe_monai"), loaded
