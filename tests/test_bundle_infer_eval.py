@@ -75,10 +75,44 @@ def test_evaluate_scores_methods(tmp_path):
         wf.initialize()
         wf.run()
         evaluator = wf.parser.get_parsed_content("evaluator")
-        results[method] = dict(evaluator.state.metrics)
+        assert set(evaluator.state.metrics) == {"psnr"}
         wf.finalize()
-        assert (out / "psnr_raw.csv").is_file() and (out / "metrics.csv").is_file()
+        quality = json.loads((out / "quality.json").read_text())
+        assert quality["method"] == method and (out / "quality.md").is_file()
+        results[method] = quality["summary"][method]["pooled"]
+        assert len(quality["per_image"]) + len(quality["skipped"]) == 2
     for metrics in results.values():
         assert set(metrics) == {"psnr", "ssim", "delta_e"}
-        assert all(np.isfinite(v) for v in metrics.values())
+        assert all(np.isfinite(v["mean"]) for v in metrics.values())
     assert results["identity"]["psnr"] != results["clahe"]["psnr"]
+
+
+def test_evaluate_json_and_quality_engine_score_the_same_pairs(tmp_path):
+    """evaluate.json and :func:`paired_set` + :func:`score_enhancers` are one protocol: same numbers per item."""
+    from dpe_monai.evaluators import load_datalist, paired_set, score_enhancers
+    from dpe_monai.evaluators.quality import QualityScorer
+
+    datalist = make_tiny_collection(tmp_path / "data")
+    out = tmp_path / "eval"
+    wf = ConfigWorkflow(
+        config_file=str(BUNDLE / "configs" / "evaluate.json"),
+        workflow_type="eval",
+        bundle_root=str(BUNDLE),
+        datalist=str(datalist),
+        output_dir=str(out),
+        method="clahe",
+        seed=3,
+    )
+    wf.initialize()
+    wf.run()
+    wf.finalize()
+    bundle = {r["id"]: r["metrics"]["clahe"] for r in json.loads((out / "quality.json").read_text())["per_image"]}
+    from dpe_monai.baselines import ClassicalEnhancer
+
+    pairs, _ = paired_set(load_datalist(str(datalist), "test"), seed=3)
+    engine = score_enhancers(pairs, {"clahe": ClassicalEnhancer("clahe")}, QualityScorer(None))
+    direct = {r["id"]: r["metrics"]["clahe"] for r in engine["per_image"]}
+    assert set(bundle) == set(direct) and bundle
+    for ident, metrics in direct.items():
+        for name, value in metrics.items():
+            assert abs(bundle[ident][name] - value) < 1e-4, (ident, name)

@@ -6,7 +6,6 @@ import json
 import math
 import os
 import time
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import torch
 __all__ = [
     "EnhanceFn",
     "load_datalist",
+    "clean_transforms",
     "load_clean",
     "degrade",
     "enhance",
@@ -65,6 +65,28 @@ def item_id(item: Mapping[str, Any]) -> str:
     return "/".join(Path(str(item["image"])).parts[-3:])
 
 
+def clean_transforms(keys: str | Sequence[str] = "image", max_side: int | None = None) -> list:
+    """The evaluation loading protocol as MONAI transforms (``keys[0]`` is the image, any others labels).
+
+    ``LoadImaged`` (channel first, file dtype), ``IntensityWindowd(mode="auto")`` (8-bit: /255, otherwise min-max),
+    ``ToRGBd`` and, with ``max_side``, a centre crop of every key. Shared by :func:`load_clean`, the quality
+    protocol (:func:`dpe_monai.evaluators.quality.pair_transforms`) and the bundle's ``evaluate.json``.
+    """
+    from monai.transforms import CenterSpatialCropd, LoadImaged
+
+    from dpe_monai.transforms import IntensityWindowd, ToRGBd
+
+    keys = [keys] if isinstance(keys, str) else list(keys)
+    tfs: list = [
+        LoadImaged(keys=keys, image_only=True, ensure_channel_first=True, dtype=None),
+        IntensityWindowd(keys=keys[0], mode="auto"),
+        ToRGBd(keys=keys[0]),
+    ]
+    if max_side:
+        tfs.append(CenterSpatialCropd(keys=keys, roi_size=(max_side, max_side)))
+    return tfs
+
+
 def load_clean(item: Mapping[str, Any], label: bool = False, max_side: int | None = None) -> dict[str, Any]:
     """Load an item the way the bundle's ``evaluate.json`` does: ``(3, H, W)`` float32 in [0, 1].
 
@@ -76,18 +98,10 @@ def load_clean(item: Mapping[str, Any], label: bool = False, max_side: int | Non
     Returns:
         ``{"image": Tensor, "label": Tensor | None}``.
     """
-    from monai.transforms import CenterSpatialCropd, Compose, LoadImaged
-
-    from dpe_monai.transforms import IntensityWindowd, ToRGBd
+    from monai.transforms import Compose
 
     keys = ["image", "label"] if label else ["image"]
-    tfs: list = [
-        LoadImaged(keys=keys, image_only=True, ensure_channel_first=True, dtype=None),
-        IntensityWindowd(keys="image", mode="auto"),
-        ToRGBd(keys="image"),
-    ]
-    if max_side:
-        tfs.append(CenterSpatialCropd(keys=keys, roi_size=(max_side, max_side)))
+    tfs = clean_transforms(keys, max_side)
     data = Compose(tfs)({k: item[k] for k in keys})
     img = torch.as_tensor(data["image"]).float().as_subclass(torch.Tensor)
     lab = None
@@ -99,7 +113,7 @@ def load_clean(item: Mapping[str, Any], label: bool = False, max_side: int | Non
 def degrade(
     image: torch.Tensor, seed: int, identifier: str, mode: str = "paper", **kwargs: Any
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Degrade ``image`` ``(C, H, W)`` in [0, 1] with the simulator, seeded per item as ``SeededLowQualityd``.
+    """Degrade ``image`` ``(C, H, W)`` in [0, 1] with the simulator, seeded per item by ``SeededLowQualityd``.
 
     Args:
         image: clean image.
@@ -112,12 +126,13 @@ def degrade(
     Returns:
         ``(low_quality, params)``; ``params["applied"]`` is False when the luminance gate skipped the image.
     """
-    from dpe_monai.transforms import RandLowQuality
+    from dpe_monai.transforms import SeededLowQualityd
 
-    sim = RandLowQuality(mode=mode, **kwargs)
-    sim.set_random_state(seed=(int(seed) * 1_000_003 + zlib.crc32(identifier.encode())) % (2**32))
-    lq = torch.as_tensor(np.asarray(sim(image.numpy()), dtype=np.float32))
-    return lq, dict(sim.last_params)
+    sim = SeededLowQualityd(
+        keys="image", lq_keys="lq", params_key="lq_params", seed=seed, id_key="id", mode=mode, **kwargs
+    )
+    out = sim({"image": np.asarray(image, dtype=np.float32), "id": identifier})
+    return torch.as_tensor(np.asarray(out["lq"], dtype=np.float32)), dict(out["lq_params"])
 
 
 def enhance(fn: EnhanceFn, x: torch.Tensor) -> torch.Tensor:
@@ -153,9 +168,9 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def save_json(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
-    """Write an evaluator result as standard JSON (NaN -> null); returns the path."""
+def save_json(path: str | os.PathLike, payload: Any, indent: int = 1) -> Path:
+    """Write an evaluator result as standard JSON (NaN -> null) with a final newline; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_plain(payload), indent=1) + "\n")
+    path.write_text(json.dumps(_plain(payload), indent=indent, ensure_ascii=False) + "\n")
     return path

@@ -18,19 +18,42 @@ from typing import Any
 import numpy as np
 import torch
 
-from dpe_monai.evaluators.common import EnhanceFn, degrade, enhance, item_id, load_clean, timed
+from dpe_monai.evaluators.common import (
+    EnhanceFn,
+    clean_transforms,
+    degrade,
+    enhance,
+    item_id,
+    load_clean,
+    save_json,
+    timed,
+)
 
-__all__ = ["METRICS", "LOWER_IS_BETTER", "paired_set", "QualityScorer", "score_enhancers", "summarise", "protocol"]
+__all__ = [
+    "METRICS",
+    "LOWER_IS_BETTER",
+    "paired_set",
+    "pair_transforms",
+    "with_ids",
+    "QualityScorer",
+    "QualitySaver",
+    "score_enhancers",
+    "summarise",
+    "protocol",
+    "markdown_rows",
+    "quality_table",
+]
 
 METRICS = ("psnr", "ssim", "delta_e", "feature_distance")
 LOWER_IS_BETTER = {"psnr": False, "ssim": False, "delta_e": True, "feature_distance": True}
 
 
-def protocol(seed: int, mode: str, max_side: int | None, feature_backbone: str) -> dict[str, Any]:
+def protocol(seed: int, mode: str, max_side: int | None, feature_backbone: str | None) -> dict[str, Any]:
     """The scoring protocol as a plain dict, stored beside the numbers."""
     return {
         "seed": seed,
-        "degradation": f"dpe_monai.transforms.RandLowQuality(mode={mode!r}), seeded per item by (seed, item id)",
+        "degradation": f"dpe_monai.transforms.SeededLowQualityd(mode={mode!r}): the simulator seeded per item by "
+        "(seed, item id); item id = the datalist's 'id', else the image path's last three parts",
         "value_range": "float32 [0, 1]; no 8-bit rounding",
         "loading": "LoadImaged -> IntensityWindowd(auto: 8-bit /255, else min-max) -> ToRGBd (grey replicated)",
         "grey_images": "replicated to RGB before the simulator (as in training and evaluate.json), so its noise is "
@@ -39,10 +62,31 @@ def protocol(seed: int, mode: str, max_side: int | None, feature_backbone: str) 
         "colour_space": "metrics on RGB; DeltaE via skimage rgb2lab (sRGB, D65, 2 deg) + deltaE_ciede2000",
         "psnr": "10 log10(1 / MSE) over all pixels and channels (MONAI PSNRMetric, max_val=1)",
         "ssim": "MONAI SSIMMetric(spatial_dims=2, data_range=1), Gaussian 11x11, sigma 1.5, mean over channels",
-        "feature_distance": f"FeatureDistanceMetric(backbone={feature_backbone!r}) (LPIPS-like, not LPIPS)",
+        "feature_distance": f"FeatureDistanceMetric(backbone={feature_backbone!r}) (LPIPS-like, not LPIPS)"
+        if feature_backbone
+        else "not computed",
         "skipped": "items left untouched by the simulator's luminance gate (input == reference) are not scored",
         "average": "'average' = mean of the group means (the paper's Table II); 'pooled' = mean over all images",
     }
+
+
+def with_ids(items: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """The items with their stable ``"id"`` (:func:`~dpe_monai.evaluators.common.item_id`) filled in."""
+    return [{**item, "id": item_id(item)} for item in items]
+
+
+def pair_transforms(seed: int = 0, mode: str = "paper", max_side: int | None = 1024, **degrade_kwargs: Any) -> list:
+    """The protocol's loading and degradation as MONAI transforms, for items passed through :func:`with_ids`.
+
+    :func:`~dpe_monai.evaluators.common.clean_transforms` then ``SeededLowQualityd`` keyed by the item's ``"id"``
+    (writes ``"lq"`` and ``"lq_params"``): the same pairs as :func:`paired_set`, for the bundle's ``evaluate.json``.
+    """
+    from dpe_monai.transforms import SeededLowQualityd
+
+    degrader = SeededLowQualityd(
+        keys="image", lq_keys="lq", params_key="lq_params", seed=seed, id_key="id", mode=mode, **degrade_kwargs
+    )
+    return [*clean_transforms("image", max_side), degrader]
 
 
 def paired_set(
@@ -202,3 +246,131 @@ def summarise(per_image: Sequence[Mapping[str, Any]], methods: Sequence[str]) ->
         entry["pooled"] = {m: _stats([row[m] for row in rows if m in row]) for m in metric_names}
         summary[name] = entry
     return summary
+
+
+class QualitySaver:
+    """Ignite handler for a MONAI evaluator: score each item with :class:`QualityScorer`, write the protocol's files.
+
+    Reads ``pred``/``label`` (``(3, H, W)`` in [0, 1]) from the evaluator's output and ``id``, ``group_key`` and
+    ``lq_params`` from its batch; items the simulator left untouched are not scored. At the end of the run it
+    writes ``<output_dir>/quality.json`` (protocol, per-image metrics, :func:`summarise` summary) and
+    ``quality.md`` (:func:`quality_table`); ``self.result`` holds the same dict.
+
+    Args:
+        output_dir: folder of the two files.
+        method: name of the evaluated method (the summary's key).
+        feature_backbone: see :class:`QualityScorer` (None: no feature distance).
+        protocol: stored beside the numbers (e.g. :func:`protocol`).
+        group_key: batch key of the item's group (``"all"`` when absent).
+    """
+
+    def __init__(
+        self,
+        output_dir: str,
+        method: str = "dpe",
+        feature_backbone: str | None = None,
+        protocol: Mapping[str, Any] | None = None,
+        group_key: str = "modality_group",
+    ) -> None:
+        self.output_dir = output_dir
+        self.method = method
+        self.scorer = QualityScorer(feature_backbone)
+        self.protocol = dict(protocol or {})
+        self.group_key = group_key
+        self.records: list[dict] = []
+        self.skipped: list[str] = []
+        self.result: dict[str, Any] = {}
+
+    def attach(self, engine: Any) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.EPOCH_STARTED, self._reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._score)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._write)
+
+    def _reset(self, engine: Any) -> None:
+        self.records, self.skipped = [], []
+
+    def _score(self, engine: Any) -> None:
+        from monai.data import decollate_batch
+
+        batch, output = engine.state.batch, engine.state.output
+        batch = decollate_batch(batch) if isinstance(batch, Mapping) else batch
+        output = decollate_batch(output) if isinstance(output, Mapping) else output
+        for item, out in zip(batch, output):
+            ident = str(item.get("id"))
+            params = item.get("lq_params") or {}
+            if not bool(params.get("applied", True)):
+                self.skipped.append(ident)
+                continue
+            pred, ref = (
+                torch.as_tensor(out[k]).detach().float().cpu().as_subclass(torch.Tensor) for k in ("pred", "label")
+            )
+            self.records.append(
+                {
+                    "id": ident,
+                    "group": str(item.get(self.group_key, "all")),
+                    "metrics": {self.method: self.scorer(pred.clamp(0.0, 1.0), ref)},
+                }
+            )
+
+    def _write(self, engine: Any) -> None:
+        from pathlib import Path
+
+        summary = summarise(self.records, [self.method])
+        self.result = {
+            "method": self.method,
+            "protocol": self.protocol,
+            "skipped": self.skipped,
+            "per_image": self.records,
+            "summary": summary,
+        }
+        save_json(Path(self.output_dir) / "quality.json", self.result)
+        (Path(self.output_dir) / "quality.md").write_text(quality_table(summary, [self.method]) + "\n")
+
+
+def markdown_rows(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A markdown table (the one table writer of the evaluation reports)."""
+    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+_FORMATS = {"psnr": "{:.2f}", "ssim": "{:.3f}", "delta_e": "{:.2f}", "feature_distance": "{:.4f}"}
+_NAMES = {"psnr": "PSNR", "ssim": "SSIM", "delta_e": "DeltaE", "feature_distance": "feature distance"}
+
+
+def _cell(values: Mapping[str, Any], metrics: Sequence[str]) -> str:
+    out = []
+    for m in metrics:
+        v = values.get(m, math.nan)
+        v = v["mean"] if isinstance(v, Mapping) else v
+        out.append(_FORMATS.get(m, "{:.4f}").format(v) if v is not None and math.isfinite(v) else "-")
+    return " / ".join(out)
+
+
+def quality_table(
+    summary: Mapping[str, Any],
+    methods: Sequence[str],
+    labels: Mapping[str, str] | None = None,
+    metrics: Sequence[str] = ("psnr", "ssim", "delta_e"),
+) -> str:
+    """Markdown table of a :func:`summarise` summary: one row per group, then all images pooled and the average.
+
+    Each method gets one column ``PSNR / SSIM / DeltaE`` (``metrics``); ``labels`` renames methods. ``n`` is the
+    number of scored images of the first method.
+    """
+    labels = dict(labels or {})
+    first = summary[methods[0]]
+    groups = sorted(g for g in first if g not in ("average", "pooled"))
+    head = ["group", "n"] + [f"{labels.get(m, m)} " + " / ".join(_NAMES.get(k, k) for k in metrics) for m in methods]
+
+    def n_of(stats: Mapping[str, Any]) -> int:
+        return max((int(v.get("n", 0)) for v in stats.values() if isinstance(v, Mapping)), default=0)
+
+    rows = [[g, n_of(first[g])] + [_cell(summary[m].get(g, {}), metrics) for m in methods] for g in groups]
+    rows.append(
+        ["all images (pooled)", n_of(first["pooled"])] + [_cell(summary[m]["pooled"], metrics) for m in methods]
+    )
+    rows.append(["mean of group means", "-"] + [_cell(summary[m]["average"], metrics) for m in methods])
+    return markdown_rows(head, rows)
