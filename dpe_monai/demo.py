@@ -11,19 +11,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import zlib
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from dpe_monai.locate import bundle_dir
+
 __all__ = ["main", "run_demo"]
 
-REPO = Path(__file__).resolve().parents[1]
-BUNDLE = REPO / "bundles" / "dpe_enhancement"
+BUNDLE = bundle_dir()
 METHODS = ("degraded", "clahe", "dpe")
 
 
@@ -35,75 +34,59 @@ def _unit(image, values=None) -> torch.Tensor:
 
 
 def degrade_split(items: list[dict], out_dir: Path, seed: int) -> list[dict]:
-    """Write a degraded copy of each item (same format and bit depth); returns the items that were degraded."""
-    from dpe_monai.io import read_image, write_image
-    from dpe_monai.transforms import RandLowQuality
+    """Write a degraded copy of each item (same format and bit depth); returns the items that were degraded.
 
-    sim = RandLowQuality()
+    The simulator is seeded per item by the evaluation protocol's rule (:func:`dpe_monai.evaluators.common.degrade`).
+    """
+    from dpe_monai.evaluators.common import degrade, item_id
+    from dpe_monai.io import read_image, write_image
+
     kept = []
     for item in items:
         clean = read_image(item["image"])
-        name = Path(item["image"]).name
-        sim.set_random_state(seed=(seed * 1_000_003 + zlib.crc32(name.encode())) % 2**32)
-        x = _unit(clean)
-        lq = sim(x.numpy())
-        if not sim.last_params["applied"]:
+        lq, params = degrade(_unit(clean), seed, item_id(item))
+        if not params["applied"]:
             continue
         lo, hi = clean.container_range()
-        target = out_dir / item["modality_group"] / name
-        write_image(clean, lo + np.asarray(lq, np.float64) * (hi - lo), [target])
-        kept.append({**item, "degraded": str(target), "lq_params": dict(sim.last_params)})
+        target = out_dir / item["modality_group"] / Path(item["image"]).name
+        write_image(clean, lo + lq.numpy().astype(np.float64) * (hi - lo), [target])
+        kept.append({**item, "degraded": str(target), "lq_params": params})
     return kept
 
 
+def _rgb(x: torch.Tensor) -> torch.Tensor:
+    return x if x.shape[0] == 3 else x[:1].expand(3, *x.shape[1:])
+
+
 def score(items: list[dict], enhanced_dir: Path) -> dict:
-    """Per-item and per-group PSNR / SSIM / DeltaE of degraded, CLAHE and DPE against the clean image."""
-    from monai.metrics import PSNRMetric, SSIMMetric
+    """Score degraded, CLAHE and DPE against the clean images with the quality engine.
 
+    Returns:
+        ``{"per_image": [...], "summary": ...}`` as :func:`dpe_monai.evaluators.quality.summarise` makes them.
+    """
     from dpe_monai.baselines import ClassicalEnhancer
+    from dpe_monai.evaluators.common import item_id
+    from dpe_monai.evaluators.quality import QualityScorer, summarise
     from dpe_monai.io import read_image
-    from dpe_monai.metrics import compute_delta_e
 
-    psnr, ssim, clahe = PSNRMetric(max_val=1.0), SSIMMetric(spatial_dims=2, data_range=1.0), ClassicalEnhancer("clahe")
-    per_group: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    scorer, clahe = QualityScorer(feature_backbone=None), ClassicalEnhancer("clahe")
     rows = []
     for item in items:
-        clean_img = read_image(item["image"])
-        y = _unit(clean_img)[None]
-        lq = _unit(read_image(item["degraded"]))[None]
+        ref = _rgb(_unit(read_image(item["image"])))
+        lq = _rgb(_unit(read_image(item["degraded"])))
         out = (
             enhanced_dir / item["modality_group"] / (Path(item["degraded"]).stem + "_dpe" + Path(item["image"]).suffix)
         )
-        preds = {"degraded": lq, "clahe": clahe(lq if lq.shape[1] == 3 else lq.expand(-1, 3, -1, -1))[:, : lq.shape[1]]}
-        preds["dpe"] = _unit(read_image(out))[None]
-        row = {"image": Path(item["image"]).name, "group": item["modality_group"], "enhanced": str(out)}
-        for method, pred in preds.items():
-            yy, pp = (y, pred) if y.shape[1] == 3 else (y.expand(-1, 3, -1, -1), pred.expand(-1, 3, -1, -1))
-            vals = {
-                "psnr": float(psnr(pred, y).mean()),
-                "ssim": float(ssim(pred, y).mean()) if min(y.shape[2:]) >= 11 else float("nan"),
-                "delta_e": float(compute_delta_e(pp, yy).mean()),
+        preds = {"degraded": lq, "clahe": clahe(lq[None])[0], "dpe": _rgb(_unit(read_image(out)))}
+        rows.append(
+            {
+                "id": item_id(item),
+                "group": item["modality_group"],
+                "enhanced": str(out),
+                "metrics": {m: scorer(pred.float().clamp(0, 1), ref) for m, pred in preds.items()},
             }
-            for k, v in vals.items():
-                row[f"{method}_{k}"] = v
-                for group in (item["modality_group"], "all"):
-                    per_group[group][f"{method}_{k}"].append(v)
-        rows.append(row)
-    summary = {
-        g: {k: float(np.nanmean(v)) for k, v in m.items()} | {"n": len(m["dpe_psnr"])} for g, m in per_group.items()
-    }
-    return {"per_image": rows, "summary": summary}
-
-
-def metrics_table(summary: dict) -> str:
-    """Markdown table: one row per group, PSNR/SSIM/DeltaE for each method."""
-    head = "| group | n | " + " | ".join(f"{m} PSNR / SSIM / DeltaE" for m in METHODS) + " |"
-    lines = [head, "|" + "---|" * (2 + len(METHODS))]
-    for group in sorted(summary, key=lambda g: (g == "all", g)):
-        s = summary[group]
-        cells = [f"{s[f'{m}_psnr']:.2f} / {s[f'{m}_ssim']:.3f} / {s[f'{m}_delta_e']:.2f}" for m in METHODS]
-        lines.append(f"| {group} | {s['n']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        )
+    return {"per_image": rows, "summary": summarise(rows, METHODS)}
 
 
 def save_grid(items: list[dict], scores: dict, path: Path, per_group: int = 2) -> Path:
@@ -126,12 +109,26 @@ def save_grid(items: list[dict], scores: dict, path: Path, per_group: int = 2) -
     return path
 
 
+def _flat_metrics(summary: dict) -> dict[str, float]:
+    """``{group}_{method}_{metric}`` -> mean (groups, ``pooled`` and ``average``), finite values only."""
+    flat = {}
+    for method, entry in summary.items():
+        for group, stats in entry.items():
+            for metric, value in stats.items():
+                value = value["mean"] if isinstance(value, dict) else value
+                if value is not None and np.isfinite(value):
+                    flat[f"{group}_{method}_{metric}"] = float(value)
+    return flat
+
+
 def run_demo(output: Path, dataset_dir: Path, checkpoint: Path, seed: int = 0, limit: int | None = None) -> dict:
     """Run the whole demo; returns ``{"summary", "paths"}``."""
     import monai
     from monai.bundle import ConfigWorkflow
 
     from dpe_monai.data import ensure_collection
+    from dpe_monai.evaluators.common import save_json
+    from dpe_monai.evaluators.quality import quality_table
     from dpe_monai.tracking import default_tracking_uri, log_run
 
     output.mkdir(parents=True, exist_ok=True)
@@ -156,7 +153,7 @@ def run_demo(output: Path, dataset_dir: Path, checkpoint: Path, seed: int = 0, l
     wf.run()
     wf.finalize()
     scores = score(kept, enhanced_dir)
-    table = metrics_table(scores["summary"])
+    table = quality_table(scores["summary"], METHODS)
     paths = {
         "enhanced": enhanced_dir,
         "grid": save_grid(kept, scores, output / "grid.png"),
@@ -165,18 +162,19 @@ def run_demo(output: Path, dataset_dir: Path, checkpoint: Path, seed: int = 0, l
         "mlflow": output / "mlruns.db",
     }
     protocol = (
-        f"Test split of the packaged collection, degraded by RandLowQuality (paper mode, seed {seed}, per-image seed "
-        "from the file name), written in each file's format and bit depth; metrics on [0, 1] through the format's "
-        "range (0..255 / 0..65535), DeltaE = CIEDE2000 on sRGB (grey replicated), SSIM skipped below 11 px."
+        f"Test split of the packaged collection, degraded by the simulator (paper mode, seed {seed}, seeded per item "
+        "by SeededLowQualityd's rule), written in each file's format and bit depth; metrics on [0, 1] through the "
+        "format's range (0..255 / 0..65535) by dpe_monai.evaluators.quality (PSNR, SSIM, DeltaE = CIEDE2000 on sRGB, "
+        "grey replicated; SSIM skipped below 11 px)."
     )
     paths["metrics"].write_text(f"# Demo metrics\n\n{protocol}\n\nCheckpoint: `{checkpoint}`\n\n{table}\n")
-    paths["metrics_json"].write_text(json.dumps({"protocol": protocol, **scores}, indent=1))
+    save_json(paths["metrics_json"], {"protocol": protocol, **scores})
     log_run(
         tracking_uri,
         "dpe_enhancement",
         "demo",
         params={"seed": seed, "checkpoint": str(checkpoint), "n_images": len(kept), "dataset_dir": str(dataset_dir)},
-        metrics={f"{g}_{k}": v for g, s in scores["summary"].items() for k, v in s.items()},
+        metrics=_flat_metrics(scores["summary"]),
         artifacts=[paths["grid"], paths["metrics"], paths["metrics_json"]],
     )
     print(table)
