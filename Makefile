@@ -26,7 +26,7 @@ lint: install
 	$(BIN)/ruff format --check dpe_monai tests benchmarks bundles setup.py
 
 test: lint install-monailabel
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 demo: install
 	$(BIN)/dpe-monai demo

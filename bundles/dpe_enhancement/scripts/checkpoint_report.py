@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import platform
-import sys
-from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
+from dpe_monai.evaluators.common import save_json
+from dpe_monai.evaluators.quality import markdown_rows, quality_table
 
 BUNDLE = Path(__file__).resolve().parents[1]
 DOCS = BUNDLE / "docs"
@@ -30,8 +30,8 @@ TSTART, TEND = "<!-- generated:training:start -->", "<!-- generated:training:end
 PAPER_IMAGES = 100 * 15181  # 100 epochs of 15,181 training pairs (paper, Sec. II-D)
 
 
-def evaluate(method: str, dataset_dir: Path, out_root: Path, checkpoint: Path) -> Path:
-    """Run ``configs/evaluate.json`` for one method; returns its output folder."""
+def evaluate(method: str, dataset_dir: Path, out_root: Path, checkpoint: Path) -> dict:
+    """Run ``configs/evaluate.json`` (the quality engine's protocol) for one method; returns its summary entry."""
     from monai.bundle import ConfigWorkflow
 
     out = out_root / f"evaluate_{method}"
@@ -47,19 +47,7 @@ def evaluate(method: str, dataset_dir: Path, out_root: Path, checkpoint: Path) -
     wf.initialize()
     wf.run()
     wf.finalize()
-    return out
-
-
-def per_group(out: Path, groups: dict[str, str]) -> dict[str, dict[str, float]]:
-    """Mean of each metric per modality group (and "all") from MetricsSaver's ``*_raw.csv`` files."""
-    values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for metric in ("psnr", "ssim", "delta_e"):
-        with open(out / f"{metric}_raw.csv") as f:
-            for row in csv.DictReader(f):
-                group = groups[Path(row["filename"]).name]
-                for g in (group, "all"):
-                    values[g][metric].append(float(row["mean"]))
-    return {g: {m: float(np.mean(v)) for m, v in ms.items()} | {"n": len(ms["psnr"])} for g, ms in values.items()}
+    return json.loads((out / "quality.json").read_text())["summary"][method]
 
 
 def export_training(db: Path, prefix: str) -> tuple[list[dict], list[dict]]:
@@ -82,22 +70,32 @@ def export_training(db: Path, prefix: str) -> tuple[list[dict], list[dict]]:
 
 def training_markdown(rows: list[dict], runs: list[dict]) -> str:
     """Per-run table (iterations, epochs, losses switched on, wall time) and the budget against the paper's."""
-    lines = [
-        "| MLflow run | iterations logged | last epoch | batch | patch | lambda_rfl | discriminator "
-        "| final val PSNR / DeltaE |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    total_images = 0
+
+    def final(m: dict, key: str, fmt: str) -> str:
+        value = m.get(key)
+        return fmt.format(value) if value is not None and math.isfinite(value) else "-"
+
+    table = []
     for run in sorted(runs, key=lambda r: r["run_name"]):
         name, p, m = run["run_name"], run["params"], run["final_metrics"]
         steps = [r["step"] for r in rows if r["run"] == name and r["metric"] == "g_loss"]
         epochs = [r["step"] for r in rows if r["run"] == name and r["metric"] == "val_psnr"]
-        d_on = "on" if m.get("d_loss", float("nan")) == m.get("d_loss", float("nan")) else "off"  # NaN when off
-        lines.append(
-            f"| {name} | {min(steps)}-{max(steps)} | {max(epochs) if epochs else '-'} | {p.get('batch_size')} | "
-            f"{p.get('patch_size')} | {p.get('lambda_rfl')} | {d_on} | "
-            f"{m.get('val_psnr', float('nan')):.2f} / {m.get('val_delta_e', float('nan')):.2f} |"
+        d_loss = m.get("d_loss")
+        d_on = "on" if d_loss is not None and math.isfinite(d_loss) else "off"  # absent (or NaN, older runs) when off
+        table.append(
+            [
+                name,
+                f"{min(steps)}-{max(steps)}",
+                max(epochs) if epochs else "-",
+                p.get("batch_size"),
+                p.get("patch_size"),
+                p.get("lambda_rfl"),
+                d_on,
+                f"{final(m, 'val_psnr', '{:.2f}')} / {final(m, 'val_delta_e', '{:.2f}')}",
+            ]
         )
+    header = ["MLflow run", "iterations logged", "last epoch", "batch", "patch", "lambda_rfl", "discriminator"]
+    lines = [markdown_rows([*header, "final val PSNR / DeltaE"], table)]
     last = max(
         runs, key=lambda r: max([x["step"] for x in rows if x["run"] == r["run_name"] and x["metric"] == "g_loss"])
     )
@@ -113,38 +111,29 @@ def training_markdown(rows: list[dict], runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def markdown(results: dict, checkpoint: Path) -> str:
-    groups = sorted(results["dpe"], key=lambda g: (g == "all", g))
+def markdown(summary: dict, checkpoint: Path) -> str:
+    """The quality table of the three methods and, per group, where DPE wins and loses."""
     lines = [
         f"Test split (whole held-out subjects), images the simulator degrades (n per group below); "
         f"machine: {platform.processor() or platform.machine()}, {platform.system()}; checkpoint `{checkpoint.name}`.",
         "",
-        "| group | n | " + " | ".join(f"{LABELS[m]} PSNR / SSIM / DeltaE" for m in METHODS) + " |",
-        "|" + "---|" * (2 + len(METHODS)),
+        quality_table(summary, METHODS, LABELS),
     ]
-    for g in groups:
-        cells = [
-            f"{results[m][g]['psnr']:.2f} / {results[m][g]['ssim']:.3f} / {results[m][g]['delta_e']:.2f}"
-            for m in METHODS
-        ]
-        lines.append(f"| {g} | {results['dpe'][g]['n']} | " + " | ".join(cells) + " |")
-    group_names = [g for g in groups if g != "all"]
-    gm = {
-        m: {k: float(np.mean([results[m][g][k] for g in group_names])) for k in ("psnr", "ssim", "delta_e")}
-        for m in METHODS
-    }
-    cells = [f"{gm[m]['psnr']:.2f} / {gm[m]['ssim']:.3f} / {gm[m]['delta_e']:.2f}" for m in METHODS]
-    lines.append("| mean of group means (paper's averaging) | - | " + " | ".join(cells) + " |")
+    groups = sorted(g for g in summary["dpe"] if g not in ("average", "pooled"))
     verdict = []
-    for g in groups + ["mean of group means"]:
-        d, c, i = (gm[m] if g == "mean of group means" else results[m][g] for m in ("dpe", "clahe", "identity"))
+    for g in [*groups, "pooled", "average"]:
+        d, c, i = (
+            {k: v["mean"] if isinstance(v, dict) else v for k, v in summary[m][g].items()}
+            for m in ("dpe", "clahe", "identity")
+        )
         wins = [
             f"{'beats' if d['psnr'] > o['psnr'] else 'loses to'} {name} on PSNR and "
             f"{'beats' if d['delta_e'] < o['delta_e'] else 'loses to'} it on DeltaE"
             for name, o in (("the input", i), ("CLAHE", c))
         ]
-        verdict.append(f"- {g}: DPE " + "; ".join(wins) + ".")
-    return "\n".join(lines + ["", 'Where DPE wins and loses (row "all" is the mean over images):', ""] + verdict)
+        label = {"pooled": "all images (pooled)", "average": "mean of group means"}.get(g, g)
+        verdict.append(f"- {label}: DPE " + "; ".join(wins) + ".")
+    return "\n".join(lines + ["", "Where DPE wins and loses:", ""] + verdict)
 
 
 def _replace_block(path: Path, start: str, end: str, body: str) -> None:
@@ -165,21 +154,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work-dir", type=Path, default=BUNDLE / "outputs" / "checkpoint_report")
     args = ap.parse_args(argv)
 
-    import monai
-
-    datalist = args.dataset_dir / "datalist.json"
-    groups = {
-        Path(i["image"]).name: i["modality_group"] for i in monai.data.load_decathlon_datalist(datalist, False, "test")
-    }
-    results = {m: per_group(evaluate(m, args.dataset_dir, args.work_dir, args.checkpoint), groups) for m in METHODS}
+    summary = {m: evaluate(m, args.dataset_dir, args.work_dir, args.checkpoint) for m in METHODS}
     protocol = (
-        "configs/evaluate.json: test split of the packaged collection, items passing the simulator's luminance gate; "
-        "IntensityWindowd(mode='auto') to [0, 1], grey replicated to RGB, centre crop <= 1024 px, SeededLowQualityd "
-        "(paper mode, seed 0, per-file seed); PSNR (max 1), SSIM (11x11 Gaussian), CIEDE2000 on sRGB; DPE through "
-        "EnhancerInferer (tiled, precision auto), CLAHE = skimage equalize_adapthist(clip_limit=0.01)."
+        "configs/evaluate.json, i.e. dpe_monai.evaluators.quality: test split of the packaged collection, items "
+        "passing the simulator's luminance gate; IntensityWindowd(mode='auto') to [0, 1], grey replicated to RGB, "
+        "centre crop <= 1024 px, SeededLowQualityd (paper mode, seed 0, seeded per item id); PSNR (max 1), SSIM "
+        "(11x11 Gaussian), CIEDE2000 on sRGB; DPE through EnhancerInferer (tiled, precision auto), CLAHE = skimage "
+        "equalize_adapthist(clip_limit=0.01)."
     )
-    (DOCS / "test_metrics.json").write_text(json.dumps({"protocol": protocol, "results": results}, indent=1))
-    table = markdown(results, args.checkpoint)
+    save_json(DOCS / "test_metrics.json", {"protocol": protocol, "summary": summary}, indent=4)
+    table = markdown(summary, args.checkpoint)
     (DOCS / "test_metrics.md").write_text(f"# Test-split metrics\n\n{protocol}\n\n{table}\n")
     if args.train_db is not None:
         rows, runs = export_training(args.train_db, args.run_prefix)
@@ -187,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             writer = csv.DictWriter(f, fieldnames=["run", "metric", "step", "value"])
             writer.writeheader()
             writer.writerows(rows)
-        (DOCS / "training_runs.json").write_text(json.dumps(runs, indent=1, sort_keys=True))
+        save_json(DOCS / "training_runs.json", sorted(runs, key=lambda r: r["run_name"]), indent=4)
         _replace_block(DOCS / "README.md", TSTART, TEND, training_markdown(rows, runs))
     _replace_block(DOCS / "README.md", START, END, table)
     print(table)
@@ -195,5 +179,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(BUNDLE.parents[1]))
     raise SystemExit(main())
