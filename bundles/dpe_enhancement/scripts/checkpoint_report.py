@@ -81,7 +81,7 @@ def training_markdown(rows: list[dict], runs: list[dict]) -> str:
         steps = [r["step"] for r in rows if r["run"] == name and r["metric"] == "g_loss"]
         epochs = [r["step"] for r in rows if r["run"] == name and r["metric"] == "val_psnr"]
         d_loss = m.get("d_loss")
-        d_on = "on" if d_loss is not None and math.isfinite(d_loss) else "off"  # absent (or NaN, older runs) when off
+        d_on = "on" if d_loss is not None and math.isfinite(d_loss) else "off"  # absent when off
         table.append(
             [
                 name,
