@@ -48,7 +48,9 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max_side", type=int, default=1024, help="centre crop of large images (as evaluate.json)")
     parser.add_argument("--limit_per_group", type=int, default=None, help="score only N images per group (CI)")
-    parser.add_argument("--feature_backbone", default="hed_vgg16", help="feature distance backbone (random: CI)")
+    parser.add_argument(
+        "--feature_backbone", default="hed_vgg16", help="feature distance backbone (random: CI; none: skip it)"
+    )
     parser.add_argument("--precision", default="auto", help="Enhancer precision for the networks")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
 
@@ -107,7 +109,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.precision,
     )
     grid_ids = grid_items(pairs)
-    scores = score_enhancers(pairs, methods, QualityScorer(args.feature_backbone), keep=lambda p: p["id"] in grid_ids)
+    scores = score_enhancers(
+        pairs,
+        methods,
+        QualityScorer(None if args.feature_backbone == "none" else args.feature_backbone),
+        keep=lambda p: p["id"] in grid_ids,
+    )
     figures = {}
     if args.figures:
         from benchmarks.plots import image_grid

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import FIGURES, LABELS, REPO, RESULTS
+from benchmarks.report_quality import quality_section
 from benchmarks.report_sections import (
     LOWER,
     ablation_section,
@@ -25,13 +26,13 @@ from benchmarks.report_sections import (
     group_mean,
     is_nan,
     is_weak_task,
-    quality_section,
     small_test_set,
     speed_section,
 )
 
 COMMANDS = {
     "quality": "python -m benchmarks.quality",
+    "quality_after": "python -m benchmarks.quality --noise_order after --output benchmarks/results/quality_after.json",
     "ablation": "python -m benchmarks.ablation",
     "basicunet": "python -m benchmarks.ablation --variants basicunet ...",
     "speed": "python -m benchmarks.speed",
@@ -51,7 +52,7 @@ def load_results(results_dir: Path) -> dict[str, Any]:
 
 def ci_sized(name: str, data: dict[str, Any]) -> bool:
     """True when a JSON comes from a tiny (CI) configuration rather than a full run."""
-    if name == "quality":
+    if name in ("quality", "quality_after"):
         return data.get("limit_per_group") is not None or "random" in data["protocol"]["feature_distance"]
     if name in ("ablation", "basicunet"):
         return data["budget"]["images_per_variant"] < 1000 or data.get("limit_per_group") is not None
@@ -118,7 +119,8 @@ def build_report(results_dir: Path, figures_dir: Path, output: Path) -> str:
             "that the scripts run; they say nothing about the methods.",
             "",
         ]
-    parts += quality_section(res.get("quality"), ctx)
+    parts += quality_section(res.get("quality"), ctx, "quality", "a")
+    parts += quality_section(res.get("quality_after"), ctx, "quality_after", "b")
     parts += ablation_section(res.get("ablation"), res.get("basicunet"), ctx)
     parts += speed_section(res.get("speed"), ctx)
     parts += downstream_section(res.get("downstream"), ctx)
@@ -133,26 +135,8 @@ def verdict_section(res: dict, ctx: dict) -> list[str]:
     """Where DPE wins and where it loses, computed from the JSON files."""
     out = ["## 5. Where DPE wins and where it loses", "", "_Computed from the numbers above._", ""]
     fmt, labels = ctx["fmt"], ctx["labels"]
-    q = res.get("quality")
-    if q and "dpe" in q["summary"]:
-        summary = q["summary"]
-        for metric in ("psnr", "ssim", "delta_e", "feature_distance"):
-            for col in [*q["groups"], "average"]:
-                vals = {m: group_mean(summary, m, col, metric) for m in summary}
-                if is_nan(vals.get("dpe")):
-                    continue
-                ok = {m: v for m, v in vals.items() if not is_nan(v)}
-                order = sorted(ok, key=ok.get, reverse=not LOWER[metric])
-                rank, best = order.index("dpe") + 1, order[0]
-                if rank == 1:
-                    runner = order[1] if len(order) > 1 else None
-                    tail = f" (next: {labels.get(runner, runner)} {fmt(ok[runner], 3)})" if runner else ""
-                    out.append(f"- quality, {col}, {metric}: **DPE wins** with {fmt(ok['dpe'], 3)}{tail}.")
-                else:
-                    out.append(
-                        f"- quality, {col}, {metric}: DPE loses, rank {rank} of {len(order)} with "
-                        f"{fmt(ok['dpe'], 3)}; best {labels.get(best, best)} {fmt(ok[best], 3)}."
-                    )
+    for key in ("quality", "quality_after"):
+        out += _quality_verdict(res.get(key), key, ctx)
     d = res.get("downstream")
     if d:
         for task, r in d["tasks"].items():
@@ -184,6 +168,33 @@ def verdict_section(res: dict, ctx: dict) -> list[str]:
     if len(out) == 4:
         out.append("No results yet.")
     return out + [""]
+
+
+def _quality_verdict(q: dict | None, key: str, ctx: dict) -> list[str]:
+    """DPE's rank per metric and column among the runnable methods (the oracle ceiling is not ranked)."""
+    fmt, labels, out = ctx["fmt"], ctx["labels"], []
+    if not q or "dpe" not in q["summary"]:
+        return out
+    summary = q["summary"]
+    order_name = "noise after" if key == "quality_after" else "noise before"
+    for metric in ("psnr", "ssim", "delta_e", "feature_distance"):
+        for col in [*q["groups"], "average", "pooled"]:
+            vals = {m: group_mean(summary, m, col, metric) for m in summary if m != "oracle"}
+            if is_nan(vals.get("dpe")):
+                continue
+            ok = {m: v for m, v in vals.items() if not is_nan(v)}
+            order = sorted(ok, key=ok.get, reverse=not LOWER[metric])
+            rank, best = order.index("dpe") + 1, order[0]
+            if rank == 1:
+                runner = order[1] if len(order) > 1 else None
+                tail = f" (next: {labels.get(runner, runner)} {fmt(ok[runner], 3)})" if runner else ""
+                out.append(f"- quality ({order_name}), {col}, {metric}: **DPE wins** with {fmt(ok['dpe'], 3)}{tail}.")
+            else:
+                out.append(
+                    f"- quality ({order_name}), {col}, {metric}: DPE loses, rank {rank} of {len(order)} with "
+                    f"{fmt(ok['dpe'], 3)}; best {labels.get(best, best)} {fmt(ok[best], 3)}."
+                )
+    return out
 
 
 def main(argv: list[str] | None = None) -> str:

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import REPO
 from benchmarks.plots import grouped_bars, latency_chart
 
 PAPER_TABLE_II = {  # PSNR / DeltaE per group (radiology, dermatology, microscopy, average)
@@ -62,94 +61,6 @@ def group_mean(summary: dict, method: str, group: str, metric: str) -> Any:
     if group == "pooled":
         return entry["pooled"].get(metric, {}).get("mean")
     return entry.get(group, {}).get(metric, {}).get("mean")
-
-
-# --------------------------------------------------------------------------------------------------- quality
-def quality_section(q: dict | None, ctx: dict) -> list[str]:
-    """Table II analogue: one table per metric, paper reference, bar charts, image grids, timings."""
-    out = ["## 1. Image quality (Table II analogue)", ""]
-    if q is None:
-        return out + [f"Not run yet: `{ctx['commands']['quality']}`.", ""]
-    fmt, table, labels = ctx["fmt"], ctx["table"], ctx["labels"]
-    groups = list(q["groups"])
-    cols = groups + ["average", "pooled"]
-    subjects = q.get("subjects", {})
-
-    def _n(g: str) -> str:
-        n, k = q["groups"][g], subjects.get(g)
-        return f"{n} image{'s' * (n != 1)}" + (f" from {k} subject{'s' * (k != 1)}" if k is not None else "")
-
-    out += [
-        f"Command: `{q['command']}`  ",
-        f"Machine: {ctx['machine_line'](q)}  ",
-        f"Data: `{q['split']}` split of `{q['datalist']}`; scored images per group: "
-        + ", ".join(f"{g} {_n(g)}" for g in groups)
-        + f"; {len(q['skipped_by_luminance_gate'])} images skipped by the simulator's luminance gate.",
-        "",
-        "Protocol:",
-        "",
-    ]
-    out += [f"- {k}: {v}" for k, v in q["protocol"].items()] + [""]
-    for name, info in q["methods"].items():
-        if info.get("kind") == "network":
-            out.append(
-                f"- {labels.get(name, name)}: `{info['checkpoint']}` (sha256 {info['checkpoint_sha256']}), "
-                f"{info['network']}, {info['parameters']:,} parameters, inference precision {info['precision']}."
-            )
-    out.append("")
-    summary, methods = q["summary"], list(q["summary"])
-    for metric, title in METRIC_NAMES.items():
-        if not any(metric in summary[m]["average"] for m in methods):
-            continue
-        best = {c: _best({m: group_mean(summary, m, c, metric) for m in methods}, LOWER[metric]) for c in cols}
-        rows = []
-        for m in methods:
-            cells = []
-            for c in cols:
-                v = fmt(group_mean(summary, m, c, metric), 3 if metric in ("ssim", "feature_distance") else 2)
-                cells.append(f"**{v}**" if best[c] == m else v)
-            rows.append([labels.get(m, m)] + cells)
-        header = ["method"] + [f"{g} ({_n(g)})" for g in groups] + ["average of groups", "pooled"]
-        out += [f"**{title}** (mean over images; best in bold)", "", table(header, rows), ""]
-    out += [
-        "Paper, Table II (their data and degradations, not comparable number for number):",
-        "",
-        table(
-            ["method"] + [f"{g} PSNR / DeltaE" for g in ("radiology", "dermatology", "microscopy", "average")],
-            [
-                [m] + [f"{r[g][0]:.2f} / {r[g][1]:.2f}" for g in ("radiology", "dermatology", "microscopy", "average")]
-                for m, r in PAPER_TABLE_II.items()
-            ],
-        ),
-        "",
-    ]
-    for metric in ("psnr", "delta_e"):
-        values = {m: {c: group_mean(summary, m, c, metric) for c in groups + ["average"]} for m in methods}
-        path = grouped_bars(
-            values,
-            labels,
-            METRIC_NAMES[metric],
-            f"{METRIC_NAMES[metric]} per modality group",
-            Path(ctx["figures_dir"]) / f"quality_{metric}.png",
-        )
-        out += [_img(ctx, path, f"{metric} bar chart"), ""]
-    for group, fig in q.get("figures", {}).items():
-        path = Path(fig["path"])
-        if not path.is_absolute():
-            path = REPO / path
-        out += [
-            f"{group}: `{fig['item']}`",
-            "",
-            _img(ctx, path, f"{group} grid") if path.is_file() else f"(grid image missing: {fig['path']})",
-            "",
-        ]
-    secs = q["seconds_per_image"]
-    out += [
-        "Seconds per image (mean over the scored images, this machine): "
-        + ", ".join(f"{labels.get(k, k)} {fmt(v, 3)}" for k, v in secs.items()),
-        "",
-    ]
-    return out
 
 
 # --------------------------------------------------------------------------------------------------- ablation

@@ -15,7 +15,6 @@ can be checked without the model (options, inputs, collisions, the weights file)
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,13 +40,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def default_bundle() -> Path:
-    """The bundle used without ``--bundle``: ``$DPE_MONAI_BUNDLE``, else the repo's ``bundles/dpe_enhancement``."""
-    env = os.environ.get("DPE_MONAI_BUNDLE")
-    if env:
-        return Path(env)
-    import dpe_monai
+    """The bundle used without ``--bundle``: ``$DPE_MONAI_BUNDLE``, else the installed or checked-out bundle."""
+    from dpe_monai.locate import bundle_dir
 
-    return Path(dpe_monai.__file__).resolve().parents[1] / "bundles" / "dpe_enhancement"
+    return bundle_dir()
 
 
 def _positive_int(text: str) -> int:
@@ -229,8 +225,9 @@ def _check_inputs(args: argparse.Namespace) -> None:
     if any(Path(p).is_dir() and Path(p).resolve() == output for p in args.inputs):
         raise UsageError(f"--output {args.output}: is an input folder; choose another folder (a new subfolder works)")
     jobs, problems = discover_inputs(args.inputs, args.output)
-    if not jobs and not problems:
-        raise UsageError(f"nothing to do: no supported image files in {' '.join(map(str, args.inputs))}")
+    if not jobs:
+        why = f" ({problems[0][0]}: {problems[0][1]})" if problems else ""
+        raise UsageError(f"nothing to do: no supported image files in {' '.join(map(str, args.inputs))}{why}")
 
 
 def run_enhance(args: argparse.Namespace) -> int:
@@ -252,7 +249,12 @@ def run_enhance(args: argparse.Namespace) -> int:
         )
     _check_inputs(args)
     if not args.dry_run:
-        _check_weights(args.weights or (args.bundle or default_bundle()) / "models" / "model.pt")
+        bundle = args.bundle or default_bundle()
+        if not (bundle / "configs" / "inference.json").is_file():
+            raise UsageError(
+                f"{bundle}: not a DPE bundle (no configs/inference.json); pass --bundle or set DPE_MONAI_BUNDLE"
+            )
+        _check_weights(args.weights or bundle / "models" / "model.pt")
     enhancer = None if args.dry_run else _load_enhancer(args)
     if enhancer is not None and not args.quiet:
         print(f"model: {args.bundle or default_bundle()} on {enhancer.device} ({enhancer.precision})", flush=True)

@@ -45,7 +45,7 @@ def tiny_train_overrides(tmp_path: Path, datalist: Path, **extra) -> dict:
         "val_crop": 32,
         "num_workers": 0,
         "feature_backbone": "random",
-        "network_def": {"_target_": "dpe_monai.networks.DPENet", "channels": [8, 12, 16]},
+        "network_def": {"_target_": "dpe_monai.networks.GlobalLocalNet", "channels": [8, 12, 16]},
         "discriminator_def": {"_target_": "dpe_monai.networks.DPEDiscriminator", "channels": [8, 8, 16, 16]},
     }
     overrides.update(extra)

@@ -63,7 +63,14 @@ def test_usage_errors_exit_1(bundle, tmp_path, capsys):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "readme.txt").write_text("no images here")
     assert _enhance(bundle, str(tmp_path / "notes"), "-o", str(tmp_path / "o")) == 1
-    assert "no supported image files" in capsys.readouterr().err
+    assert "nothing to do: no supported image files" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert _enhance(bundle, str(tmp_path / "empty"), "-o", str(tmp_path / "o")) == 1  # one rule for nothing to do
+    assert "nothing to do" in capsys.readouterr().err
+    bad = tmp_path / "bad_weights.pt"
+    bad.write_text("not a checkpoint")
+    assert _enhance(bundle, str(png), "-o", str(tmp_path / "o"), "--weights", str(bad)) == 1
+    assert "not a model checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 
@@ -100,8 +107,10 @@ def test_dicom_ct_mr_and_series_become_derived_series(bundle, tmp_path, capsys):
         assert o.SeriesInstanceUID != s.SeriesInstanceUID and o.SOPInstanceUID != s.SOPInstanceUID
         assert o.file_meta.MediaStorageSOPInstanceUID == o.SOPInstanceUID
         keep = ("Rows", "Columns", "BitsAllocated", "BitsStored", "PixelRepresentation", "RescaleSlope")
-        for tag in keep + ("RescaleIntercept", "WindowCenter", "WindowWidth", "StudyInstanceUID", "PatientID"):
+        for tag in keep + ("RescaleIntercept", "StudyInstanceUID", "PatientID"):
             assert o.get(tag) == s.get(tag), (rel, tag)
+        assert o.WindowCenterWidthExplanation == "DPE enhancement window"  # the contract's window, shown as used
+        assert float(o.WindowWidth) >= 1
         assert o.pixel_array.dtype == s.pixel_array.dtype and o.pixel_array.shape == s.pixel_array.shape
         if rel.startswith("series/"):
             series_uids.add(o.SeriesInstanceUID)
@@ -152,13 +161,16 @@ def test_outputs_never_replace_inputs(bundle, tmp_path, capsys):
     src = tmp_path / "in"
     a = _png(src / "a.png")
     before = a.read_bytes()
-    assert _enhance(bundle, str(src), "-o", str(src), "--postfix", "") == 1  # output == its own input
+    assert _enhance(bundle, str(src), "-o", str(src), "--postfix", "") == 1  # output folder == an input folder
+    assert "is an input folder" in capsys.readouterr().err
+    assert _enhance(bundle, str(a), "-o", str(src), "--postfix", "") == 1  # output == its own input
     assert "refusing to overwrite inputs" in capsys.readouterr().err
-    assert _enhance(bundle, str(src), "-o", str(src)) == 0  # writes a_dpe.png next to a.png
-    enhanced = (src / "a_dpe.png").read_bytes()
-    assert _enhance(bundle, str(src), "-o", str(src), "--overwrite") == 1  # a_dpe.png is now an input
-    assert "refusing to overwrite inputs" in capsys.readouterr().err
-    assert a.read_bytes() == before and (src / "a_dpe.png").read_bytes() == enhanced
+    out = src / "enhanced"  # an output folder inside the input folder
+    assert _enhance(bundle, str(src), "-o", str(out)) == 0
+    enhanced = (out / "a_dpe.png").read_bytes()
+    assert _enhance(bundle, str(src), "-o", str(out), "--overwrite") == 0  # earlier outputs are never inputs
+    assert sorted(p.name for p in out.rglob("*.png")) == ["a_dpe.png"]
+    assert a.read_bytes() == before and (out / "a_dpe.png").read_bytes() == enhanced
 
 
 def test_failure_mid_batch_leaves_no_partial_files(bundle, tmp_path, monkeypatch, capsys):

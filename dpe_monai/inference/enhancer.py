@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from monai.inferers import SlidingWindowInferer
+from monai.inferers import SliceInferer, SlidingWindowInferer
 
 from dpe_monai.engines.utils import autocast, cpu_has_native_bf16
 
@@ -40,6 +40,7 @@ class Enhancer:
         tolerance: largest max-abs difference to fp32 that ``"auto"`` accepts.
         channels_last: use channels-last memory format (faster convolutions on CPU and CUDA).
         axis: slicing axis for 3-D volumes.
+        progress: show a progress bar over the tiles of a large image and the slices of a volume.
     """
 
     def __init__(
@@ -52,6 +53,7 @@ class Enhancer:
         tolerance: float = 2e-2,
         channels_last: bool = True,
         axis: int = 2,
+        progress: bool = False,
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.network = network.to(self.device).eval()
@@ -62,12 +64,15 @@ class Enhancer:
         self.tile_size = int(tile_size)
         self.axis = int(axis)
         self.tolerance = float(tolerance)
+        self.overlap = float(overlap)
+        self.progress = bool(progress)
         self.inferer = SlidingWindowInferer(
             roi_size=(self.tile_size, self.tile_size),
             sw_batch_size=1,
             overlap=overlap,
             mode="gaussian",
             padding_mode="replicate",
+            progress=self.progress,
         )
         self.precision_check: dict[str, Any] = {}
         self.precision = self._choose_precision(precision)
@@ -154,19 +159,29 @@ class Enhancer:
             return self._enhance_2d(x).cpu()
         if x.ndim != 5:
             raise ValueError(f"expected (B, C, H, W) or (B, C, H, W, D), got shape {tuple(x.shape)}")
-        params = self.global_params(x.movedim(2 + self.axis, -1))  # one tone map per volume
-        moved = x.movedim(2 + self.axis, 1)  # (B, S, C, h, w)
-        b, s = moved.shape[:2]
-        flat = moved.reshape(b * s, *moved.shape[2:])
-        per_slice = None if params is None else params.repeat_interleave(s, dim=0)
-        out = torch.cat(
-            [
-                self._enhance_2d(flat[i : i + slice_batch], None if per_slice is None else per_slice[i : i + slice_batch])
-                .cpu()
-                for i in range(0, b * s, slice_batch)
-            ]
+        return torch.cat([self._enhance_volume(x[i : i + 1], slice_batch) for i in range(x.shape[0])])
+
+    def _enhance_volume(self, x: torch.Tensor, slice_batch: int) -> torch.Tensor:
+        """One ``(1, C, H, W, D)`` volume, slice by slice along ``self.axis`` with MONAI's ``SliceInferer``.
+
+        A global-local network gets one tone map for the whole volume (no slice-to-slice flicker).
+        """
+        params = self.global_params(x.movedim(2 + self.axis, -1))
+        spatial = [s for i, s in enumerate(x.shape[2:]) if i != self.axis]
+        roi = [min(self.tile_size, s) for s in spatial]
+        tiled = any(r < s for r, s in zip(roi, spatial))
+        inferer = SliceInferer(
+            spatial_dim=self.axis,
+            roi_size=roi,
+            sw_batch_size=slice_batch,
+            overlap=self.overlap if tiled else 0.0,
+            mode="gaussian" if tiled else "constant",
+            padding_mode="replicate",
+            progress=self.progress,
+            sw_device=self.device,
+            device=torch.device("cpu"),
         )
-        return out.reshape(b, s, *out.shape[1:]).movedim(1, 2 + self.axis)
+        return inferer(x, lambda s: self._enhance_2d(s, params)).cpu()
 
     # ------------------------------------------------------------------ construction
     @classmethod

@@ -83,16 +83,19 @@ def enhance_native(
 def discover_inputs(inputs: Sequence[str | Path], output_dir: str | Path) -> tuple[list[InputJob], list]:
     """:func:`~dpe_monai.io.discover` the inputs, leaving out everything inside ``output_dir``.
 
-    Earlier outputs are never read as inputs, even when the output folder lies inside an input folder.
+    Earlier outputs are never read as inputs, even when the output folder lies inside an input folder (a file
+    named explicitly is still taken).
 
     Returns:
         ``(jobs, problems)`` as :func:`~dpe_monai.io.discover`.
     """
     out = Path(output_dir).resolve()
     jobs, problems = discover(list(inputs))
+    named = {Path(p).resolve() for p in inputs if Path(p).is_file()}  # files named explicitly are always taken
 
     def inside(p: Path) -> bool:
-        return p.resolve() == out or out in p.resolve().parents
+        r = p.resolve()
+        return r not in named and (r == out or out in r.parents)
 
     return [j for j in jobs if not any(inside(p) for p in j.paths)], [pr for pr in problems if not inside(Path(pr[0]))]
 

@@ -10,6 +10,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from dpe_monai.contract import dicom_window_tags
 from dpe_monai.io.dicom import modality_range, not_an_image, read_dicom_header, read_dicom_pixels
 from dpe_monai.io.formats import UNWRITABLE_LAYOUTS
 from dpe_monai.io.image import BadImageError, NativeImage
@@ -120,7 +121,8 @@ def _stored_values(values: np.ndarray, ds: pydicom.Dataset, dtype: np.dtype) -> 
 def write_dicom(image: NativeImage, values: np.ndarray, out_paths: list[Path], series_uid: str | None = None) -> None:
     """Write ``values`` (``image.array`` layout, modality units) as a derived series, one file per source file.
 
-    Each output keeps rows, columns, BitsAllocated/BitsStored/PixelRepresentation, rescale and window tags, and
+    Each output keeps rows, columns, BitsAllocated/BitsStored/PixelRepresentation and rescale tags; its window
+    tags become ``image.info["window"]`` (the intensity contract's window, set by the enhancer) when present; it
     gets a new SeriesInstanceUID (shared by the series) and SOPInstanceUID, ``ImageType`` DERIVED\\SECONDARY and
     a SeriesDescription suffix.
 
@@ -147,6 +149,8 @@ def write_dicom(image: NativeImage, values: np.ndarray, out_paths: list[Path], s
         else:
             pix = values[0] if not rgb else np.moveaxis(values, 0, -1)
         stored = _stored_values(pix, ds, image.dtype)
+        if image.info.get("window") is not None:
+            _set_window(ds, *image.info["window"])
         _derive(ds, series_uid)
         if ds.file_meta.TransferSyntaxUID.is_compressed:
             ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
@@ -155,6 +159,23 @@ def write_dicom(image: NativeImage, values: np.ndarray, out_paths: list[Path], s
             ds.PlanarConfiguration = 0
         ds.PixelData = np.ascontiguousarray(stored).tobytes()
         ds.save_as(out, enforce_file_format=True)
+
+
+def _set_window(ds: pydicom.Dataset, lo: float, hi: float) -> None:
+    """Replace the display window by ``[lo, hi]`` (modality units, bright = dense), the window the enhancement used.
+
+    For MONOCHROME1 the window is mirrored back onto the stored scale's modality values; a VOI LUT sequence, which
+    would take precedence over the window in viewers, is removed.
+    """
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        a, b = modality_range(ds)
+        lo, hi = (a + b) - hi, (a + b) - lo
+    center, width = dicom_window_tags(lo, hi)
+    ds.WindowCenter = f"{center:.6g}"
+    ds.WindowWidth = f"{width:.6g}"
+    ds.WindowCenterWidthExplanation = "DPE enhancement window"
+    if "VOILUTSequence" in ds:
+        del ds.VOILUTSequence
 
 
 def _derive(ds: pydicom.Dataset, series_uid: str) -> None:

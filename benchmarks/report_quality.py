@@ -1,0 +1,162 @@
+"""Section 1 of ``benchmarks/RESULTS.md``: image quality per noise order, with the oracle ceiling and the gap closed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import CLASSICAL_METHODS, REPO
+from benchmarks.plots import grouped_bars
+from benchmarks.report_sections import LOWER, METRIC_NAMES, PAPER_TABLE_II, _best, _img, group_mean, is_nan
+
+NOISE_ORDER = {
+    "quality": "noise before the exposure drop (the paper's order)",
+    "quality_after": "noise after the exposure drop (acquisition order)",
+}
+
+
+# --------------------------------------------------------------------------------------------------- quality
+def quality_section(q: dict | None, ctx: dict, key: str = "quality", title: str = "") -> list[str]:
+    """Table II analogue: one table per metric, the ceiling and the gap closed, paper reference, charts, grids."""
+    out = [f"## 1{title}. Image quality (Table II analogue){' - ' + NOISE_ORDER.get(key, '') if title else ''}", ""]
+    if q is None:
+        return out + [f"Not run yet: `{ctx['commands'][key]}`.", ""]
+    fmt, table, labels = ctx["fmt"], ctx["table"], ctx["labels"]
+    groups = list(q["groups"])
+    cols = groups + ["average", "pooled"]
+    subjects = q.get("subjects", {})
+
+    def _n(g: str) -> str:
+        n, k = q["groups"][g], subjects.get(g)
+        return f"{n} image{'s' * (n != 1)}" + (f" from {k} subject{'s' * (k != 1)}" if k is not None else "")
+
+    out += [
+        f"Command: `{q['command']}`  ",
+        f"Machine: {ctx['machine_line'](q)}  ",
+        f"Data: `{q['split']}` split of `{q['datalist']}`; scored images per group: "
+        + ", ".join(f"{g} {_n(g)}" for g in groups)
+        + f"; {len(q['skipped_by_luminance_gate'])} images skipped by the simulator's luminance gate.",
+        "",
+        "Protocol:",
+        "",
+    ]
+    out += [f"- {k}: {v}" for k, v in q["protocol"].items()] + [""]
+    for name, info in q["methods"].items():
+        if info.get("kind") == "network":
+            out.append(
+                f"- {labels.get(name, name)}: `{info['checkpoint']}` (sha256 {info['checkpoint_sha256']}), "
+                f"{info['network']}, {info['parameters']:,} parameters, inference precision {info['precision']}."
+            )
+    out.append("")
+    summary, methods = q["summary"], list(q["summary"])
+    for metric, title in METRIC_NAMES.items():
+        if not any(metric in summary[m]["average"] for m in methods):
+            continue
+        best = {c: _best({m: group_mean(summary, m, c, metric) for m in methods}, LOWER[metric]) for c in cols}
+        rows = []
+        for m in methods:
+            cells = []
+            for c in cols:
+                v = fmt(group_mean(summary, m, c, metric), 3 if metric in ("ssim", "feature_distance") else 2)
+                cells.append(f"**{v}**" if best[c] == m else v)
+            rows.append([labels.get(m, m)] + cells)
+        header = ["method"] + [f"{g} ({_n(g)})" for g in groups] + ["average of groups", "pooled"]
+        out += [f"**{title}** (mean over images; best in bold)", "", table(header, rows), ""]
+    out += gap_lines(summary, cols, ctx)
+    if key != "quality":
+        return out + _seconds(q, ctx)
+    out += [
+        "Paper, Table II (their data and degradations, not comparable number for number):",
+        "",
+        table(
+            ["method"] + [f"{g} PSNR / DeltaE" for g in ("radiology", "dermatology", "microscopy", "average")],
+            [
+                [m] + [f"{r[g][0]:.2f} / {r[g][1]:.2f}" for g in ("radiology", "dermatology", "microscopy", "average")]
+                for m, r in PAPER_TABLE_II.items()
+            ],
+        ),
+        "",
+    ]
+    for metric in ("psnr", "delta_e"):
+        values = {m: {c: group_mean(summary, m, c, metric) for c in groups + ["average"]} for m in methods}
+        path = grouped_bars(
+            values,
+            labels,
+            METRIC_NAMES[metric],
+            f"{METRIC_NAMES[metric]} per modality group",
+            Path(ctx["figures_dir"]) / f"quality_{metric}.png",
+        )
+        out += [_img(ctx, path, f"{metric} bar chart"), ""]
+    for group, fig in q.get("figures", {}).items():
+        path = Path(fig["path"])
+        if not path.is_absolute():
+            path = REPO / path
+        out += [
+            f"{group}: `{fig['item']}`",
+            "",
+            _img(ctx, path, f"{group} grid") if path.is_file() else f"(grid image missing: {fig['path']})",
+            "",
+        ]
+    return out + _seconds(q, ctx)
+
+
+def _seconds(q: dict, ctx: dict) -> list[str]:
+    secs = q["seconds_per_image"]
+    return [
+        "Seconds per image (mean over the scored images, this machine): "
+        + ", ".join(f"{ctx['labels'].get(k, k)} {ctx['fmt'](v, 3)}" for k, v in secs.items()),
+        "",
+    ]
+
+
+def best_classical(summary: dict, col: str, metric: str) -> str | None:
+    """The classical method with the best ``metric`` in column ``col`` (``"average"``, ``"pooled"`` or a group)."""
+    vals = {m: group_mean(summary, m, col, metric) for m in summary if m in CLASSICAL_METHODS}
+    return _best(vals, LOWER[metric])
+
+
+def gap_closed(summary: dict, col: str, metric: str, method: str = "dpe") -> dict[str, Any] | None:
+    """``(method - best classical) / (oracle - best classical)`` for one column, or None without an oracle row."""
+    if "oracle" not in summary or method not in summary:
+        return None
+    best = best_classical(summary, col, metric)
+    if best is None:
+        return None
+    b, o, m = (group_mean(summary, k, col, metric) for k in (best, "oracle", method))
+    if any(is_nan(v) for v in (b, o, m)) or o == b:
+        return None
+    return {"best": best, "best_value": b, "oracle": o, "value": m, "fraction": (m - b) / (o - b)}
+
+
+def gap_lines(summary: dict, cols: list[str], ctx: dict) -> list[str]:
+    """The oracle ceiling and the fraction of the gap between the best classical method and it that DPE closes."""
+    if "oracle" not in summary:
+        return []
+    fmt, labels = ctx["fmt"], ctx["labels"]
+    rows = []
+    for metric in ("psnr", "delta_e"):
+        for col in cols:
+            for method in [m for m in ("dpe", "dpe_paper") if m in summary]:
+                g = gap_closed(summary, col, metric, method)
+                if g is None:
+                    continue
+                rows.append(
+                    [
+                        METRIC_NAMES[metric].split(" (")[0],
+                        col,
+                        labels.get(method, method),
+                        f"{labels.get(g['best'], g['best'])} {fmt(g['best_value'])}",
+                        fmt(g["value"]),
+                        fmt(g["oracle"]),
+                        fmt(g["fraction"]),
+                    ]
+                )
+    return [
+        "**Ceiling.** The oracle knows each image's true contrast and brightness factors and pivot, inverts them and "
+        "applies non-local means: no method can know these on a real scan, so it is **unreachable** and never ranked. "
+        "Gap closed = (model - best classical) / (oracle - best classical); 1 reaches the ceiling, 0 ties the best "
+        "classical method, negative loses to it.",
+        "",
+        ctx["table"](["metric", "column", "model", "best classical", "model value", "oracle", "gap closed"], rows),
+        "",
+    ]
