@@ -6,7 +6,9 @@ Usage::
     python -m dpe_monai.data.build --output /tmp/quick --quick              # a few items per source and split
     python -m dpe_monai.data.build --output out --input my_scans/ --group radiology --no-packaged
 
-Everything runs offline from installed packages.
+Everything runs offline from installed packages, except the pyradiomics 3.0.1 source archive: it is read from
+``~/.cache/dpe-monai/downloads`` and fetched with ``pip download`` when missing (the source is skipped with a
+warning when that fails, or when ``$DPE_MONAI_NO_DOWNLOAD`` is set).
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ MARKER = ".dpe-monai-collection"
 
 POLICIES = (
     "2-D items only. Volumes are cut along all three axes (RAS+ for NIfTI: sagittal, coronal, axial, rotated so "
-    "superior/anterior is up); multi-frame DICOM along frames only. Planes thinner than 32 pixels (24 for the 3-D "
+    "superior/anterior is up); multi-frame DICOM along frames only; the pyradiomics patients (brought to RAS+) "
+    "along axial planes only, of at least 256 pixels on both sides. Planes thinner than 32 pixels (24 for the 3-D "
     "nuclei) are skipped.",
     "Uninformative planes/tiles are dropped: a pixel is foreground above min + 0.1 x (p99.5 - min) of its subject; "
     "planes need >= 15 % foreground (10 % for DICOM frames/tiles, 5 % for the sparse 3-D nuclei) and a standard "
@@ -58,14 +61,16 @@ POLICIES = (
     "held-out MNI data must define their own protocol on it.",
     "Labels: MNI tissue classes (0 background, 1 CSF, 2 GM, 3 WM; CSF = brain mask minus GM/WM by argmax of "
     "(1 - GM - WM, GM, WM)) and the brain mask; stardist nucleus instances with per-item `boxes`; the liver lesion "
-    "drawn in overlay 0x6000 of the Siemens MR (filled contour; burned-in text and glyphs outside the body dropped). "
+    "drawn in overlay 0x6000 of the Siemens MR (filled contour; burned-in text and glyphs outside the body dropped); "
+    "the pyradiomics tumour masks (binary, on the axial slices the tumour touches, with per-item `boxes`). "
     "Boxes are [x0, y0, x1, y1], half-open, in pixels of the stored item.",
     "Dermoscopy patches are 32x32 PH2 crops (a few are narrower); patch n belongs to original image n // 10 (the "
     "package's generator); "
     "byte-identical copies are kept once. Fundus photographs are put in the dermatology group (colour clinical "
     "photography), and flagged `modality: fundus`.",
     "stardist's 3-D nuclei are synthetic (per stardist) and flagged `synthetic: true`; everything else is acquired.",
-    "Limitations: few distinct subjects outside dermoscopy (one MNI template, a dozen DICOM subjects); acquired "
+    "Limitations: few distinct subjects outside dermoscopy (one MNI template, a dozen DICOM subjects, four "
+    "pyradiomics patients); acquired "
     "microscopy for training is two images (IHC, H&E) beside the synthetic nuclei, so training should balance "
     "groups; dermoscopy items are 32x32 and smaller than a 128^2 training crop; licences are as documented by the "
     "packages and their sources (CQ500 is non-commercial).",

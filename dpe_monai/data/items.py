@@ -53,7 +53,7 @@ def _candidates(image: SourceImage, stored: np.ndarray) -> list[tuple[dict, tupl
 
     out: list[tuple[dict, tuple]] = []
     if image.kind in ("volume", "frames"):
-        axes = (0, 1, 2) if image.kind == "volume" else (0,)
+        axes = (image.axes or (0, 1, 2)) if image.kind == "volume" else (0,)
         for orientation, axis, index, plane in iter_planes(stored, axes, ras=image.ras, min_side=image.min_side):
             if informative(plane):
                 name = "frame" if image.kind == "frames" else orientation
@@ -102,6 +102,8 @@ def expand(image: SourceImage, limit: int | None = None) -> Iterator[Plane]:
         fields, where = candidates[i]
         plane = _cut(stored, where, image.ras)
         labels = {key: _cut(arr, where, image.ras) for key, arr in image.labels.items()}
+        if image.sparse_labels:
+            labels = {key: arr for key, arr in labels.items() if np.any(arr)}
         yield {**base, **fields}, plane, labels
 
 

