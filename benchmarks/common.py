@@ -59,7 +59,7 @@ def machine_info() -> dict[str, Any]:
     """CPU model, cores, threads, bf16 support, library versions, git commit and date."""
     import monai
 
-    from dpe_monai.engines.utils import cpu_has_native_bf16
+    from dpe_monai.precision import cpu_has_native_bf16
 
     cpu = platform.processor() or platform.machine()
     try:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import FIGURES, LABELS, REPO, RESULTS
-from benchmarks.report_quality import quality_section
+from benchmarks.report_quality import passthrough_section, quality_section
 from benchmarks.report_sections import (
     LOWER,
     ablation_section,
@@ -33,6 +33,7 @@ from benchmarks.report_sections import (
 COMMANDS = {
     "quality": "python -m benchmarks.quality",
     "quality_after": "python -m benchmarks.quality --noise_order after --output benchmarks/results/quality_after.json",
+    "passthrough": "python -m benchmarks.passthrough",
     "ablation": "python -m benchmarks.ablation",
     "basicunet": "python -m benchmarks.ablation --variants basicunet ...",
     "speed": "python -m benchmarks.speed",
@@ -121,6 +122,7 @@ def build_report(results_dir: Path, figures_dir: Path, output: Path) -> str:
         ]
     parts += quality_section(res.get("quality"), ctx, "quality", "a")
     parts += quality_section(res.get("quality_after"), ctx, "quality_after", "b")
+    parts += passthrough_section(res.get("passthrough"), ctx)
     parts += ablation_section(res.get("ablation"), res.get("basicunet"), ctx)
     parts += speed_section(res.get("speed"), ctx)
     parts += downstream_section(res.get("downstream"), ctx)

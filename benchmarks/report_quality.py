@@ -160,3 +160,38 @@ def gap_lines(summary: dict, cols: list[str], ctx: dict) -> list[str]:
         ctx["table"](["metric", "column", "model", "best classical", "model value", "oracle", "gap closed"], rows),
         "",
     ]
+
+
+def passthrough_section(p: dict | None, ctx: dict) -> list[str]:
+    """Do no harm: clean images given as input, PSNR(output, input) on the test split and on real DICOMs."""
+    out = ["## 1c. Do no harm: good images pass through", ""]
+    if p is None:
+        return out + [f"Not run yet: `{ctx['commands']['passthrough']}`.", ""]
+    fmt, table, labels = ctx["fmt"], ctx["table"], ctx["labels"]
+    out += [
+        f"Command: `{p['command']}`  ",
+        f"Machine: {ctx['machine_line'](p)}  ",
+        f"Clean (never degraded) inputs; PSNR(output, input) in dB, higher = less changed, bar {p['threshold_db']} dB.",
+        "",
+    ]
+    names = list(p["collection"])
+    groups = sorted({g for n in names for g in p["collection"][n]["summary"]["groups"]})
+    rows = []
+    for n in names:
+        s = p["collection"][n]["summary"]
+        cells = [
+            f"{fmt(s['groups'][g]['mean'])} (min {fmt(s['groups'][g]['min'])}, n={s['groups'][g]['n']})" for g in groups
+        ]
+        rows.append([labels.get(n, n)] + cells + [fmt(s["average"]), fmt(s["pooled"])])
+    out += [table(["method"] + groups + ["average of groups", "pooled"], rows), ""]
+    files = [d["file"] for d in p["dicoms"][names[0]]] if names else []
+    rows = []
+    for n in names:
+        by = {d["file"]: d for d in p["dicoms"][n]}
+        rows.append(
+            [labels.get(n, n)]
+            + [f"{fmt(by[f]['psnr'])}{'' if by[f]['inside_own_range'] else ' (out of range!)'}" for f in files]
+        )
+    out += ["Real pydicom-data DICOMs through the CLI's path (the contract in and out):", ""]
+    out += [table(["method"] + files, rows), ""]
+    return out

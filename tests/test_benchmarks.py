@@ -11,7 +11,7 @@ import pytest
 import torch
 from monai.networks.nets import BasicUNet
 
-from benchmarks import ablation, downstream, quality, report, speed
+from benchmarks import ablation, downstream, passthrough, quality, report, speed
 from benchmarks.common import BUNDLE, parse_network
 from dpe_monai.networks import DPENet
 from dpe_monai.networks.residual_wrapper import GlobalResidualNet
@@ -74,10 +74,21 @@ def test_quality(env):
         ]
     )
     assert out["n_scored"] == 2 and set(out["summary"]) == {"input", *quality.ALL_METHODS}
+    assert out["summary"]["oracle"]["average"]["psnr"] > out["summary"]["input"]["average"]["psnr"]
     assert {"psnr", "ssim", "delta_e", "feature_distance"} <= set(out["summary"]["dpe"]["average"])
     assert out["methods"]["dpe"]["precision"] in ("bf16", "fp32")
     assert (env["figures"] / "quality_grid_all.png").is_file()
     assert json.loads((env["results"] / "quality.json").read_text())["per_image"][0]["metrics"]["lime"]
+
+
+def test_passthrough(env):
+    out = passthrough.main(
+        ["--datalist", env["datalist"], "--methods", "dpe", "--output", str(env["results"] / "passthrough.json")]
+        + env["nets"][:4]
+    )
+    rows = out["collection"]["dpe"]["per_image"]
+    assert len(rows) == 2 and all(r["psnr"] > 0 for r in rows)
+    assert out["dicoms"]["dpe"] and all(d["inside_own_range"] for d in out["dicoms"]["dpe"])
 
 
 def test_ablation_configs_build_every_variant():
@@ -223,7 +234,8 @@ def test_report(env):
             str(env["root"] / "RESULTS.md"),
         ]
     )
-    for heading in ("## 1. Image quality", "## 2. Ablation", "## 3. Speed", "## 4. Downstream", "## 5. Where DPE"):
+    headings = ("## 1a. Image quality", "## 1b. Image quality", "## 1c. Do no harm", "## 2. Ablation", "## 3. Speed")
+    for heading in headings + ("## 4. Downstream", "## 5. Where DPE"):
         assert heading in text
     assert "tiny CI-sized configurations" in text
     for fig in ("quality_psnr.png", "quality_delta_e.png", "speed_latency.png", "downstream_recovery.png"):

@@ -20,7 +20,7 @@ def _workflow(tmp_path, **overrides) -> ConfigWorkflow:
 
 
 def test_train_tracks_and_resumes(tmp_path):
-    wf = _workflow(tmp_path)
+    wf = _workflow(tmp_path, use_discriminator=True, lambda_rfl=0.05)  # the paper's full GAN recipe, tiny
     wf.run()
     trainer = wf.parser.get_parsed_content("train#trainer")
     assert trainer.state.epoch == 2 and trainer.state.iteration == 4
@@ -44,7 +44,7 @@ def test_train_tracks_and_resumes(tmp_path):
     assert any(name.startswith("grid_epoch_") for name in artifacts)
 
     # resume: a run with max_epochs=3 continues from epoch 2 and only trains the missing epoch
-    wf2 = _workflow(tmp_path, resume=True, max_epochs=3, run_name="ci_resume")
+    wf2 = _workflow(tmp_path, use_discriminator=True, lambda_rfl=0.05, resume=True, max_epochs=3, run_name="ci_resume")
     wf2.run()
     trainer2 = wf2.parser.get_parsed_content("train#trainer")
     assert trainer2.state.epoch == 3 and trainer2.state.iteration == 6
@@ -73,7 +73,7 @@ def test_train_from_a_user_folder(tmp_path):
         num_workers=0,
         feature_backbone="random",
         use_discriminator=False,
-        network_def={"_target_": "dpe_monai.networks.DPENet", "channels": [8, 12, 16]},
+        network_def={"_target_": "dpe_monai.networks.GlobalLocalNet", "channels": [8, 12, 16]},
         run_name="user_folder",
     )
     wf.initialize()

@@ -9,6 +9,9 @@ import torch
 from monai.utils import CommonKeys as Keys
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from dpe_monai.precision import autocast, cpu_has_native_bf16  # noqa: F401 - re-exported
+from dpe_monai.precision import resolve_amp_dtype as _resolve
+
 __all__ = ["PairedBatch", "resolve_amp_dtype", "make_ema", "autocast"]
 
 
@@ -58,42 +61,8 @@ class PairedBatch:
 
 
 def resolve_amp_dtype(precision: str | None, device: torch.device | str) -> torch.dtype | None:
-    """Map ``"fp32" | "bf16" | "fp16" | "auto"`` to an autocast dtype (``None`` = full fp32).
-
-    ``"auto"`` picks bf16 on CUDA devices that support it and on CPUs with native bf16 (AVX-512 BF16 / AMX),
-    and fp32 otherwise. fp16 is CUDA-only (it needs a GradScaler).
-    """
-    dev = torch.device(device)
-    precision = (precision or "fp32").lower()
-    if precision in ("fp32", "float32", "none", "false"):
-        return None
-    if precision in ("fp16", "float16"):
-        if dev.type != "cuda":
-            raise ValueError("fp16 autocast is only supported on CUDA; use bf16 or fp32 on CPU")
-        return torch.float16
-    if precision in ("bf16", "bfloat16"):
-        return torch.bfloat16
-    if precision == "auto":
-        if dev.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if cpu_has_native_bf16() else None
-    raise ValueError(f"unknown precision {precision!r}; expected fp32, bf16, fp16 or auto")
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU advertises AVX-512 BF16 or AMX-BF16 (Linux ``/proc/cpuinfo``)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def autocast(device: torch.device | str, dtype: torch.dtype | None) -> torch.autocast:
-    """``torch.autocast`` for ``device`` that is a no-op when ``dtype`` is None."""
-    dev = torch.device(device)
-    return torch.autocast(device_type=dev.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+    """The autocast dtype of the one precision policy (:func:`dpe_monai.precision.resolve_amp_dtype`)."""
+    return _resolve(precision, device)[0]
 
 
 def make_ema(network: torch.nn.Module, decay: float, warmup: bool = True) -> AveragedModel:

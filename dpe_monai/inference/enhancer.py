@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from monai.inferers import SliceInferer, SlidingWindowInferer
 
-from dpe_monai.engines.utils import autocast, cpu_has_native_bf16
+from dpe_monai.precision import autocast, resolve_amp_dtype
 
 __all__ = ["Enhancer"]
 
@@ -27,9 +27,10 @@ class Enhancer:
     through MONAI's ``SlidingWindowInferer`` with Gaussian blending (no seams, bounded memory). 5-D input
     ``(B, C, H, W, D)`` is enhanced slice by slice along spatial axis ``axis`` (0, 1 or 2).
 
-    ``precision="auto"`` picks bf16 autocast where the hardware runs it natively (CUDA, or CPUs with AVX-512 BF16 /
-    AMX) **and** a probe image enhanced in bf16 matches fp32 within ``tolerance`` (max abs difference, [0, 1]
-    units); otherwise fp32. The decision is kept in ``self.precision`` and ``self.precision_check``.
+    ``precision="auto"`` follows the one precision policy (:mod:`dpe_monai.precision`: bf16 only where the hardware
+    runs it natively **and** it measures faster here) and adds an accuracy check: a probe image enhanced in bf16
+    must match fp32 within ``tolerance`` (max abs difference, [0, 1] units); otherwise fp32. The decision is kept
+    in ``self.precision`` and ``self.precision_check``.
 
     Args:
         network: a 2-D enhancement network (e.g. ``DPENet``); set to eval mode.
@@ -89,9 +90,9 @@ class Enhancer:
             raise ValueError("fp16 inference needs CUDA; use bf16 or fp32 on CPU")
         if precision != "auto":
             return precision
-        native = self.device.type == "cuda" or cpu_has_native_bf16()
-        if not native:
-            self.precision_check = {"candidate": "bf16", "accepted": False, "reason": "no native bf16"}
+        dtype, record = resolve_amp_dtype("auto", self.device)  # native bf16 and measured faster, or not at all
+        if dtype != torch.bfloat16:
+            self.precision_check = {"candidate": "bf16", "accepted": False, "policy": record}
             return "fp32"
         gen = torch.Generator().manual_seed(0)
         probe = torch.rand(1, self.in_channels, 64, 64, generator=gen).to(self.device)
@@ -100,6 +101,7 @@ class Enhancer:
         accepted = diff <= self.tolerance
         self.precision_check = {
             "candidate": "bf16",
+            "policy": record,
             "max_abs_diff": diff,
             "tolerance": self.tolerance,
             "accepted": accepted,

@@ -1,0 +1,126 @@
+"""Do-no-harm benchmark: good images given as they are must come back nearly unchanged.
+
+    python -m benchmarks.passthrough
+
+Two sets, both *clean* (never degraded):
+
+1. the packaged collection's test split (whole held-out subjects), loaded as the evaluation protocol loads it
+   (intensity contract, RGB, centre crop to 1024), enhanced by each network: PSNR(output, input) per group, the mean
+   of the group means and the pooled mean over images;
+2. real clinical DICOMs from pydicom-data, through the CLI's own path (``enhance_native``: the contract in and
+   out, in the scan's units): PSNR(output, input) in the contract's [0, 1] and whether the output stays inside the
+   scan's own range.
+
+Writes ``benchmarks/results/passthrough.json``. The issue's bar: mean PSNR(output, input) >= 35 dB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import time
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks.common import DEFAULT_DATASET, RESULTS, build_methods, json_arg, machine_info, parse_cli, write_json
+
+logger = logging.getLogger("benchmarks.passthrough")
+DICOMS = ("CT_small.dcm", "MR_small.dcm", "693_UNCR.dcm", "MR-SIEMENS-DICOM-WithOverlays.dcm", "MR2_UNCR.dcm")
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return 100.0 if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def _summary(rows: list[dict]) -> dict[str, Any]:
+    groups: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        groups[r["group"]].append(r["psnr"])
+    means = {g: float(np.mean(v)) for g, v in sorted(groups.items())}
+    return {
+        "groups": {g: {"mean": means[g], "min": float(np.min(v)), "n": len(v)} for g, v in sorted(groups.items())},
+        "average": float(np.mean(list(means.values()))) if means else math.nan,
+        "pooled": float(np.mean([r["psnr"] for r in rows])) if rows else math.nan,
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Score every network on the clean test split and on the real DICOMs; write the JSON."""
+    from pydicom.data import get_testdata_file
+
+    from dpe_monai.contract import to_unit
+    from dpe_monai.data import ensure_collection
+    from dpe_monai.evaluators.common import enhance, item_id, load_clean, load_datalist
+    from dpe_monai.inference.files import enhance_native, native_window
+    from dpe_monai.io import discover, read_image
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    methods, info = build_methods(args.methods, args.dpe_checkpoint, json_arg(args.dpe_network), precision="fp32")
+    items = load_datalist(args.datalist or ensure_collection(args.dataset_dir), "test")
+    clean = [(item, load_clean(item, max_side=1024)["image"]) for item in items]
+    payload: dict[str, Any] = {
+        "benchmark": "passthrough",
+        "command": "python -m benchmarks.passthrough " + " ".join(args.argv),
+        "machine": machine_info(),
+        "methods": info,
+        "threshold_db": 35.0,
+        "collection": {},
+        "dicoms": {},
+    }
+    for name, fn in methods.items():
+        rows = []
+        for item, img in clean:
+            out = enhance(fn, img)
+            rows.append({"id": item_id(item), "group": str(item.get("modality_group", "all")), "psnr": _psnr(out, img)})
+        payload["collection"][name] = {"summary": _summary(rows), "per_image": rows}
+        dic = []
+        for fname in DICOMS:
+            path = get_testdata_file(fname, download=False)
+            if path is None:
+                continue
+            jobs, _ = discover([path])
+            image = read_image(jobs[0].paths, jobs[0].kind)
+            out = enhance_native(image, fn)
+            lo, hi, rule = native_window(image)
+            dic.append(
+                {
+                    "file": fname,
+                    "window": [lo, hi, rule],
+                    "psnr": _psnr(to_unit(out, lo, hi), to_unit(image.array, lo, hi)),
+                    "inside_own_range": bool(out.min() >= image.array.min() and out.max() <= image.array.max()),
+                }
+            )
+        payload["dicoms"][name] = dic
+        logger.info("%s: collection %s", name, payload["collection"][name]["summary"])
+    payload["wall_seconds"] = time.perf_counter() - start
+    write_json(args.output, payload)
+    return payload
+
+
+def parser() -> argparse.ArgumentParser:
+    """Command-line interface."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset_dir", default=str(DEFAULT_DATASET))
+    p.add_argument("--datalist", default=None, help="any MONAI datalist JSON (overrides --dataset_dir)")
+    p.add_argument("--methods", nargs="+", default=["dpe_paper", "dpe"])
+    p.add_argument("--dpe_checkpoint", default=None, help="default: bundles/dpe_enhancement/models/model.pt")
+    p.add_argument("--dpe_network", default=None, help="network_def JSON (default: inference.json's)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--output", default=str(RESULTS / "passthrough.json"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Entry point."""
+    return run(parse_cli(parser(), argv))
+
+
+if __name__ == "__main__":
+    main()
