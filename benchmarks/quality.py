@@ -49,6 +49,12 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max_side", type=int, default=1024, help="centre crop of large images (as evaluate.json)")
     parser.add_argument("--limit_per_group", type=int, default=None, help="score only N images per group (CI)")
     parser.add_argument(
+        "--per_group",
+        type=int,
+        default=None,
+        help="score N evenly spaced items per group (every subject represented; a faster full-coverage run)",
+    )
+    parser.add_argument(
         "--feature_backbone", default="hed_vgg16", help="feature distance backbone (random: CI; none: skip it)"
     )
     parser.add_argument("--precision", default="auto", help="Enhancer precision for the networks")
@@ -62,6 +68,8 @@ def load_pairs(args: argparse.Namespace) -> tuple[list[dict], list[str], str]:
 
     datalist = args.datalist or ensure_collection(args.dataset_dir)
     items = load_datalist(datalist, args.split)
+    if getattr(args, "per_group", None):
+        items = evenly_per_group(items, args.per_group)
     pairs, skipped = paired_set(
         items,
         seed=args.seed,
@@ -71,6 +79,20 @@ def load_pairs(args: argparse.Namespace) -> tuple[list[dict], list[str], str]:
         noise_order=getattr(args, "noise_order", "before"),
     )
     return pairs, skipped, str(datalist)
+
+
+def evenly_per_group(items: list[dict], n: int, key: str = "modality_group") -> list[dict]:
+    """At most ``n`` items per group, evenly spaced through the datalist order (which runs subject by subject)."""
+    import numpy as np
+
+    groups: dict[str, list[dict]] = {}
+    for item in items:
+        groups.setdefault(str(item.get(key, "all")), []).append(item)
+    out = []
+    for members in groups.values():
+        idx = np.unique(np.linspace(0, len(members) - 1, min(n, len(members))).round().astype(int))
+        out += [members[i] for i in idx]
+    return out
 
 
 def _repo_relative(path: Path) -> str:
@@ -145,6 +167,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "n_scored": len(pairs),
         "skipped_by_luminance_gate": skipped,
         "limit_per_group": args.limit_per_group,
+        "per_group": getattr(args, "per_group", None),
         "summary": scores["summary"],
         "seconds_per_image": scores["seconds_per_image"],
         "wall_seconds": time.perf_counter() - start,

@@ -35,7 +35,8 @@ def quality_section(q: dict | None, ctx: dict, key: str = "quality", title: str 
         f"Machine: {ctx['machine_line'](q)}  ",
         f"Data: `{q['split']}` split of `{q['datalist']}`; scored images per group: "
         + ", ".join(f"{g} {_n(g)}" for g in groups)
-        + f"; {len(q['skipped_by_luminance_gate'])} images skipped by the simulator's luminance gate.",
+        + f"; {len(q['skipped_by_luminance_gate'])} images skipped by the simulator's luminance gate"
+        + (f"; at most {q['per_group']} evenly spaced items per group." if q.get("per_group") else "."),
         "",
         "Protocol:",
         "",

@@ -99,3 +99,19 @@ def test_torchscript_and_onnx_export(tmp_path):
     torch.onnx.export(net, (x,), str(path), input_names=["image"], output_names=["enhanced"], dynamo=False)
     out = ort.InferenceSession(str(path)).run(None, {"image": x.numpy()})[0]
     assert np.abs(out - ref.numpy()).max() < 1e-4
+
+
+def test_relative_images_get_exactly_the_contract_stretch():
+    """Percentile/DICOM-windowed images (relative=1) bypass the learned correction; 8-bit ones (0) keep it."""
+    net = _net()
+    with torch.no_grad():
+        net.global_branch.mlp[-1].bias.normal_(0, 0.5)  # a large learned correction
+    x = _image()[None]
+    base = net.global_branch(x, relative=torch.ones(1))
+    learned = net.global_branch(x, relative=torch.zeros(1))
+    lo, hi = body_percentiles(x[0].mean(0).numpy())
+    assert abs(float(base[0, 0]) - lo) < 2e-3 and abs(float(base[0, 1]) - hi) < 2e-3
+    assert torch.allclose(base[0, 2:], torch.linspace(0, 1, base.shape[1] - 2), atol=1e-6)
+    assert (learned - base).abs().max() > 0.01
+    e = Enhancer(net, precision="fp32")
+    assert torch.allclose(e.global_params(x, relative=True), base, atol=1e-6)

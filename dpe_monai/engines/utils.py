@@ -25,6 +25,7 @@ class PairedBatch:
         context_key: batch key of a whole-image context (``GlobalContextd``); when set and present, the batch is
             returned as MONAI's 4-tuple ``(inputs, targets, (), {"context": ...})`` so the engine's inferer
             passes it to the network (:class:`~dpe_monai.networks.GlobalLocalNet`).
+        relative_key: batch key of the intensity-convention flag (``RelativeFlagd``), passed as ``relative``.
     """
 
     def __init__(
@@ -33,11 +34,13 @@ class PairedBatch:
         target_key: str = Keys.IMAGE,
         channels_last: bool = False,
         context_key: str | None = None,
+        relative_key: str | None = None,
     ) -> None:
         self.input_key = input_key
         self.target_key = target_key
         self.channels_last = channels_last
         self.context_key = context_key
+        self.relative_key = relative_key
 
     def _move(self, x: torch.Tensor, device: torch.device | str | None, non_blocking: bool) -> torch.Tensor:
         x = torch.as_tensor(x).to(device=device, non_blocking=non_blocking, dtype=torch.float32)
@@ -55,9 +58,12 @@ class PairedBatch:
         inputs = self._move(batchdata[self.input_key], device, non_blocking)
         target = batchdata.get(self.target_key)
         target = None if target is None else self._move(target, device, non_blocking)
+        kwargs = {}
         if self.context_key is not None and self.context_key in batchdata:
-            return inputs, target, (), {"context": self._move(batchdata[self.context_key], device, non_blocking)}
-        return inputs, target
+            kwargs["context"] = self._move(batchdata[self.context_key], device, non_blocking)
+        if self.relative_key is not None and self.relative_key in batchdata:
+            kwargs["relative"] = self._move(batchdata[self.relative_key], device, non_blocking).reshape(-1)
+        return (inputs, target, (), kwargs) if kwargs else (inputs, target)
 
 
 def resolve_amp_dtype(precision: str | None, device: torch.device | str) -> torch.dtype | None:

@@ -79,7 +79,7 @@ def clean_transforms(keys: str | Sequence[str] = "image", max_side: int | None =
     keys = [keys] if isinstance(keys, str) else list(keys)
     tfs: list = [
         LoadImaged(keys=keys, image_only=True, ensure_channel_first=True, dtype=None),
-        IntensityWindowd(keys=keys[0], mode="auto"),
+        IntensityWindowd(keys=keys[0], mode="auto", params_postfix="window"),
         ToRGBd(keys=keys[0]),
     ]
     if max_side:
@@ -104,10 +104,11 @@ def load_clean(item: Mapping[str, Any], label: bool = False, max_side: int | Non
     tfs = clean_transforms(keys, max_side)
     data = Compose(tfs)({k: item[k] for k in keys})
     img = torch.as_tensor(data["image"]).float().as_subclass(torch.Tensor)
+    rule = data.get("image_window", {}).get("rule", "container")
     lab = None
     if label:
         lab = torch.as_tensor(data["label"]).as_subclass(torch.Tensor)[0].round().long()
-    return {"image": img, "label": lab}
+    return {"image": img, "label": lab, "relative": rule != "container"}
 
 
 def degrade(

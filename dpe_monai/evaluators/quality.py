@@ -111,7 +111,8 @@ def paired_set(
         if limit_per_group is not None and count[group] >= limit_per_group:
             continue
         ident = item_id(item)
-        clean = load_clean(item, max_side=max_side)["image"]
+        loaded = load_clean(item, max_side=max_side)
+        clean = loaded["image"]
         lq, params = degrade(clean, seed, ident, mode=mode, **degrade_kwargs)
         if not params["applied"]:
             skipped.append(ident)
@@ -127,6 +128,7 @@ def paired_set(
                 "image": clean,
                 "lq": lq,
                 "lq_params": params,
+                "relative": loaded["relative"],
             }
         )
     return pairs, skipped
@@ -204,6 +206,8 @@ def score_enhancers(
         for name, fn in enhancers.items():
             if getattr(fn, "uses_params", False):  # the oracle ceiling: knows the true degradation
                 fn = (lambda f, p: lambda x: f(x, p))(fn, pair["lq_params"])
+            elif getattr(fn, "uses_convention", False):  # the contract's rule, as the CLI passes it
+                fn = (lambda f, r: lambda x: f(x, relative=r))(fn, pair.get("relative"))
             out, sec = timed(lambda fn=fn, lq=pair["lq"]: enhance(fn, lq))
             seconds[name] += sec
             rec["metrics"][name] = scorer(out, pair["image"])

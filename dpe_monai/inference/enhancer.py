@@ -109,13 +109,18 @@ class Enhancer:
         return "bf16" if accepted else "fp32"
 
     # ------------------------------------------------------------------ running
-    def global_params(self, x: torch.Tensor) -> torch.Tensor | None:
+    #: callers that know the intensity contract's rule pass ``relative=`` (see :meth:`__call__`)
+    uses_convention = True
+
+    def global_params(self, x: torch.Tensor, relative: bool | None = None) -> torch.Tensor | None:
         """Whole-image tone-map parameters for networks with a global branch (``network.estimate``), else None.
 
         Args:
             x: ``(B, C, H, W)`` images or ``(B, C, H, W, D)`` volumes in [0, 1], C = 1 or ``in_channels``. They are
                 estimated once, in fp32, on the whole input, so tiles and slices share one tone map (no seams, no
                 slice-to-slice flicker).
+            relative: the contract windowed the image relative to itself (percentile or DICOM window) rather than
+                by the absolute 8-bit range; None when unknown (see :class:`~dpe_monai.networks.GlobalIntensity`).
         """
         estimate = getattr(self.network, "estimate", None)
         if estimate is None:
@@ -123,8 +128,9 @@ class Enhancer:
         x = x.to(self.device, torch.float32)
         if x.shape[1] == 1 and self.in_channels == 3:
             x = x.expand(-1, 3, *x.shape[2:])
+        flag = None if relative is None else torch.full((x.shape[0],), float(relative), device=self.device)
         with torch.inference_mode():
-            return estimate(x).float()
+            return estimate(x, relative=flag).float()
 
     def _run(self, x: torch.Tensor, dtype: torch.dtype | None, params: torch.Tensor | None = None) -> torch.Tensor:
         x = x.to(self.device, torch.float32)
@@ -138,10 +144,12 @@ class Enhancer:
                 y = self.network(x, **kwargs)
             return y.float().clamp(0.0, 1.0).contiguous()
 
-    def _enhance_2d(self, x: torch.Tensor, params: torch.Tensor | None = None) -> torch.Tensor:
+    def _enhance_2d(
+        self, x: torch.Tensor, params: torch.Tensor | None = None, relative: bool | None = None
+    ) -> torch.Tensor:
         c = x.shape[1]
         if params is None:
-            params = self.global_params(x)
+            params = self.global_params(x, relative)
         if c == self.in_channels:
             y = self._run(x, self._dtype(self.precision), params)
             if c == 3:  # grey in, grey out: images whose three channels are equal get the channel mean back
@@ -154,21 +162,25 @@ class Enhancer:
             return self._run(x.expand(-1, 3, -1, -1), self._dtype(self.precision), params).mean(dim=1, keepdim=True)
         raise ValueError(f"the network takes {self.in_channels} channels (or 1 if it takes 3); got {c}")
 
-    def __call__(self, x: torch.Tensor, slice_batch: int = 8) -> torch.Tensor:
-        """Enhance ``x``: ``(B, C, H, W)`` or ``(B, C, H, W, D)`` in [0, 1]; returns the same shape, float32, on CPU."""
+    def __call__(self, x: torch.Tensor, slice_batch: int = 8, relative: bool | None = None) -> torch.Tensor:
+        """Enhance ``x``: ``(B, C, H, W)`` or ``(B, C, H, W, D)`` in [0, 1]; returns the same shape, float32, on CPU.
+
+        ``relative``: how the intensity contract windowed ``x`` (True: percentile/DICOM window, False: 8-bit range,
+        None: unknown); used by networks with a global branch.
+        """
         x = torch.as_tensor(x)
         if x.ndim == 4:
-            return self._enhance_2d(x).cpu()
+            return self._enhance_2d(x, relative=relative).cpu()
         if x.ndim != 5:
             raise ValueError(f"expected (B, C, H, W) or (B, C, H, W, D), got shape {tuple(x.shape)}")
-        return torch.cat([self._enhance_volume(x[i : i + 1], slice_batch) for i in range(x.shape[0])])
+        return torch.cat([self._enhance_volume(x[i : i + 1], slice_batch, relative) for i in range(x.shape[0])])
 
-    def _enhance_volume(self, x: torch.Tensor, slice_batch: int) -> torch.Tensor:
+    def _enhance_volume(self, x: torch.Tensor, slice_batch: int, relative: bool | None = None) -> torch.Tensor:
         """One ``(1, C, H, W, D)`` volume, slice by slice along ``self.axis`` with MONAI's ``SliceInferer``.
 
         A global-local network gets one tone map for the whole volume (no slice-to-slice flicker).
         """
-        params = self.global_params(x.movedim(2 + self.axis, -1))
+        params = self.global_params(x.movedim(2 + self.axis, -1), relative)
         spatial = [s for i, s in enumerate(x.shape[2:]) if i != self.axis]
         roi = [min(self.tile_size, s) for s in spatial]
         tiled = any(r < s for r, s in zip(roi, spatial))

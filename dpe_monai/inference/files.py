@@ -71,7 +71,11 @@ def enhance_native(
     """
     lo, hi, rule = native_window(image, window)
     x = to_unit(image.array, lo, hi)
-    y = enhancer(torch.from_numpy(np.ascontiguousarray(x))[None])[0].numpy()
+    t = torch.from_numpy(np.ascontiguousarray(x))[None]
+    if getattr(enhancer, "uses_convention", False):
+        y = enhancer(t, relative=rule != "container")[0].numpy()
+    else:
+        y = enhancer(t)[0].numpy()
     try:
         container = image.container_range()
     except Exception:  # noqa: BLE001

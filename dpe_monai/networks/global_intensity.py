@@ -180,12 +180,19 @@ class GlobalIntensity(nn.Module):
         """:func:`global_summary` of ``x`` with this branch's settings: ``(B, 2 * n_quantiles + 3)``."""
         return global_summary(x, self.thumb, self.n_quantiles, self.lower, self.upper, self.samples)
 
-    def forward(self, x: torch.Tensor, summary: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, summary: torch.Tensor | None = None, relative: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Tone-map parameters for whole images ``x`` (``(B, C, H, W)`` or volumes ``(B, C, H, W, D)``, in [0, 1]).
 
         Args:
             x: the whole images (ignored when ``summary`` is given).
             summary: precomputed :meth:`summary` of the whole images, ``(B, 2 * n_quantiles + 3)``.
+            relative: ``(B,)`` 1 for images whose values were windowed *relative to themselves* by the intensity
+                contract (percentile or DICOM window: 12/16-bit, HU), 0 for absolute 8-bit data. The target of a
+                relative image is its own percentile window, which the base stretch already recovers, so its
+                learned correction is switched off; absolute images (photographs) keep it, because their
+                brightness convention must be learned. ``None``: the learned correction for all.
 
         Returns:
             ``(B, 2 + knots + 1)`` parameters for :func:`apply_global_intensity`.
@@ -200,6 +207,8 @@ class GlobalIntensity(nn.Module):
         noise = summary[:, 2 + 2 * n] / width
         feats = torch.cat([quant.clamp(-2.0, 3.0), torch.log(width)[:, None], torch.log(noise + 1e-4)[:, None]], dim=1)
         out = self.mlp(feats)
+        if relative is not None:
+            out = out * (1.0 - relative.to(out.dtype).reshape(-1, 1))
         centre = 0.5 * (q_lo + q_hi) + self.max_shift * torch.tanh(out[:, 0]) * width
         half = 0.5 * width * torch.exp(out[:, 1].clamp(-self.max_log_scale, self.max_log_scale))
         lo, hi = centre - half, centre + half

@@ -65,12 +65,16 @@ class GlobalLocalNet(nn.Module):
         if last.bias is not None:
             nn.init.zeros_(last.bias)
 
-    def estimate(self, x: torch.Tensor) -> torch.Tensor:
+    def estimate(self, x: torch.Tensor, relative: torch.Tensor | None = None) -> torch.Tensor:
         """Tone-map parameters ``(B, P)`` of whole images or volumes ``x`` (see :class:`GlobalIntensity`)."""
-        return self.global_branch(x)
+        return self.global_branch(x, relative=relative)
 
     def forward(
-        self, x: torch.Tensor, params: torch.Tensor | None = None, context: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        params: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
+        relative: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Enhance ``x`` ``(B, C, *spatial)`` in [0, 1].
 
@@ -80,9 +84,10 @@ class GlobalLocalNet(nn.Module):
                 ``context``, else from ``x`` itself.
             context: :func:`~dpe_monai.networks.global_intensity.global_summary` of the whole image the crop
                 ``x`` came from, ``(B, S)`` (``GlobalContextd`` in training).
+            relative: ``(B,)`` the intensity convention flag (see :class:`GlobalIntensity`).
         """
         if params is None:
-            params = self.global_branch(x, summary=context)
+            params = self.global_branch(x, summary=context, relative=relative)
         g = apply_global_intensity(x, params.to(x.dtype))
         r = self.body(torch.cat([x, g], dim=1))
         return (g + 2.0 * (r - 0.5)).clamp(0.0, 1.0)

@@ -1,6 +1,12 @@
 """Transforms: the DPE low-quality simulator (Algorithm 1), invertible intensity windowing, input preparation."""
 
-from dpe_monai.transforms.context import GlobalContext, GlobalContextD, GlobalContextd, GlobalContextDict
+from dpe_monai.transforms.context import (
+    GlobalContext,
+    GlobalContextD,
+    GlobalContextd,
+    GlobalContextDict,
+    RelativeFlagd,
+)
 from dpe_monai.transforms.intensity import (
     IntensityWindow,
     IntensityWindowD,
@@ -35,6 +41,7 @@ __all__ = [
     "GlobalContextD",
     "GlobalContextDict",
     "GlobalContextd",
+    "RelativeFlagd",
     "EnsureMinSize",
     "EnsureMinSizeD",
     "EnsureMinSizeDict",

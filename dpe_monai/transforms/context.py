@@ -12,7 +12,7 @@ from monai.utils import convert_to_tensor
 
 from dpe_monai.networks.global_intensity import global_summary
 
-__all__ = ["GlobalContext", "GlobalContextd", "GlobalContextD", "GlobalContextDict"]
+__all__ = ["GlobalContext", "GlobalContextd", "GlobalContextD", "GlobalContextDict", "RelativeFlagd"]
 
 
 class GlobalContext(Transform):
@@ -65,6 +65,28 @@ class GlobalContextd(MapTransform):
         d = dict(data)
         for key, out in self.key_iterator(d, self.context_keys):
             d[out] = self.transform(d[key])
+        return d
+
+
+class RelativeFlagd(MapTransform):
+    """Write the intensity-convention flag of an image windowed by ``IntensityWindowd(..., params_postfix=...)``.
+
+    ``1.0`` when the contract windowed it relative to itself (``rule`` ``"percentile"`` or ``"dicom"``), ``0.0`` for
+    the absolute ``"container"`` rule (8-bit data). See :class:`~dpe_monai.networks.GlobalIntensity`.
+
+    Args:
+        keys: the window records (e.g. ``"image_window"``).
+        flag_key: where to write the float32 scalar tensor.
+    """
+
+    def __init__(self, keys: KeysCollection = "image_window", flag_key: str = "relative") -> None:
+        super().__init__(keys)
+        self.flag_key = flag_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[self.flag_key] = torch.tensor(float(d[key].get("rule", "container") != "container"))
         return d
 
 

@@ -142,7 +142,8 @@ class IntensityWindow(InvertibleTransform):
 
     On a MetaTensor the ``(lo, hi, dtype)`` record is pushed on ``applied_operations`` so ``inverse`` works
     (also through ``monai.transforms.Invertd``); for any input it is kept on ``self.last_params`` as
-    ``{"lo": float, "hi": float, "dtype": str, "mode": str}``.
+    ``{"lo": float, "hi": float, "dtype": str, "mode": str, "rule": str}`` (``rule``: the contract rule that
+    ``"auto"`` applied, ``"container"``, ``"dicom"`` or ``"percentile"``; else the mode).
 
     Args:
         mode: one of ``"percentile"``, ``"dicom"``, ``"fixed"``, ``"dtype"``, ``"auto"``.
@@ -193,7 +194,9 @@ class IntensityWindow(InvertibleTransform):
     def window_bounds(self, arr: np.ndarray, dtype: np.dtype, meta: Mapping | None = None) -> tuple[float, float]:
         """``(lo, hi)`` for ``arr`` (numpy, original units) under the configured mode."""
         if self.mode == "auto":
-            lo, hi, _ = window_bounds(arr, dtype, "auto", dicom_window=dicom_window_from_meta(meta, self.window_index))
+            lo, hi, self._rule = window_bounds(
+                arr, dtype, "auto", dicom_window=dicom_window_from_meta(meta, self.window_index)
+            )
             return lo, hi
         if self.mode == "minmax":
             return float(np.min(arr)), float(np.max(arr))
@@ -233,12 +236,13 @@ class IntensityWindow(InvertibleTransform):
         if meta is None and isinstance(img, MetaTensor):
             meta = img.meta
         arr = convert_data_type(img, np.ndarray)[0]
+        self._rule = self.mode
         lo, hi = self.window_bounds(arr, dtype, meta)
         x = arr.astype(np.float64, copy=False)
         y = (x - lo) / (hi - lo) if hi > lo else (x > lo).astype(np.float64)
         if self.clip:
             y = np.clip(y, 0.0, 1.0)
-        self.last_params = {"lo": lo, "hi": hi, "dtype": dtype.name, "mode": self.mode}
+        self.last_params = {"lo": lo, "hi": hi, "dtype": dtype.name, "mode": self.mode, "rule": self._rule}
         out = convert_to_dst_type(y.astype(np.float32), dst=img, dtype=np.float32)[0]
         if isinstance(out, MetaTensor):
             self.push_transform(out, extra_info={"lo": lo, "hi": hi, "dtype": dtype.name})
