@@ -45,7 +45,7 @@ from benchmarks.quality import add_data_args, load_pairs
 
 logger = logging.getLogger("benchmarks.ablation")
 
-ABLATION = ("base", "residual", "gates", "feature_loss", "adversarial")
+ABLATION = ("base", "residual", "gates", "feature_loss", "adversarial", "global_local")
 CONFIGS = {v: BUNDLE / "configs" / "ablation" / f"{v}.json" for v in ABLATION}
 CONFIGS["basicunet"] = BUNDLE / "configs" / "basicunet.json"
 #: Table IV of the paper (average PSNR dB / DeltaE over the three groups).

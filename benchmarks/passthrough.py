@@ -64,6 +64,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
     methods, info = build_methods(args.methods, args.dpe_checkpoint, json_arg(args.dpe_network), precision="fp32")
     items = load_datalist(args.datalist or ensure_collection(args.dataset_dir), "test")
+    if args.per_group:
+        from benchmarks.quality import evenly_per_group
+
+        items = evenly_per_group(items, args.per_group)
     clean = [(item, load_clean(item, max_side=1024)["image"]) for item in items]
     payload: dict[str, Any] = {
         "benchmark": "passthrough",
@@ -71,6 +75,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine_info(),
         "methods": info,
         "threshold_db": 35.0,
+        "per_group": args.per_group,
         "collection": {},
         "dicoms": {},
     }
@@ -112,6 +117,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", default=["dpe_paper", "dpe"])
     p.add_argument("--dpe_checkpoint", default=None, help="default: bundles/dpe_enhancement/models/model.pt")
     p.add_argument("--dpe_network", default=None, help="network_def JSON (default: inference.json's)")
+    p.add_argument("--per_group", type=int, default=None, help="N evenly spaced items per group")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--output", default=str(RESULTS / "passthrough.json"))
     return p
