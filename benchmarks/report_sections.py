@@ -140,7 +140,7 @@ def _trend(a: dict) -> list[str]:
     for prev, cur in zip(names, names[1:]):
         ours = {m: a["variants"][cur]["summary"]["average"].get(m) for m in ("psnr", "delta_e")}
         base = {m: a["variants"][prev]["summary"]["average"].get(m) for m in ("psnr", "delta_e")}
-        if any(is_nan(x) for x in (*ours.values(), *base.values())):
+        if cur not in paper or prev not in paper or any(is_nan(x) for x in (*ours.values(), *base.values())):
             continue
         dp, dd = ours["psnr"] - base["psnr"], ours["delta_e"] - base["delta_e"]
         pp, pd = paper[cur]["psnr"] - paper[prev]["psnr"], paper[cur]["delta_e"] - paper[prev]["delta_e"]
