@@ -36,7 +36,14 @@ METRIC_NAMES = {
     "feature_distance": "feature distance (lower is better)",
 }
 LOWER = {"psnr": False, "ssim": False, "delta_e": True, "feature_distance": True}
-ABLATION_FLAGS = {"base": "----", "residual": "R---", "gates": "RG--", "feature_loss": "RGF-", "adversarial": "RGFA", "global_local": "RG-- + global"}
+ABLATION_FLAGS = {
+    "base": "----",
+    "residual": "R---",
+    "gates": "RG--",
+    "feature_loss": "RGF-",
+    "adversarial": "RGFA",
+    "global_local": "RG-- + global",
+}
 
 
 def is_nan(v: Any) -> bool:
