@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=WINDOW_MODES,
         default="auto",
         help="how values map to the network's [0, 1] (dpe_monai.contract): auto (default: 0..255 for 8-bit, else "
-        "the DICOM window when it fits the data, else the 0.5-99.5%% percentiles over the body), dicom, "
+        "the 0.5-99.5%% percentiles over the body), dicom (the file's window), "
         "percentile, minmax, container (the format's full range)",
     )
     enh.add_argument("--tile-size", type=_positive_int, default=1024, help="sliding-window tile side (default 1024)")

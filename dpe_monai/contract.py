@@ -9,13 +9,13 @@ Training, evaluation, the bundle, the CLI, MONAI Label and the demo all window i
 
   1. 8-bit integer data (photographs, dermoscopy, H&E, 8-bit PNG/JPEG/DICOM): the container range 0..255.
      Brightness is absolute there, so a dark photo looks dark to the network and can be brightened.
-  2. otherwise, when the file carries a DICOM window (WindowCenter/WindowWidth, modality units) that fits the
-     data: that window, with DICOM's linear-window edges ``c - 0.5 -/+ (w - 1) / 2`` (what the scanner chose to
-     display). It fits when it is at most twice as wide as the percentile window of rule 3 and at least half of
-     it lies inside that window; generic defaults such as 1000/2000 on an MR whose values end at 600 do not.
-  3. otherwise (12/16-bit without a window, HU without a window, NIfTI, float): a robust percentile window,
-     the 0.5th..99.5th percentile over the body (values above the image minimum, i.e. padding and the darkest
+  2. otherwise (12/16-bit, HU, NIfTI, float, with or without a DICOM window): a robust percentile window, the
+     0.5th..99.5th percentile over the body (values above the image minimum, i.e. padding and the darkest
      background excluded, when that leaves >= 1 % of the values). Never a container range the data does not fill.
+     The stored DICOM window is *not* the default: it is often a generic value (1000/2000 on an MR whose values end
+     at 600) or a narrow clinical window, and a model trained on percentile-windowed targets changes good images
+     less under the percentile window (measured on pydicom-data's MR_small 28.1 vs 20.5 dB, MR-SIEMENS 38.9 vs
+     31.2 dB of themselves). ``mode="dicom"`` uses it on request.
 - ``"dicom"``, ``"percentile"`` (over the body), ``"minmax"`` (the image's own min..max), ``"container"`` (what
   the format can store: 0..255, 0..65535, DICOM ``BitsStored`` through rescale; passed in by the caller).
 
@@ -101,13 +101,7 @@ def window_bounds(
     if mode == "auto":
         if dtype.itemsize == 1 and (dtype.kind in "ui" or dtype == np.bool_):
             return 0.0, 255.0, "container"
-        p_lo, p_hi = body_percentiles(values)
-        if dicom_window is not None and dicom_window[1] >= 1:
-            w_lo, w_hi = dicom_edges(*dicom_window)
-            inside = max(0.0, min(w_hi, p_hi) - max(w_lo, p_lo))
-            if w_hi - w_lo <= 2 * (p_hi - p_lo) and inside >= 0.5 * (w_hi - w_lo):
-                return w_lo, w_hi, "dicom"
-        return p_lo, p_hi, "percentile"
+        return (*body_percentiles(values), "percentile")
     if mode == "dicom":
         if dicom_window is None:
             raise ValueError("window 'dicom' needs a file with WindowCenter/WindowWidth.")
