@@ -8,13 +8,13 @@ import sys
 
 import torch
 
-from dpe_monai.networks import DPENet
+from dpe_monai.networks import GlobalLocalNet
 from tests.bundle_utils import BUNDLE
 
 
 def _random_checkpoint(path):
     torch.manual_seed(0)
-    net = DPENet().eval()
+    net = GlobalLocalNet().eval()
     torch.save({"model": net.state_dict()}, path)
     return net
 
