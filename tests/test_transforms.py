@@ -257,7 +257,7 @@ def test_uint16_dtype_round_trip_exact():
     t = IntensityWindow(mode="dtype")
     y = t(x)
     assert y.dtype == np.float32 and 0.0 <= y.min() and y.max() <= 1.0
-    assert t.last_params == {"lo": 0.0, "hi": 65535.0, "dtype": "uint16", "mode": "dtype"}
+    assert t.last_params == {"lo": 0.0, "hi": 65535.0, "dtype": "uint16", "mode": "dtype", "rule": "dtype"}
     back = InverseIntensityWindow(**{k: t.last_params[k] for k in ("lo", "hi", "dtype")})(y)
     assert back.dtype == np.uint16
     np.testing.assert_array_equal(back, x)
@@ -323,5 +323,5 @@ def test_intensity_windowd_inverse():
 
     t = IntensityWindowd(keys="image", mode="fixed", lower=0, upper=65535, params_postfix="window")
     d = t({"image": x})
-    assert d["image_window"] == {"lo": 0.0, "hi": 65535.0, "dtype": "uint16", "mode": "fixed"}
+    assert d["image_window"] == {"lo": 0.0, "hi": 65535.0, "dtype": "uint16", "mode": "fixed", "rule": "fixed"}
     np.testing.assert_array_equal(t.inverse(d)["image"], x)
