@@ -27,7 +27,7 @@ def test_train_tracks_and_resumes(tmp_path):
     models = tmp_path / "models"
     assert (models / "model.pt").is_file() and (models / "latest.pt").is_file()
     ckpt = torch.load(models / "latest.pt", weights_only=True)
-    assert ckpt["engine"] == {"epoch": 2, "iteration": 4}
+    assert ckpt["trainer"]["iteration"] == 4 and ckpt["trainer"]["max_epochs"] == 2
     assert {"network", "discriminator", "g_optimizer", "d_optimizer", "ema_network"} <= set(ckpt)
     wf.finalize()
 

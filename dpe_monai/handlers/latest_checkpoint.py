@@ -1,45 +1,93 @@
-"""Atomic 'latest' checkpoint that a killed run resumes from (MONAI's CheckpointSaver writes non-atomically)."""
+"""The resumable 'latest' checkpoint: ignite's ``Checkpoint`` with an atomic ``DiskSaver``, loaded by MONAI's
+``CheckpointLoader`` rules."""
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from ignite.handlers import Checkpoint, DiskSaver
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ignite.engine import Engine
 
-__all__ = ["LatestCheckpoint"]
+__all__ = ["LatestCheckpoint", "ReplaceThenRemoveSaver", "TrainerProgress"]
 
 logger = logging.getLogger(__name__)
 
+_DISK_SAVER_TMP = re.compile(r"tmp[a-z0-9_]{8}")  # tempfile.NamedTemporaryFile's names, DiskSaver's partial writes
 
-def _unwrap(obj: Any) -> Any:
-    return obj.module if isinstance(obj, torch.nn.parallel.DistributedDataParallel) else obj
+
+class ReplaceThenRemoveSaver(DiskSaver):
+    """ignite ``DiskSaver`` (atomic: temporary file + ``os.replace``) that removes superseded files only after the
+    new checkpoint is on disk.
+
+    ignite's ``Checkpoint`` removes the file it supersedes *before* it saves the new one; with a fixed file name
+    (``latest.pt``) that opens a window in which a killed run has no checkpoint at all. Here removal waits for the
+    next successful save, and a file that is about to be replaced is never removed.
+    """
+
+    def __init__(self, dirname: str | os.PathLike, **kwargs: Any) -> None:
+        super().__init__(dirname, atomic=True, require_empty=False, **kwargs)
+        self._pending: set[str] = set()
+
+    def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
+        super().__call__(checkpoint, filename, metadata)
+        for old in self._pending - {filename}:
+            if (self.dirname / old).exists():
+                super().remove(old)
+        self._pending.clear()
+
+    def remove(self, filename: str) -> None:
+        self._pending.add(filename)
+
+
+class TrainerProgress:
+    """The part of an engine's state a checkpoint needs: ``epoch``, ``iteration``, ``epoch_length``, ``max_epochs``.
+
+    ignite's ``Engine.state_dict`` also pickles every state attribute a workflow registers as a user key (MONAI's
+    GAN trainer registers its networks, optimisers and losses), which ``torch.load(weights_only=True)`` refuses.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def state_dict(self) -> dict[str, int | None]:
+        s = self.engine.state
+        return {"epoch": s.epoch, "iteration": s.iteration, "epoch_length": s.epoch_length, "max_epochs": s.max_epochs}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.engine.state.epoch = int(state["epoch"])
+        self.engine.state.iteration = int(state["iteration"])
 
 
 class LatestCheckpoint:
-    """Save ``<save_dir>/<filename>`` every ``epoch_interval`` epochs (and/or ``iteration_interval`` iterations)
-    through a temporary file and ``os.replace``, so a SIGKILL never leaves a truncated checkpoint; with
-    ``resume=True`` restore it when the engine starts.
+    """Save ``<save_dir>/<filename>`` every ``epoch_interval`` epochs (and/or ``iteration_interval`` iterations) so a
+    SIGKILL never leaves a truncated or missing checkpoint; with ``resume=True`` restore it when the engine starts.
 
-    The file holds ``{name: obj.state_dict()}`` for ``save_dict`` plus ``"engine": {"epoch", "iteration"}`` of the
-    engine the handler is attached to (so configs need not reference the trainer from its own handlers). On
-    resume the engine continues from the saved epoch with the *configured* ``max_epochs``, so a run can also be
-    extended. Only rank 0 writes in a distributed run; every rank loads.
+    The file is ignite's ``Checkpoint`` format: ``{name: obj.state_dict()}`` for ``save_dict`` plus ``"trainer"``,
+    the progress of the engine the handler is attached to (:class:`TrainerProgress`, so configs need not reference
+    the trainer from its own handlers). As with MONAI's ``CheckpointLoader``, the engine continues from the saved
+    epoch with the *configured* ``max_epochs``, so a run can be extended. Only rank 0 writes in a distributed run;
+    every rank loads. Temporary files of a write that was killed midway are removed when the run resumes.
 
     Args:
         save_dir: checkpoint folder.
-        save_dict: objects with ``state_dict``/``load_state_dict`` (networks, optimisers, EMA models, scalers).
+        save_dict: objects with ``state_dict``/``load_state_dict`` (networks, optimisers, EMA models, scalers);
+            None values are skipped.
         filename: checkpoint file name.
         epoch_interval: save every this many epochs (0 = never at epoch end).
         iteration_interval: also save every this many iterations (0 = never).
         resume: load the checkpoint (if it exists) when the engine starts.
         strict: with False, objects the checkpoint lacks (e.g. a discriminator added for a second, adversarial
-            training stage) keep their fresh state and a warning names them; with True that is an error.
+            training stage, or an optimiser over a different parameter set) keep their fresh state and a warning
+            names them; with True that is an error.
         map_location: ``torch.load`` map location for resuming.
     """
 
@@ -61,45 +109,46 @@ class LatestCheckpoint:
         self.resume = resume
         self.map_location = map_location
         self.strict = strict
+        self.checkpoint: Checkpoint | None = None
 
     def attach(self, engine: Engine) -> None:
         from ignite.engine import Events
 
+        self.checkpoint = Checkpoint(
+            {**self.save_dict, "trainer": TrainerProgress(engine)},
+            ReplaceThenRemoveSaver(self.path.parent),
+            filename_pattern=self.path.name,
+            n_saved=1,
+        )
         if self.resume:
             engine.add_event_handler(Events.STARTED, self.load)
         if self.epoch_interval > 0:
-            engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.epoch_interval), self.save)
+            engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.epoch_interval), self.checkpoint)
         if self.iteration_interval > 0:
-            engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.iteration_interval), self.save)
-
-    def save(self, engine: Engine) -> Path | None:
-        """Write the checkpoint atomically; returns its path (None on non-zero ranks)."""
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized() and dist.get_rank() > 0:
-            return None
-        state: dict[str, Any] = {name: _unwrap(obj).state_dict() for name, obj in self.save_dict.items()}
-        state["engine"] = {"epoch": engine.state.epoch, "iteration": engine.state.iteration}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.path)
-        return self.path
+            engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.iteration_interval), self.checkpoint)
 
     def load(self, engine: Engine) -> bool:
-        """Restore objects and the engine's epoch/iteration from the checkpoint; False if there is none."""
+        """Restore the objects and the engine's epoch/iteration from the checkpoint; False if there is none."""
+        for stale in self.path.parent.glob("tmp*"):
+            if stale.is_file() and _DISK_SAVER_TMP.fullmatch(stale.name):
+                logger.warning("removing %s, a checkpoint write that was interrupted", stale)
+                stale.unlink()
         if not self.path.exists():
             logger.warning("resume requested but %s does not exist: starting from scratch", self.path)
             return False
         state = torch.load(self.path, map_location=self.map_location, weights_only=True)
-        for name, obj in self.save_dict.items():
-            if name not in state:
-                if self.strict:
-                    raise KeyError(f"checkpoint {self.path} has no entry {name!r}; it holds {sorted(state)}")
-                logger.warning("checkpoint %s has no %r: it starts fresh", self.path, name)
-                continue
-            _unwrap(obj).load_state_dict(state[name])
-        engine.state.epoch = int(state["engine"]["epoch"])
-        engine.state.iteration = int(state["engine"]["iteration"])
+        to_load = {"trainer": TrainerProgress(engine), **self.save_dict}
+        missing = sorted(set(to_load) - set(state))
+        if missing and self.strict:
+            raise KeyError(f"checkpoint {self.path} has no entries {missing}; it holds {sorted(state)}")
+        for name in missing:
+            logger.warning("checkpoint %s has no %r: it starts fresh", self.path, name)
+        Checkpoint.load_objects({k: v for k, v in to_load.items() if k in state}, state)
+        max_epochs = engine.state.max_epochs
+        if max_epochs is not None and engine.state.epoch > max_epochs:
+            raise ValueError(
+                f"{self.path} is at epoch {engine.state.epoch}, beyond max_epochs={max_epochs}: raise max_epochs to "
+                "train further."
+            )
         logger.info("resumed from %s at epoch %d, iteration %d", self.path, engine.state.epoch, engine.state.iteration)
         return True

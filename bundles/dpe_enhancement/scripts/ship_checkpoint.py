@@ -26,7 +26,7 @@ def ship(latest: Path, output: Path) -> dict:
     tmp = output.with_suffix(".tmp")
     torch.save({"model": state}, tmp)
     tmp.replace(output)
-    return {"source": source, "engine": ckpt.get("engine"), "tensors": len(state)}
+    return {"source": source, "trainer": ckpt.get("trainer", ckpt.get("engine")), "tensors": len(state)}
 
 
 def main(argv: list[str] | None = None) -> dict:
