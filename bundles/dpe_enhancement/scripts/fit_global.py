@@ -92,8 +92,11 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
     val = degradable_items(load_decathlon_datalist(datalist, False, "validation"))
     train_data = _instances(train, args.per_image, args.clean_share, args.max_side, args.pixels, args.seed)
     val_data = _instances(val, 2, args.clean_share, args.max_side, args.pixels, args.seed + 1)
-    print(f"instances: train {train_data[0].shape[0]}, validation {val_data[0].shape[0]} "
-          f"({time.perf_counter() - start:.0f} s)", flush=True)
+    print(
+        f"instances: train {train_data[0].shape[0]}, validation {val_data[0].shape[0]} "
+        f"({time.perf_counter() - start:.0f} s)",
+        flush=True,
+    )
 
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
     net = GlobalLocalNet(in_channels=3, out_channels=3)
