@@ -41,10 +41,14 @@ def _summary(rows: list[dict]) -> dict[str, Any]:
     groups: dict[str, list[float]] = defaultdict(list)
     for r in rows:
         groups[r["group"]].append(r["psnr"])
+    from dpe_monai.evaluators.quality import MIN_GROUP_N
+
     means = {g: float(np.mean(v)) for g, v in sorted(groups.items())}
+    headline = [g for g in means if len(groups[g]) >= MIN_GROUP_N] or list(means)
     return {
         "groups": {g: {"mean": means[g], "min": float(np.min(v)), "n": len(v)} for g, v in sorted(groups.items())},
-        "average": float(np.mean(list(means.values()))) if means else math.nan,
+        "average": float(np.mean([means[g] for g in headline])) if means else math.nan,
+        "average_of": headline,
         "pooled": float(np.mean([r["psnr"] for r in rows])) if rows else math.nan,
     }
 

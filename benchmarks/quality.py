@@ -46,6 +46,11 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--noise_order", default="before", help="paper mode: before (the paper's order) | after (acquisition order)"
     )
+    parser.add_argument(
+        "--no_gate",
+        action="store_true",
+        help="degrade every image, also those darker than the paper's luminance gate (dark MR/CT slices)",
+    )
     parser.add_argument("--max_side", type=int, default=1024, help="centre crop of large images (as evaluate.json)")
     parser.add_argument("--limit_per_group", type=int, default=None, help="score only N images per group (CI)")
     parser.add_argument(
@@ -68,7 +73,12 @@ def load_pairs(args: argparse.Namespace) -> tuple[list[dict], list[str], str]:
 
     datalist = args.datalist or ensure_collection(args.dataset_dir)
     items = load_datalist(datalist, args.split)
+    gate = not getattr(args, "no_gate", False)
     if getattr(args, "per_group", None):
+        if gate:  # pick among the images the luminance gate degrades, so no group loses its picks to the gate
+            from dpe_monai.data import degradable_items
+
+            items = degradable_items(items)
         items = evenly_per_group(items, args.per_group)
     pairs, skipped = paired_set(
         items,
@@ -77,6 +87,7 @@ def load_pairs(args: argparse.Namespace) -> tuple[list[dict], list[str], str]:
         max_side=args.max_side,
         limit_per_group=args.limit_per_group,
         noise_order=getattr(args, "noise_order", "before"),
+        **({} if gate else {"brightness_threshold": None}),
     )
     return pairs, skipped, str(datalist)
 
@@ -159,6 +170,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "protocol": {
             **protocol(args.seed, args.mode, args.max_side, args.feature_backbone),
             "noise_order": args.noise_order,
+            "luminance_gate": "off: every image degraded" if args.no_gate else "on (the paper's B_T = 100)",
+            "selection": (
+                (
+                    "evenly spaced per group among all images"
+                    if args.no_gate
+                    else "evenly spaced per group among the images the gate degrades"
+                )
+                if args.per_group
+                else "all"
+            ),
         },
         "machine": machine_info(),
         "methods": {"input": {"kind": "identity"}, **info},

@@ -61,7 +61,7 @@ def quality_section(q: dict | None, ctx: dict, key: str = "quality", title: str 
                 v = fmt(group_mean(summary, m, c, metric), 3 if metric in ("ssim", "feature_distance") else 2)
                 cells.append(f"**{v}**" if best[c] == m else v)
             rows.append([labels.get(m, m)] + cells)
-        header = ["method"] + [f"{g} ({_n(g)})" for g in groups] + ["average of groups", "pooled"]
+        header = ["method"] + [f"{g} ({_n(g)})" for g in groups] + ["average of groups (n >= 5)", "pooled"]
         out += [f"**{title}** (mean over images; best in bold)", "", table(header, rows), ""]
     out += gap_lines(summary, cols, ctx)
     if key != "quality":
@@ -187,7 +187,7 @@ def passthrough_section(p: dict | None, ctx: dict) -> list[str]:
             f"{fmt(s['groups'][g]['mean'])} (min {fmt(s['groups'][g]['min'])}, n={s['groups'][g]['n']})" for g in groups
         ]
         rows.append([labels.get(n, n)] + cells + [fmt(s["average"]), fmt(s["pooled"])])
-    out += [table(["method"] + groups + ["average of groups", "pooled"], rows), ""]
+    out += [table(["method"] + groups + ["average of groups (n >= 5)", "pooled"], rows), ""]
     files = [d["file"] for d in p["dicoms"][names[0]]] if names else []
     rows = []
     for n in names:

@@ -56,7 +56,7 @@ def test_context_from_whole_image_matches_inference_on_the_whole_image():
         from_ctx = net(crop, context=ctx[None])
         from_crop = net(crop)
     assert (whole - from_ctx).abs().mean() < (whole - from_crop).abs().mean() + 1e-7
-    assert torch.allclose(net.estimate(x[None]), net.global_branch(crop, summary=ctx[None]), atol=1e-6)
+    assert torch.allclose(net.estimate(x[None])[:, :-1], net.global_branch(crop, summary=ctx[None]), atol=1e-6)
 
 
 def test_enhancer_tiles_and_slices_share_one_tone_map():
@@ -114,4 +114,21 @@ def test_relative_images_get_exactly_the_contract_stretch():
     assert torch.allclose(base[0, 2:], torch.linspace(0, 1, base.shape[1] - 2), atol=1e-6)
     assert (learned - base).abs().max() > 0.01
     e = Enhancer(net, precision="fp32")
-    assert torch.allclose(e.global_params(x, relative=True), base, atol=1e-6)
+    params = e.global_params(x, relative=True)
+    assert torch.allclose(params[:, :-1], base, atol=1e-6) and float(params[0, -1]) == 1.0
+    assert float(e.global_params(x, relative=False)[0, -1]) == 0.0
+
+
+def test_the_convention_flag_reaches_every_tile():
+    """The body reads the flag: with a trained body, relative and absolute inputs differ, tiled or not."""
+    net = _net()
+    with torch.no_grad():
+        last = net.body.tail.conv if hasattr(net.body.tail, "conv") else net.body.tail
+        last.weight.normal_(0, 0.05)
+        net.body.head.weight[:, -1].normal_(0, 1.0)
+    x = _image((3, 130, 150))[None]
+    whole = Enhancer(net, precision="fp32", tile_size=512)
+    tiled = Enhancer(net, precision="fp32", tile_size=64, overlap=0.5)
+    rel, ab = whole(x, relative=True), whole(x, relative=False)
+    assert (rel - ab).abs().mean() > 1e-3
+    assert (tiled(x, relative=True) - rel).abs().mean() < (tiled(x, relative=True) - ab).abs().mean()

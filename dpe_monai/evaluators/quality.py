@@ -44,6 +44,9 @@ __all__ = [
     "quality_table",
 ]
 
+#: groups with fewer scored images are reported but left out of the mean of group means
+MIN_GROUP_N = 5
+
 METRICS = ("psnr", "ssim", "delta_e", "feature_distance")
 LOWER_IS_BETTER = {"psnr": False, "ssim": False, "delta_e": True, "feature_distance": True}
 
@@ -66,7 +69,9 @@ def protocol(seed: int, mode: str, max_side: int | None, feature_backbone: str |
         if feature_backbone
         else "not computed",
         "skipped": "items left untouched by the simulator's luminance gate (input == reference) are not scored",
-        "average": "'average' = mean of the group means (the paper's Table II); 'pooled' = mean over all images",
+        "average": f"'average' = mean of the means of the groups with at least {MIN_GROUP_N} scored images (the paper's"
+        " Table II; a smaller group is reported but would let one image carry the headline); 'pooled' = mean over"
+        " all images",
     }
 
 
@@ -233,9 +238,19 @@ def _stats(values: list[float]) -> dict[str, float]:
     return {"mean": float(arr.mean()), "std": float(arr.std()), "median": float(np.median(arr)), "n": int(arr.size)}
 
 
-def summarise(per_image: Sequence[Mapping[str, Any]], methods: Sequence[str]) -> dict[str, Any]:
-    """Per method: per group ``{metric: {mean, std, median, n}}``, ``average`` (mean of group means) and ``pooled``."""
-    groups = sorted({r["group"] for r in per_image})
+def summarise(
+    per_image: Sequence[Mapping[str, Any]], methods: Sequence[str], min_group_n: int = MIN_GROUP_N
+) -> dict[str, Any]:
+    """Per method: per group ``{metric: {mean, std, median, n}}``, ``average`` and ``pooled``.
+
+    ``average`` is the mean of the group means over groups with at least ``min_group_n`` scored images (all groups
+    if none has that many), so a headline never rests on a group of one image; ``pooled`` is over all images.
+    """
+    counts: dict[str, int] = {}
+    for r in per_image:
+        counts[r["group"]] = counts.get(r["group"], 0) + 1
+    groups = sorted(counts)
+    headline = [g for g in groups if counts[g] >= min_group_n] or groups
     summary: dict[str, Any] = {}
     for name in methods:
         entry: dict[str, Any] = {}
@@ -244,7 +259,8 @@ def summarise(per_image: Sequence[Mapping[str, Any]], methods: Sequence[str]) ->
             rows = [r["metrics"][name] for r in per_image if r["group"] == g and name in r["metrics"]]
             entry[g] = {m: _stats([row[m] for row in rows if m in row]) for m in metric_names}
         entry["average"] = {
-            m: float(np.nanmean([entry[g][m]["mean"] for g in groups])) if groups else math.nan for m in metric_names
+            m: float(np.nanmean([entry[g][m]["mean"] for g in headline])) if headline else math.nan
+            for m in metric_names
         }
         rows = [r["metrics"][name] for r in per_image if name in r["metrics"]]
         entry["pooled"] = {m: _stats([row[m] for row in rows if m in row]) for m in metric_names}
@@ -372,9 +388,14 @@ def quality_table(
     def n_of(stats: Mapping[str, Any]) -> int:
         return max((int(v.get("n", 0)) for v in stats.values() if isinstance(v, Mapping)), default=0)
 
-    rows = [[g, n_of(first[g])] + [_cell(summary[m].get(g, {}), metrics) for m in methods] for g in groups]
+    rows = [
+        [g if n_of(first[g]) >= MIN_GROUP_N else f"{g} (n < {MIN_GROUP_N}: not in the mean of groups)", n_of(first[g])]
+        + [_cell(summary[m].get(g, {}), metrics) for m in methods]
+        for g in groups
+    ]
     rows.append(
         ["all images (pooled)", n_of(first["pooled"])] + [_cell(summary[m]["pooled"], metrics) for m in methods]
     )
-    rows.append(["mean of group means", "-"] + [_cell(summary[m]["average"], metrics) for m in methods])
+    mean_row = f"mean of group means (groups with n >= {MIN_GROUP_N})"
+    rows.append([mean_row, "-"] + [_cell(summary[m]["average"], metrics) for m in methods])
     return markdown_rows(head, rows)

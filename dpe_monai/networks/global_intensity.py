@@ -85,15 +85,18 @@ def global_summary(
     upper: float = 0.995,
     samples: int = 65536,
 ) -> torch.Tensor:
-    """Parameter-free statistics of whole images that the global branch reads: ``(B, 2 * n_quantiles + 3)``.
+    """Parameter-free statistics of whole images that the global branch reads: ``(B, 2 * n_quantiles + 3 + 25)``.
 
-    ``[q_lo, q_hi, full quantiles (n), thumbnail quantiles (n), noise]``: ``q_lo``/``q_hi`` are the ``lower``/
-    ``upper`` quantiles over the body (values above the minimum when they are >= 1 %) of the full-resolution grey
-    values (strided to about ``samples``), i.e. the intensity contract's percentile window
+    ``[q_lo, q_hi, full quantiles (n), thumbnail quantiles (n), noise, colour (25)]``: ``q_lo``/``q_hi`` are the
+    ``lower``/``upper`` quantiles over the body (values above the minimum when they are >= 1 %) of the
+    full-resolution grey values (strided to about ``samples``), i.e. the intensity contract's percentile window
     (:mod:`dpe_monai.contract`); the quantile vectors (evenly spaced over the body for full resolution, over all
     values for the 2x-pooled ``thumb``-side thumbnail) and the noise level (mean absolute vertical neighbour
-    difference) are in raw [0, 1] units. A training pipeline computes this on the whole degraded image
-    (``GlobalContextd``) so a random crop still gets the whole image's tone map.
+    difference) are in raw [0, 1] units. Colour: 7 quantiles (5 %, 20 %, ..., 95 %) of each of the three channels,
+    the mean absolute deviation of the channels from their mean (chroma) and the three channel means (grey images
+    count as three equal channels): Algorithm 1 and a badly exposed photograph scale chroma with contrast, so skin
+    or stain colour tells the global branch how far the contrast was cut. A training pipeline computes this on the
+    whole degraded image (``GlobalContextd``) so a random crop still gets the whole image's tone map.
 
     Args:
         x: ``(B, C, H, W)`` images or ``(B, C, H, W, D)`` volumes (slices along the last axis) in [0, 1].
@@ -101,6 +104,7 @@ def global_summary(
     b = x.shape[0]
     x = _grey_slices(x).float()
     grey = x.mean(dim=1)  # (B*S, H, W)
+    colour = x[:, :3] if x.shape[1] == 3 else grey[:, None].expand(-1, 3, -1, -1)
     flat = grey.reshape(b, -1)
     step = max(1, flat.shape[1] // samples)
     full = torch.sort(flat[:, ::step], dim=1).values
@@ -115,6 +119,11 @@ def global_summary(
     thumb_sorted = torch.sort(grey_thumbnail(x, thumb).reshape(b, -1), dim=1).values
     m = thumb_sorted.shape[1]
     noise = (grey[:, 1:] - grey[:, :-1]).abs().reshape(b, -1).mean(dim=1)
+    chan = colour.movedim(1, 0).reshape(3, b, -1)[:, :, ::step]  # (3, B, N)
+    chan_sorted = torch.sort(chan, dim=2).values
+    c_frac = torch.linspace(0.05, 0.95, 7, device=x.device)
+    chan_q = chan_sorted[:, :, (c_frac * (chan_sorted.shape[2] - 1)).round().long()].movedim(0, 1).reshape(b, 21)
+    chroma = (chan - chan.mean(dim=0, keepdim=True)).abs().mean(dim=(0, 2))
     return torch.cat(
         [
             torch.gather(full, 1, lo_i),
@@ -122,6 +131,9 @@ def global_summary(
             torch.gather(full, 1, q_i),
             thumb_sorted[:, (q_frac * (m - 1)).round().long()],
             noise[:, None],
+            chan_q,
+            chroma[:, None],
+            chan.mean(dim=2).t(),
         ],
         dim=1,
     )
@@ -167,7 +179,7 @@ class GlobalIntensity(nn.Module):
         self.max_log_scale = float(max_log_scale)
         self.samples = int(samples)
         self.mlp = nn.Sequential(
-            nn.Linear(2 * n_quantiles + 2, hidden),
+            nn.Linear(2 * n_quantiles + 2 + 28, hidden),
             nn.GELU(),
             nn.Linear(hidden, hidden),
             nn.GELU(),
@@ -177,7 +189,7 @@ class GlobalIntensity(nn.Module):
         nn.init.zeros_(self.mlp[-1].bias)
 
     def summary(self, x: torch.Tensor) -> torch.Tensor:
-        """:func:`global_summary` of ``x`` with this branch's settings: ``(B, 2 * n_quantiles + 3)``."""
+        """:func:`global_summary` of ``x`` with this branch's settings: ``(B, 2 * n_quantiles + 28)``."""
         return global_summary(x, self.thumb, self.n_quantiles, self.lower, self.upper, self.samples)
 
     def forward(
@@ -187,7 +199,7 @@ class GlobalIntensity(nn.Module):
 
         Args:
             x: the whole images (ignored when ``summary`` is given).
-            summary: precomputed :meth:`summary` of the whole images, ``(B, 2 * n_quantiles + 3)``.
+            summary: precomputed :meth:`summary` of the whole images, ``(B, 2 * n_quantiles + 28)``.
             relative: ``(B,)`` 1 for images whose values were windowed *relative to themselves* by the intensity
                 contract (percentile or DICOM window: 12/16-bit, HU), 0 for absolute 8-bit data. The target of a
                 relative image is its own percentile window, which the base stretch already recovers, so its
@@ -205,7 +217,23 @@ class GlobalIntensity(nn.Module):
         width = (q_hi - q_lo).clamp_min(1e-3)
         quant = (summary[:, 2 : 2 + 2 * n] - q_lo[:, None]) / width[:, None]
         noise = summary[:, 2 + 2 * n] / width
-        feats = torch.cat([quant.clamp(-2.0, 3.0), torch.log(width)[:, None], torch.log(noise + 1e-4)[:, None]], dim=1)
+        col = summary[:, 3 + 2 * n :]
+        chan_q = (col[:, :21] - q_lo[:, None]) / width[:, None]
+        means = col[:, 22:25]
+        grey_mean = means.mean(dim=1, keepdim=True)
+        feats = torch.cat(
+            [
+                quant.clamp(-2.0, 3.0),
+                torch.log(width)[:, None],
+                torch.log(noise + 1e-4)[:, None],
+                chan_q.clamp(-2.0, 3.0),
+                torch.log(col[:, 21:22] / width[:, None] + 1e-4),
+                means / grey_mean.clamp_min(1e-3),
+                grey_mean,
+                summary[:, :2],
+            ],
+            dim=1,
+        )
         out = self.mlp(feats)
         if relative is not None:
             out = out * (1.0 - relative.to(out.dtype).reshape(-1, 1))

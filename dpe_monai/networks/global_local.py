@@ -17,13 +17,16 @@ class GlobalLocalNet(nn.Module):
     """Enhance in two steps: a per-image tone map from the whole image, then a local residual refinement.
 
     ``g = tone_map(x)`` (:class:`GlobalIntensity`, starts as a 0.5-99.5 % percentile stretch) and
-    ``y = clip(g + 2 * (body([x, g]) - 0.5), 0, 1)`` where ``body`` is a :class:`DPENet` (residual blocks, gated
+    ``y = clip(g + 2 * (body([x, g, r]) - 0.5), 0, 1)`` where ``body`` is a :class:`DPENet` (residual blocks, gated
     skips) whose last convolution is zero-initialised, so an untrained model is exactly the percentile stretch and
-    training only has to learn denoising, detail and the correction of the stretch.
+    training only has to learn denoising, detail and the correction of the stretch. ``r`` is a constant plane
+    holding the intensity-convention flag (1: the image was windowed relative to itself, e.g. a 12/16-bit scan,
+    whose tone is already right and which only needs local restoration; 0: absolute 8-bit data, or unknown).
 
     The tone map must come from the *whole* image. Callers that tile a large image (or enhance a volume slice by
     slice) compute it once with :meth:`estimate` and pass it to every tile as ``params``; the
-    :class:`~dpe_monai.inference.Enhancer` does this.
+    :class:`~dpe_monai.inference.Enhancer` does this. ``params`` carries the flag as its last column, so tiles and
+    slices get it too.
 
     Shapes and values: ``(B, in_channels, *spatial)`` in [0, 1] -> ``(B, out_channels, *spatial)`` in [0, 1], any
     spatial size (the body pads to a multiple of 16 and crops back).
@@ -55,7 +58,7 @@ class GlobalLocalNet(nn.Module):
         self.global_branch = GlobalIntensity(in_channels=in_channels, thumb=thumb, knots=knots)
         self.body = DPENet(
             spatial_dims=spatial_dims,
-            in_channels=2 * in_channels,
+            in_channels=2 * in_channels + 1,
             out_channels=out_channels,
             channels=channels,
             global_residual=False,
@@ -66,8 +69,16 @@ class GlobalLocalNet(nn.Module):
             nn.init.zeros_(last.bias)
 
     def estimate(self, x: torch.Tensor, relative: torch.Tensor | None = None) -> torch.Tensor:
-        """Tone-map parameters ``(B, P)`` of whole images or volumes ``x`` (see :class:`GlobalIntensity`)."""
-        return self.global_branch(x, relative=relative)
+        """Parameters ``(B, P + 1)`` of whole images or volumes ``x``: the tone map (:class:`GlobalIntensity`) and
+        the convention flag ``relative`` (``(B,)``, None = 0) as the last column."""
+        return self._with_flag(self.global_branch(x, relative=relative), relative)
+
+    @staticmethod
+    def _with_flag(params: torch.Tensor, relative: torch.Tensor | None) -> torch.Tensor:
+        flag = torch.zeros_like(params[:, :1])
+        if relative is not None:
+            flag = flag + relative.to(params.dtype).reshape(-1, 1)
+        return torch.cat([params, flag], dim=1)
 
     def forward(
         self,
@@ -80,14 +91,18 @@ class GlobalLocalNet(nn.Module):
 
         Args:
             x: the image (or a tile or crop of it).
-            params: tone-map parameters from :meth:`estimate` on the whole image; default: estimated from
-                ``context``, else from ``x`` itself.
+            params: parameters from :meth:`estimate` on the whole image (tone map and flag); default: estimated
+                from ``context``, else from ``x`` itself, with the flag ``relative``.
             context: :func:`~dpe_monai.networks.global_intensity.global_summary` of the whole image the crop
                 ``x`` came from, ``(B, S)`` (``GlobalContextd`` in training).
             relative: ``(B,)`` the intensity convention flag (see :class:`GlobalIntensity`).
         """
         if params is None:
-            params = self.global_branch(x, summary=context, relative=relative)
-        g = apply_global_intensity(x, params.to(x.dtype))
-        r = self.body(torch.cat([x, g], dim=1))
+            params = self._with_flag(self.global_branch(x, summary=context, relative=relative), relative)
+        params = params.to(x.dtype)
+        if params.shape[0] != x.shape[0]:
+            params = params.expand(x.shape[0], -1)
+        g = apply_global_intensity(x, params[:, :-1])
+        flag = params[:, -1:].reshape([x.shape[0], 1] + [1] * (x.ndim - 2)).expand_as(x[:, :1])
+        r = self.body(torch.cat([x, g, flag], dim=1))
         return (g + 2.0 * (r - 0.5)).clamp(0.0, 1.0)

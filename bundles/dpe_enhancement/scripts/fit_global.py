@@ -19,6 +19,7 @@ image to 15.7 dB of itself, and the local body learnt to undo that), so this scr
 3. the MLP is trained with L1 between the tone-mapped degraded pixels and the clean pixels (a random sample of
    ``--pixels`` per image), Adam, ``--steps`` steps; the validation split is scored before and after.
 
+A source checkpoint from before the body read the intensity-convention flag gets a zero input channel for it.
 The output is a resumable training checkpoint (the ``LatestCheckpoint`` format) holding the source's generator and
 EMA generator with the fitted branch in both, the trainer at epoch 0 and no optimiser state, ready for
 ``train.json`` with ``resume`` and ``train_global`` false (the body is then fine-tuned under a fixed tone map).
@@ -62,6 +63,16 @@ def _instances(items: list[dict], per_image: int, clean_share: float, max_side: 
     return torch.stack(summaries), torch.stack(lows), torch.stack(cleans)
 
 
+def _with_flag_input(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A checkpoint from before the body read the convention flag: give its first convolution a zero input channel
+    for it (the network then computes exactly what it computed before)."""
+    state = dict(state)
+    for key, w in state.items():
+        if key.endswith("body.head.weight") and w.shape[1] == 6:
+            state[key] = torch.cat([w, torch.zeros_like(w[:, :1])], dim=1)
+    return state
+
+
 def _psnr(branch: torch.nn.Module, data: tuple[torch.Tensor, ...]) -> dict[str, float]:
     from dpe_monai.networks.global_intensity import apply_global_intensity
 
@@ -70,8 +81,11 @@ def _psnr(branch: torch.nn.Module, data: tuple[torch.Tensor, ...]) -> dict[str, 
         out = apply_global_intensity(low, branch(low, summary=summary))
     mse = ((out - clean) ** 2).mean(dim=(1, 2)).clamp_min(1e-10)
     ident = ((low - clean) ** 2).mean(dim=(1, 2)).clamp_min(1e-10)
+    clean_pairs = ident <= 1e-9  # the clean share: images given as they are
     return {
         "psnr_mean": float((-10 * torch.log10(mse)).mean()),
+        "psnr_mean_degraded": float((-10 * torch.log10(mse[~clean_pairs])).mean()),
+        "psnr_mean_clean_inputs": float((-10 * torch.log10(mse[clean_pairs])).mean()) if clean_pairs.any() else None,
         "psnr_pooled_mse": float(-10 * math.log10(float(mse.mean()))),
         "identity_psnr_mean": float((-10 * torch.log10(ident)).mean()),
         "n": int(summary.shape[0]),
@@ -99,13 +113,16 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
     )
 
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    for name in ("network", "ema_network"):
+        if ckpt.get(name):
+            ckpt[name] = _with_flag_input(ckpt[name])
     net = GlobalLocalNet(in_channels=3, out_channels=3)
-    net.load_state_dict(ckpt["network"])
-    branch = net.global_branch
-    report: dict[str, Any] = {"validation_before": _psnr(branch, val_data)}
-    torch.nn.init.zeros_(branch.mlp[-1].weight)
-    torch.nn.init.zeros_(branch.mlp[-1].bias)
-    report["validation_percentile_stretch"] = _psnr(branch, val_data)
+    body = {k: v for k, v in ckpt["network"].items() if not k.startswith("global_branch.")}
+    missing, unexpected = net.load_state_dict(body, strict=False)
+    if unexpected or any(not k.startswith("global_branch.") for k in missing):
+        raise ValueError(f"{args.checkpoint} is not a GlobalLocalNet training checkpoint: {missing} {unexpected}")
+    branch = net.global_branch  # fitted from scratch (its last layer zero: the percentile stretch)
+    report: dict[str, Any] = {"validation_percentile_stretch": _psnr(branch, val_data)}
     from dpe_monai.networks.global_intensity import apply_global_intensity
 
     opt = torch.optim.Adam(branch.mlp.parameters(), lr=args.lr)
@@ -165,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--clean_share", type=float, default=0.1)
     p.add_argument("--max_side", type=int, default=512)
     p.add_argument("--pixels", type=int, default=4096)
-    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--epoch_length", type=int, default=200, help="recorded in the trainer state")
