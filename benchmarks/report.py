@@ -29,6 +29,7 @@ from benchmarks.report_sections import (
     small_test_set,
     speed_section,
 )
+from dpe_monai.markdown import markdown_table as table
 
 COMMANDS = {
     "quality": "python -m benchmarks.quality",
@@ -72,13 +73,6 @@ def fmt(value: Any, digits: int = 2) -> str:
     if isinstance(value, (int, float)):
         return f"{value:.{digits}f}"
     return str(value)
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    """A Markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def machine_line(data: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ import numpy as np
 
 from dpe_monai.data.sources import GROUPS, SourceInfo
 from dpe_monai.data.splits import SPLITS
+from dpe_monai.markdown import markdown_table
 
 __all__ = ["render_data_card", "summarize"]
 
@@ -62,9 +63,8 @@ def summarize(datalist: Mapping[str, Sequence[Mapping]]) -> dict:
     }
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+def markdown_table_lines(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    return markdown_table(header, rows).splitlines()
 
 
 def render_data_card(
@@ -106,7 +106,7 @@ def render_data_card(
         rows.append([g, *cells, sum(it.get(f"{g}/{s}", 0) for s in SPLITS)])
     totals = [sum(it.get(f"{g}/{s}", 0) for g in GROUPS) for s in SPLITS]
     rows.append(["**all**", *totals, summary["total"]])
-    lines += _table(["group", *SPLITS, "total"], rows)
+    lines += markdown_table_lines(["group", *SPLITS, "total"], rows)
     lines += ["", "## Sources", ""]
     rows = []
     for key in sorted({k.split("/")[0] for k in summary["sources"]}):
@@ -119,7 +119,9 @@ def render_data_card(
         licence = info.licence if info else "as given by the user"
         package = f"`{info.package}`" if info else "-"
         rows.append([f"`{key}`", title, package, *counts, licence])
-    lines += _table(["source", "content", "package", *[f"{s} items (subjects)" for s in SPLITS], "licence"], rows)
+    lines += markdown_table_lines(
+        ["source", "content", "package", *[f"{s} items (subjects)" for s in SPLITS], "licence"], rows
+    )
     lines += ["", "## Bit depth, channels and size per group", ""]
     rows = []
     for g in GROUPS:
@@ -129,10 +131,12 @@ def render_data_card(
         c1, c3 = summary["channels"].get(f"{g}/1", 0), summary["channels"].get(f"{g}/3", 0)
         lo, med, hi = summary["pixels"][g]
         rows.append([g, d8, d16, c1, c3, f"{lo} / {med} / {hi}"])
-    lines += _table(["group", "8-bit", "16-bit", "gray", "RGB", "pixels per item min / median / max"], rows)
+    lines += markdown_table_lines(
+        ["group", "8-bit", "16-bit", "gray", "RGB", "pixels per item min / median / max"], rows
+    )
     lines += ["", "## Labels (items with a label file; boxes = number of boxes)", ""]
     rows = [[*k.split("/"), n] for k, n in summary["labels"].items()]
-    lines += _table(["source", "kind", "split", "count"], rows) if rows else ["none"]
+    lines += markdown_table_lines(["source", "kind", "split", "count"], rows) if rows else ["none"]
     lines += ["", "## Test subjects (held out whole)", ""]
     by_source: dict[str, list[str]] = defaultdict(list)
     for subject in summary["test_subjects"]:

@@ -136,6 +136,17 @@ def degrade(
     return torch.as_tensor(np.asarray(out["lq"], dtype=np.float32)), dict(out["lq_params"])
 
 
+def for_item(fn: EnhanceFn, relative: bool | None = None, lq_params: Mapping[str, Any] | None = None) -> EnhanceFn:
+    """``fn`` bound to what one item may tell it: the true degradation for the oracle ceiling (``uses_params``),
+    else the intensity contract's rule (``uses_convention``: ``relative=True`` for percentile/DICOM-windowed
+    images, as the CLI passes it). Other callables are returned as they are."""
+    if getattr(fn, "uses_params", False):
+        return lambda x: fn(x, lq_params)
+    if getattr(fn, "uses_convention", False):
+        return lambda x: fn(x, relative=relative)
+    return fn
+
+
 def enhance(fn: EnhanceFn, x: torch.Tensor) -> torch.Tensor:
     """Apply an enhancement callable to ``(C, H, W)`` or ``(B, C, H, W)``; returns float32 CPU in [0, 1]."""
     single = x.ndim == 3

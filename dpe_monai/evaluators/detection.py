@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dpe_monai.evaluators.common import EnhanceFn, degrade, enhance, item_id, load_clean
+from dpe_monai.evaluators.common import EnhanceFn, degrade, enhance, for_item, item_id, load_clean
 from dpe_monai.evaluators.recovery import recovery_table
 
 __all__ = [
@@ -258,13 +258,18 @@ def evaluate_detection(
     preds: dict[str, list] = {k: [] for k in inputs}
     gts, skipped = [], []
     for item in items:
-        clean = load_clean(item)["image"]
+        loaded = load_clean(item)
+        clean = loaded["image"]
         lq, params = degrade(clean, seed, item_id(item), mode=mode, **degrade_kwargs)
         if not params["applied"]:
             skipped.append(item_id(item))
             continue
         gts.append(_target(item))
-        versions = {"degraded": lq, "clean": clean, **{k: enhance(fn, lq) for k, fn in enhancers.items()}}
+        versions = {
+            "degraded": lq,
+            "clean": clean,
+            **{k: enhance(for_item(fn, loaded["relative"], params), lq) for k, fn in enhancers.items()},
+        }
         for key in inputs:
             preds[key].append(detect(detector, versions[key]))
     metric = _coco(class_names)

@@ -23,11 +23,13 @@ from dpe_monai.evaluators.common import (
     clean_transforms,
     degrade,
     enhance,
+    for_item,
     item_id,
     load_clean,
     save_json,
     timed,
 )
+from dpe_monai.markdown import markdown_table
 
 __all__ = [
     "METRICS",
@@ -40,7 +42,6 @@ __all__ = [
     "score_enhancers",
     "summarise",
     "protocol",
-    "markdown_rows",
     "quality_table",
 ]
 
@@ -209,10 +210,7 @@ def score_enhancers(
         rec["metrics"] = {}
         kept = {} if keep is not None and keep(pair) else None
         for name, fn in enhancers.items():
-            if getattr(fn, "uses_params", False):  # the oracle ceiling: knows the true degradation
-                fn = (lambda f, p: lambda x: f(x, p))(fn, pair["lq_params"])
-            elif getattr(fn, "uses_convention", False):  # the contract's rule, as the CLI passes it
-                fn = (lambda f, r: lambda x: f(x, relative=r))(fn, pair.get("relative"))
+            fn = for_item(fn, pair.get("relative"), pair["lq_params"])
             out, sec = timed(lambda fn=fn, lq=pair["lq"]: enhance(fn, lq))
             seconds[name] += sec
             rec["metrics"][name] = scorer(out, pair["image"])
@@ -349,13 +347,6 @@ class QualitySaver:
         (Path(self.output_dir) / "quality.md").write_text(quality_table(summary, [self.method]) + "\n")
 
 
-def markdown_rows(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A markdown table (the one table writer of the evaluation reports)."""
-    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 _FORMATS = {"psnr": "{:.2f}", "ssim": "{:.3f}", "delta_e": "{:.2f}", "feature_distance": "{:.4f}"}
 _NAMES = {"psnr": "PSNR", "ssim": "SSIM", "delta_e": "DeltaE", "feature_distance": "feature distance"}
 
@@ -398,4 +389,4 @@ def quality_table(
     )
     mean_row = f"mean of group means (groups with n >= {MIN_GROUP_N})"
     rows.append([mean_row, "-"] + [_cell(summary[m]["average"], metrics) for m in methods])
-    return markdown_rows(head, rows)
+    return markdown_table(head, rows)

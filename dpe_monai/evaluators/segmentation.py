@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dpe_monai.evaluators.common import EnhanceFn, degrade, enhance, item_id, load_clean
+from dpe_monai.evaluators.common import EnhanceFn, degrade, enhance, for_item, item_id, load_clean
 from dpe_monai.evaluators.recovery import recovery_table
 
 __all__ = ["SegmentationEvaluator", "build_segmenter", "train_segmenter", "segment", "evaluate_segmentation"]
@@ -159,7 +159,11 @@ def evaluate_segmentation(
             skipped.append(item_id(item))
             continue
         n += 1
-        versions = {"degraded": lq, "clean": clean, **{k: enhance(fn, lq) for k, fn in enhancers.items()}}
+        versions = {
+            "degraded": lq,
+            "clean": clean,
+            **{k: enhance(for_item(fn, data["relative"], params), lq) for k, fn in enhancers.items()},
+        }
         ref = F.one_hot(label[None], num_classes).permute(0, 3, 1, 2).float()
         for key in inputs:
             pred = F.one_hot(segment(network, versions[key][None]), num_classes).permute(0, 3, 1, 2).float()

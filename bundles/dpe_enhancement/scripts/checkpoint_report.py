@@ -19,7 +19,8 @@ import platform
 from pathlib import Path
 
 from dpe_monai.evaluators.common import save_json
-from dpe_monai.evaluators.quality import markdown_rows, quality_table
+from dpe_monai.evaluators.quality import quality_table
+from dpe_monai.markdown import markdown_table
 
 BUNDLE = Path(__file__).resolve().parents[1]
 DOCS = BUNDLE / "docs"
@@ -95,7 +96,7 @@ def training_markdown(rows: list[dict], runs: list[dict]) -> str:
             ]
         )
     header = ["MLflow run", "iterations logged", "last epoch", "batch", "patch", "lambda_rfl", "discriminator"]
-    lines = [markdown_rows([*header, "final val PSNR / DeltaE"], table)]
+    lines = [markdown_table([*header, "final val PSNR / DeltaE"], table)]
     last = max(
         runs, key=lambda r: max([x["step"] for x in rows if x["run"] == r["run_name"] and x["metric"] == "g_loss"])
     )
