@@ -20,15 +20,9 @@ from typing import Any
 import torch
 from monai.engines import Evaluator
 
-from dpe_monai.inference.files import EnhanceSummary, discover_inputs, enhance_native
+from dpe_monai.inference.files import EnhanceSummary, discover_inputs, enhance_job, job_name
 from dpe_monai.io import (
-    BadImageError,
     InputJob,
-    OutputCollisionError,
-    check_values,
-    output_paths,
-    read_image,
-    write_image,
 )
 
 __all__ = ["EnhanceFileDataset", "FileEnhancementEvaluator", "FailedFilesError", "collate_items", "require_folder"]
@@ -74,8 +68,7 @@ class EnhanceFileDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         job = self.jobs[index]
-        name = str(job.paths[0]) if len(job.paths) == 1 else f"{job.paths[0].parent} (series of {len(job.paths)})"
-        return {"name": name, "job": job}
+        return {"name": job_name(job), "job": job}
 
 
 def collate_items(batch: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -157,31 +150,18 @@ class FileEnhancementEvaluator(Evaluator):
         return [self._enhance_item(item["name"], item["job"], inputs) for item in batchdata]
 
     def _enhance_item(self, name: str, job: InputJob, inputs: set[Path]) -> dict[str, Any]:
-        outs = output_paths(job, self.output_dir, self.postfix)
-        try:
-            for out in outs:
-                if any(out.resolve() == p.resolve() for p in job.paths):
-                    raise OutputCollisionError(f"{out}: output path is an input file; refusing to overwrite it")
-            existing = [o for o in outs if o.exists()]
-            if existing and not self.overwrite:
-                message = f"{existing[0]}: output exists (use --overwrite to replace it)"
-                self.summary.skipped.append((name, message))
-                return {"name": name, "status": "skipped", "message": message}
-            for out in outs:  # another item's input (e.g. an earlier result enhanced again into the same folder)
-                if out.resolve() in inputs:
-                    raise OutputCollisionError(f"{out}: output path is an input file; refusing to overwrite it")
-            image = read_image(job.paths, job.kind)
-            check_values(image.name, image.array, self.max_pixels)
-            write_image(image, enhance_native(image, self.enhance, self.window), outs)
-        except (BadImageError, OutputCollisionError) as e:
-            message = str(e)
-        except Exception as e:  # one bad file must not stop the run: report it with its name
-            message = f"{name}: {type(e).__name__}: {e}"
-        else:
-            self.summary.done.append((name, [str(o) for o in outs]))
-            return {"name": name, "status": "done", "outputs": [str(o) for o in outs]}
-        self.summary.failed.append((name, message))
-        return {"name": name, "status": "failed", "message": message}
+        return enhance_job(
+            job,
+            self.output_dir,
+            self.enhance,
+            self.summary,
+            inputs,
+            self.postfix,
+            self.overwrite,
+            False,
+            self.max_pixels,
+            self.window,
+        )
 
     def raise_on_failure(self) -> EnhanceSummary:
         """Raise :class:`FailedFilesError` naming every failed file; otherwise return the summary."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -126,6 +127,62 @@ class EnhanceSummary:
         return "\n".join(lines)
 
 
+def job_name(job: InputJob) -> str:
+    """How reports name a job: its file, or its folder and size for a DICOM series."""
+    return str(job.paths[0]) if len(job.paths) == 1 else f"{job.paths[0].parent} (series of {len(job.paths)})"
+
+
+def enhance_job(
+    job: InputJob,
+    output_dir: str | Path,
+    enhancer: Callable[[torch.Tensor], torch.Tensor] | None,
+    summary: EnhanceSummary,
+    inputs: Set[Path] = frozenset(),
+    postfix: str = "_dpe",
+    overwrite: bool = False,
+    dry_run: bool = False,
+    max_pixels: int | None = 64_000_000,
+    window: str = "auto",
+) -> dict[str, Any]:
+    """Enhance one discovered file or series into ``output_dir`` and record the outcome in ``summary``.
+
+    The per-file rules shared by :func:`enhance_files` and the bundle's file evaluator: never write over an input
+    (``inputs``: every input of the batch, resolved), skip existing outputs unless ``overwrite``, read, check,
+    enhance in the scan's own units (:func:`enhance_native`) and write atomically; any error becomes one line
+    naming the file.
+
+    Returns:
+        ``{"name", "status": "done" | "skipped" | "failed", "outputs" | "message"}``.
+    """
+    name = job_name(job)
+    outs = output_paths(job, output_dir, postfix)
+    try:
+        for out in outs:
+            if any(out.resolve() == p.resolve() for p in job.paths):
+                raise OutputCollisionError(f"{out}: output path is an input file; refusing to overwrite it")
+        existing = [o for o in outs if o.exists()]
+        if existing and not overwrite:
+            message = f"{existing[0]}: output exists (use --overwrite to replace it)"
+            summary.skipped.append((name, message))
+            return {"name": name, "status": "skipped", "message": message}
+        for out in outs:  # another job's input (e.g. an earlier result enhanced again into the same folder)
+            if out.resolve() in inputs:
+                raise OutputCollisionError(f"{out}: output path is an input file; refusing to overwrite it")
+        if not dry_run:
+            image = read_image(job.paths, job.kind)
+            check_values(image.name, image.array, max_pixels)
+            write_image(image, enhance_native(image, enhancer, window), outs)
+    except (BadImageError, OutputCollisionError) as e:
+        message = str(e)
+    except Exception as e:  # one bad file must not stop the batch: report it with its name
+        message = f"{name}: {type(e).__name__}: {e}"
+    else:
+        summary.done.append((name, [str(o) for o in outs]))
+        return {"name": name, "status": "done", "outputs": [str(o) for o in outs]}
+    summary.failed.append((name, message))
+    return {"name": name, "status": "failed", "message": message}
+
+
 def enhance_files(
     inputs: Sequence[str | Path],
     output_dir: str | Path,
@@ -172,35 +229,11 @@ def enhance_files(
 
         iterator = tqdm(jobs, desc="enhancing", unit="image")
     for job in iterator:
-        name = str(job.paths[0]) if len(job.paths) == 1 else f"{job.paths[0].parent} (series of {len(job.paths)})"
-        outs = output_paths(job, output_dir, postfix)
-        try:
-            for out in outs:
-                if any(out.resolve() == p.resolve() for p in job.paths):
-                    raise OutputCollisionError(f"{out}: output path is an input file; refusing to overwrite it")
-            existing = [o for o in outs if o.exists()]
-            if existing and not overwrite:
-                summary.skipped.append((name, f"{existing[0]}: output exists (use --overwrite to replace it)"))
-                continue
-            for out in outs:  # another job's input (e.g. an earlier result enhanced again into the same folder)
-                if out.resolve() in all_inputs:
-                    raise OutputCollisionError(f"{out}: output path is an input file; refusing to overwrite it")
-            if dry_run:
-                summary.done.append((name, [str(o) for o in outs]))
-                continue
-            image = read_image(job.paths, job.kind)
-            check_values(image.name, image.array, max_pixels)
-            values = enhance_native(image, enhancer, window)
-            write_image(image, values, outs)
-            summary.done.append((name, [str(o) for o in outs]))
-        except (BadImageError, OutputCollisionError) as e:
-            summary.failed.append((name, str(e)))
-        except Exception as e:  # one bad file must not stop the batch: report it with its name
-            summary.failed.append((name, f"{name}: {type(e).__name__}: {e}"))
-        else:
-            continue
-        if on_error:
-            on_error(name, summary.failed[-1][1])
+        record = enhance_job(
+            job, output_dir, enhancer, summary, all_inputs, postfix, overwrite, dry_run, max_pixels, window
+        )
+        if record["status"] == "failed" and on_error:
+            on_error(record["name"], record["message"])
     summary.seconds = time.perf_counter() - start
     return summary
 
