@@ -34,6 +34,7 @@ from dpe_monai.markdown import markdown_table as table
 COMMANDS = {
     "quality": "python -m benchmarks.quality",
     "quality_after": "python -m benchmarks.quality --noise_order after --output benchmarks/results/quality_after.json",
+    "quality_nogate": "python -m benchmarks.quality --no_gate --output benchmarks/results/quality_nogate.json",
     "passthrough": "python -m benchmarks.passthrough",
     "ablation": "python -m benchmarks.ablation",
     "basicunet": "python -m benchmarks.ablation --variants basicunet ...",
@@ -54,7 +55,7 @@ def load_results(results_dir: Path) -> dict[str, Any]:
 
 def ci_sized(name: str, data: dict[str, Any]) -> bool:
     """True when a JSON comes from a tiny (CI) configuration rather than a full run."""
-    if name in ("quality", "quality_after"):
+    if name in ("quality", "quality_after", "quality_nogate"):
         return data.get("limit_per_group") is not None or "random" in data["protocol"]["feature_distance"]
     if name in ("ablation", "basicunet"):
         return data["budget"]["images_per_variant"] < 1000 or data.get("limit_per_group") is not None
@@ -117,6 +118,8 @@ def build_report(results_dir: Path, figures_dir: Path, output: Path) -> str:
     parts += quality_section(res.get("quality"), ctx, "quality", "a")
     parts += quality_section(res.get("quality_after"), ctx, "quality_after", "b")
     parts += passthrough_section(res.get("passthrough"), ctx)
+    if res.get("quality_nogate"):
+        parts += quality_section(res.get("quality_nogate"), ctx, "quality_nogate", "d")
     parts += ablation_section(res.get("ablation"), res.get("basicunet"), ctx)
     parts += speed_section(res.get("speed"), ctx)
     parts += downstream_section(res.get("downstream"), ctx)
@@ -131,7 +134,7 @@ def verdict_section(res: dict, ctx: dict) -> list[str]:
     """Where DPE wins and where it loses, computed from the JSON files."""
     out = ["## 5. Where DPE wins and where it loses", "", "_Computed from the numbers above._", ""]
     fmt, labels = ctx["fmt"], ctx["labels"]
-    for key in ("quality", "quality_after"):
+    for key in ("quality", "quality_after", "quality_nogate"):
         out += _quality_verdict(res.get(key), key, ctx)
     d = res.get("downstream")
     if d:
@@ -172,7 +175,7 @@ def _quality_verdict(q: dict | None, key: str, ctx: dict) -> list[str]:
     if not q or "dpe" not in q["summary"]:
         return out
     summary = q["summary"]
-    order_name = "noise after" if key == "quality_after" else "noise before"
+    order_name = {"quality_after": "noise after", "quality_nogate": "noise before, no gate"}.get(key, "noise before")
     for metric in ("psnr", "ssim", "delta_e", "feature_distance"):
         for col in [*q["groups"], "average", "pooled"]:
             vals = {m: group_mean(summary, m, col, metric) for m in summary if m != "oracle"}

@@ -12,6 +12,7 @@ from benchmarks.report_sections import LOWER, METRIC_NAMES, PAPER_TABLE_II, _bes
 NOISE_ORDER = {
     "quality": "noise before the exposure drop (the paper's order)",
     "quality_after": "noise after the exposure drop (acquisition order)",
+    "quality_nogate": "noise before, every image degraded (no luminance gate: dark MR/CT slices too)",
 }
 
 
