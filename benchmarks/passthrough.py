@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from dpe_monai.contract import to_unit
     from dpe_monai.data import ensure_collection
-    from dpe_monai.evaluators.common import enhance, item_id, load_clean, load_datalist
+    from dpe_monai.evaluators.common import enhance, for_item, item_id, load_clean, load_datalist
     from dpe_monai.inference.files import enhance_native, native_window
     from dpe_monai.io import discover, read_image
 
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from benchmarks.quality import evenly_per_group
 
         items = evenly_per_group(items, args.per_group)
-    clean = [(item, load_clean(item, max_side=1024)["image"]) for item in items]
+    clean = [(item, load_clean(item, max_side=1024)) for item in items]
     payload: dict[str, Any] = {
         "benchmark": "passthrough",
         "command": "python -m benchmarks.passthrough " + " ".join(args.argv),
@@ -85,8 +85,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     for name, fn in methods.items():
         rows = []
-        for item, img in clean:
-            out = enhance(fn, img)
+        for item, loaded in clean:  # with the contract's rule, as the CLI and the quality protocol pass it
+            img = loaded["image"]
+            out = enhance(for_item(fn, loaded["relative"]), img)
             rows.append({"id": item_id(item), "group": str(item.get("modality_group", "all")), "psnr": _psnr(out, img)})
         payload["collection"][name] = {"summary": _summary(rows), "per_image": rows}
         dic = []
