@@ -17,6 +17,7 @@ import json
 import math
 import platform
 from pathlib import Path
+from typing import Any
 
 from dpe_monai.evaluators.common import save_json
 from dpe_monai.evaluators.quality import quality_table
@@ -51,12 +52,19 @@ def evaluate(method: str, dataset_dir: Path, out_root: Path, checkpoint: Path) -
     return json.loads((out / "quality.json").read_text())["summary"][method]
 
 
-def export_training(db: Path, prefix: str) -> tuple[list[dict], list[dict]]:
-    """All metric points and params of the MLflow runs named ``prefix*`` in a SQLite store."""
+def export_training(dbs: Path | list[Path], prefix: str) -> tuple[list[dict], list[dict]]:
+    """All metric points and params of the MLflow runs named ``prefix*`` in one or more SQLite stores (the stages
+    of a checkpoint's training, in order)."""
     import mlflow
 
-    client = mlflow.MlflowClient(f"sqlite:///{db.resolve()}")
     rows, runs = [], []
+    for db in [dbs] if isinstance(dbs, Path) else dbs:
+        client = mlflow.MlflowClient(f"sqlite:///{db.resolve()}")
+        _export_store(client, prefix, rows, runs)
+    return rows, runs
+
+
+def _export_store(client: Any, prefix: str, rows: list[dict], runs: list[dict]) -> None:
     for exp in client.search_experiments():
         for run in client.search_runs([exp.experiment_id]):
             name = run.info.run_name or ""
@@ -66,7 +74,6 @@ def export_training(db: Path, prefix: str) -> tuple[list[dict], list[dict]]:
             for key in run.data.metrics:
                 for m in client.get_metric_history(run.info.run_id, key):
                     rows.append({"run": name, "metric": key, "step": m.step, "value": m.value})
-    return rows, runs
 
 
 def training_markdown(rows: list[dict], runs: list[dict]) -> str:
@@ -97,10 +104,11 @@ def training_markdown(rows: list[dict], runs: list[dict]) -> str:
         )
     header = ["MLflow run", "iterations logged", "last epoch", "batch", "patch", "lambda_rfl", "discriminator"]
     lines = [markdown_table([*header, "final val PSNR / DeltaE"], table)]
-    last = max(
-        runs, key=lambda r: max([x["step"] for x in rows if x["run"] == r["run_name"] and x["metric"] == "g_loss"])
+    iterations = sum(  # stages run one after the other; each run counts its own iterations
+        max(x["step"] for x in rows if x["run"] == name and x["metric"] == "g_loss")
+        for name in dict.fromkeys(r["run_name"] for r in runs)
     )
-    iterations = max(r["step"] for r in rows if r["run"] == last["run_name"] and r["metric"] == "g_loss")
+    last = runs[-1]
     total_images = iterations * int(last["params"].get("batch_size", 8))
     lines += [
         "",
@@ -168,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset-dir", type=Path, required=True)
     ap.add_argument("--checkpoint", type=Path, default=BUNDLE / "models" / "model.pt")
-    ap.add_argument("--train-db", type=Path, default=None, help="MLflow SQLite store of the training runs")
+    ap.add_argument(
+        "--train-db", type=Path, nargs="+", default=None, help="MLflow SQLite stores of the training stages, in order"
+    )
     ap.add_argument("--run-prefix", default="shipped_")
     ap.add_argument("--work-dir", type=Path, default=BUNDLE / "outputs" / "checkpoint_report")
     ap.add_argument(
