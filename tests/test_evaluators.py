@@ -193,3 +193,18 @@ def test_bundle_configs(name, synthetic, tmp_path):
     )
     result = parser.get_parsed_content("result")
     assert list(result["inputs"]) == ["degraded", "dpe", "clean"] and "dpe" in result["recovery"]
+
+
+def test_a_group_of_one_does_not_carry_the_mean_of_groups():
+    from dpe_monai.evaluators.quality import MIN_GROUP_N, quality_table, summarise
+
+    rows = [{"group": "big", "metrics": {"m": {"psnr": 20.0}}} for _ in range(MIN_GROUP_N)]
+    rows.append({"group": "single", "metrics": {"m": {"psnr": 40.0}}})
+    summary = summarise(rows, ["m"])
+    assert summary["m"]["average"]["psnr"] == pytest.approx(20.0)
+    assert summary["m"]["pooled"]["psnr"]["mean"] == pytest.approx((20.0 * MIN_GROUP_N + 40.0) / (MIN_GROUP_N + 1))
+    table = quality_table(summary, ["m"], metrics=("psnr",))
+    assert "single (n < 5: not in the mean of groups)" in table and "| big |" in table
+    # with no group that large, every group counts (tiny CI collections)
+    small = summarise(rows[-2:], ["m"])
+    assert small["m"]["average"]["psnr"] == pytest.approx(30.0)

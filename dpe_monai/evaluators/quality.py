@@ -379,14 +379,15 @@ def quality_table(
     def n_of(stats: Mapping[str, Any]) -> int:
         return max((int(v.get("n", 0)) for v in stats.values() if isinstance(v, Mapping)), default=0)
 
+    headline = [g for g in groups if n_of(first[g]) >= MIN_GROUP_N] or groups  # as summarise() averages
     rows = [
-        [g if n_of(first[g]) >= MIN_GROUP_N else f"{g} (n < {MIN_GROUP_N}: not in the mean of groups)", n_of(first[g])]
+        [g if g in headline else f"{g} (n < {MIN_GROUP_N}: not in the mean of groups)", n_of(first[g])]
         + [_cell(summary[m].get(g, {}), metrics) for m in methods]
         for g in groups
     ]
     rows.append(
         ["all images (pooled)", n_of(first["pooled"])] + [_cell(summary[m]["pooled"], metrics) for m in methods]
     )
-    mean_row = f"mean of group means (groups with n >= {MIN_GROUP_N})"
+    mean_row = "mean of group means" + (f" (groups with n >= {MIN_GROUP_N})" if headline != groups else "")
     rows.append([mean_row, "-"] + [_cell(summary[m]["average"], metrics) for m in methods])
     return markdown_table(head, rows)
