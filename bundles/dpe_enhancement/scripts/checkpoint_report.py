@@ -112,10 +112,10 @@ def training_markdown(rows: list[dict], runs: list[dict]) -> str:
     total_images = iterations * int(last["params"].get("batch_size", 8))
     lines += [
         "",
-        f"The checkpoint saw {iterations} iterations x batch {last['params'].get('batch_size')} = {total_images:,} "
+        f"The runs logged {iterations} iterations x batch {last['params'].get('batch_size')} = {total_images:,} "
         f"training crops of {last['params'].get('patch_size')} px, {100 * total_images / PAPER_IMAGES:.1f} % of the "
-        f"paper's budget (100 epochs x 15,181 images = {PAPER_IMAGES:,}). Iterations that a run logged before it was "
-        "killed and resumed from an earlier epoch checkpoint appear in the CSV but are not part of the checkpoint.",
+        f"paper's budget (100 epochs x 15,181 images = {PAPER_IMAGES:,}). A run killed mid-epoch logged a few "
+        "iterations that its last epoch checkpoint, and so the shipped model, does not hold.",
     ]
     return "\n".join(lines)
 
