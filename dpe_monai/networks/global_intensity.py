@@ -119,11 +119,17 @@ def global_summary(
     thumb_sorted = torch.sort(grey_thumbnail(x, thumb).reshape(b, -1), dim=1).values
     m = thumb_sorted.shape[1]
     noise = (grey[:, 1:] - grey[:, :-1]).abs().reshape(b, -1).mean(dim=1)
-    chan = colour.movedim(1, 0).reshape(3, b, -1)[:, :, ::step]  # (3, B, N)
-    chan_sorted = torch.sort(chan, dim=2).values
-    c_frac = torch.linspace(0.05, 0.95, 7, device=x.device)
-    chan_q = chan_sorted[:, :, (c_frac * (chan_sorted.shape[2] - 1)).round().long()].movedim(0, 1).reshape(b, 21)
-    chroma = (chan - chan.mean(dim=0, keepdim=True)).abs().mean(dim=(0, 2))
+    # per channel, the same strided sample as the grey values (the slices of a volume pooled)
+    dev = (colour - colour.mean(dim=1, keepdim=True)).abs()
+    c_idx = (torch.linspace(0.05, 0.95, 7, device=x.device) * (n - 1)).round().long()  # n: samples per channel too
+    chan_q: list[torch.Tensor] = []
+    chan_mean: list[torch.Tensor] = []
+    chroma = torch.zeros_like(noise)
+    for c in range(3):
+        values = colour[:, c].contiguous().reshape(b, -1)[:, ::step]
+        chan_q.append(torch.sort(values, dim=1).values[:, c_idx])
+        chan_mean.append(values.mean(dim=1, keepdim=True))
+        chroma = chroma + dev[:, c].contiguous().reshape(b, -1)[:, ::step].mean(dim=1) / 3.0
     return torch.cat(
         [
             torch.gather(full, 1, lo_i),
@@ -131,9 +137,9 @@ def global_summary(
             torch.gather(full, 1, q_i),
             thumb_sorted[:, (q_frac * (m - 1)).round().long()],
             noise[:, None],
-            chan_q,
+            torch.cat(chan_q, dim=1),
             chroma[:, None],
-            chan.mean(dim=2).t(),
+            torch.cat(chan_mean, dim=1),
         ],
         dim=1,
     )
