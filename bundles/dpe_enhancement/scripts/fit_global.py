@@ -9,8 +9,8 @@ Usage (from the repository root)::
 Why a separate fit: the global branch reads only parameter-free statistics of the *whole* image
 (:func:`~dpe_monai.networks.global_intensity.global_summary`) and maps every pixel through one curve, so it can be
 trained on thousands of whole degraded images in minutes, whereas the end-to-end run sees each image as a few
-128-pixel crops. Left to the end-to-end run on a CPU budget it stays poor (on clean 8-bit photographs it moved the
-image to 15.7 dB of itself, and the local body learnt to undo that), so this script fits it alone:
+128-pixel crops. Left to the end-to-end run on a CPU budget it stays poor (and the local body learns to compensate),
+so this script fits it alone:
 
 1. the bundle's training split (``degradable_items``, as ``train.json``), 8-bit (``"container"`` rule) images
    only: percentile-windowed images get no learned correction at all (the intensity-convention flag);
