@@ -52,6 +52,11 @@ LABELS = {
     "dual": "DUAL",
     "basicunet": "BasicUNet",
     "dpe": "DPE (shipped)",
+    "dpe_gradprom": "DPE task-driven (GradProm)",
+    "dpe_sum": "DPE task-driven (plain sum)",
+    "dpe_alternate": "DPE task-driven (HQG-style alternation)",
+    "degraded": "input (degraded)",
+    "clean": "clean (reference)",
 }
 
 

@@ -29,6 +29,7 @@ from benchmarks.report_sections import (
     small_test_set,
     speed_section,
 )
+from benchmarks.report_tumour import tumour_section, tumour_verdict
 from dpe_monai.markdown import markdown_table as table
 
 COMMANDS = {
@@ -123,6 +124,7 @@ def build_report(results_dir: Path, figures_dir: Path, output: Path) -> str:
     parts += ablation_section(res.get("ablation"), res.get("basicunet"), ctx)
     parts += speed_section(res.get("speed"), ctx)
     parts += downstream_section(res.get("downstream"), ctx)
+    parts += tumour_section((res.get("downstream") or {}).get("tasks", {}).get("tumour"), ctx)
     parts += verdict_section(res, ctx)
     text = "\n".join(parts).rstrip() + "\n"
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +140,10 @@ def verdict_section(res: dict, ctx: dict) -> list[str]:
         out += _quality_verdict(res.get(key), key, ctx)
     d = res.get("downstream")
     if d:
+        out += tumour_verdict(d["tasks"].get("tumour"), ctx)
         for task, r in d["tasks"].items():
+            if task == "tumour":
+                continue
             rec = {m: v for m, v in r["recovery"].items() if not is_nan(v)}
             if "dpe" not in rec:
                 continue

@@ -334,6 +334,8 @@ def downstream_section(d: dict | None, ctx: dict) -> list[str]:
     out += [f"- {k}: {v}" for k, v in d["protocol"].items()] + [""]
     chart: dict[str, dict[str, Any]] = {}
     for task, r in d["tasks"].items():
+        if task == "tumour":
+            continue  # its own section (benchmarks/report_tumour.py)
         seg = "mean_dice" in next(iter(r["inputs"].values()))
         out += [
             f"### {task}",
@@ -370,7 +372,7 @@ def downstream_section(d: dict | None, ctx: dict) -> list[str]:
             header = ["input", "AP@0.5", "recovery (AP@0.5)", "mAP@0.5:0.95", "recovery (mAP)", "AR@0.5"]
         out += [table(header, rows), ""] + _weak_task(r, fmt)
     if chart:
-        tasks = list(d["tasks"])
+        tasks = [t for t in d["tasks"] if t != "tumour"]
         chart = {m: {t: v.get(t) for t in tasks} for m, v in chart.items()}
         path = grouped_bars(
             chart,

@@ -6,6 +6,8 @@
   the slices; their boxes are exact (the pasted masks).
 * :func:`stardist_crops_datalist`: the stardist DSB2018 fluorescence image (real, 125 annotated nuclei) cut into
   crops; a vertical strip is held out for testing (``gap`` pixels dropped between the two regions).
+* :func:`tumour_datalist`: the real tumour masks of the 4 ``pyradiomics`` patients (2 brain post-contrast MR, 2 chest
+  CT); every axial slice, split into two folds of whole patients (one MR and one CT each).
 
 Files are written as PNG (uint8) under ``out_dir`` with a MONAI datalist ``datalist.json`` (``training`` / ``test``).
 Boxes follow the collection's convention ``[x0, y0, x1, y1]`` (x = column, half-open), which is the order of the
@@ -22,7 +24,14 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-__all__ = ["mni_slab_datalist", "mni_lesion_datalist", "stardist_crops_datalist", "boxes_from_instances"]
+__all__ = [
+    "TUMOUR_FOLDS",
+    "boxes_from_instances",
+    "mni_lesion_datalist",
+    "mni_slab_datalist",
+    "stardist_crops_datalist",
+    "tumour_datalist",
+]
 
 TISSUE_CLASSES = ["background", "CSF", "GM", "WM"]
 WM_LABEL = TISSUE_CLASSES.index("WM")
@@ -229,4 +238,105 @@ def stardist_crops_datalist(
     info = {"crop": crop, "stride": stride, "test_columns": [split_col, w], "gap": gap, "min_area": min_area}
     path = out / "datalist.json"
     path.write_text(json.dumps({"description": "stardist img2d nucleus crops", "split": info, **lists}))
+    return str(path)
+
+
+#: two folds of whole patients, one MR and one CT each. Fold 0 holds the patients of the collection's training split
+#: (so the shipped enhancer has seen them as training targets), fold 1 those of its test split (unseen).
+TUMOUR_FOLDS: tuple[tuple[str, ...], ...] = (("brain1", "lung1"), ("brain2", "lung2"))
+#: display window per modality, 8-bit storage: MR 0 .. the patient's 99.5th percentile; CT -1000 .. 400 HU (lung to
+#: soft tissue, where the lung lesions and their surroundings are).
+_CT_WINDOW = (-1000.0, 400.0)
+
+
+def _window8(volume: np.ndarray, modality: str) -> np.ndarray:
+    lo, hi = _CT_WINDOW if modality == "CT" else (0.0, float(np.percentile(volume, 99.5)))
+    scaled = (volume.astype(np.float64) - lo) / (hi - lo)
+    return np.clip(np.round(scaled * 255.0), 0, 255).astype(np.uint8)
+
+
+def _downsample(plane: np.ndarray, factor: int, mask: bool) -> np.ndarray:
+    if factor == 1:
+        return plane
+    h, w = plane.shape[0] // factor * factor, plane.shape[1] // factor * factor
+    blocks = plane[:h, :w].reshape(h // factor, factor, w // factor, factor).astype(np.float64).mean(axis=(1, 3))
+    return (blocks >= 0.5).astype(np.uint8) if mask else np.round(blocks).astype(np.uint8)
+
+
+def tumour_datalist(
+    out_dir: str | os.PathLike,
+    test_fold: int = 1,
+    size: int = 256,
+    tumour_only_test: bool = True,
+    realistic: bool = False,
+) -> str:
+    """Write the ``pyradiomics`` patients' axial slices with their real tumour masks; returns the datalist path.
+
+    Every axial slice becomes an 8-bit PNG at ``size`` px (the 512^2 CT planes are 2 x 2 block-averaged; the masks
+    are the blocks at least half inside the tumour) in the collection's display orientation, with a binary label map
+    (0 background, 1 tumour) and, on tumour slices, the tumour's box(es) ``[x0, y0, x1, y1]``. Windows: MR 0 to the
+    patient's 99.5th percentile, CT -1000..400 HU.
+
+    Splits are whole patients (:data:`TUMOUR_FOLDS`): ``test`` = the patients of fold ``test_fold``, ``training`` =
+    the others (all their slices; tumour-free slices teach the task models what is not a tumour). With
+    ``tumour_only_test`` the test split keeps only the slices with tumour (Dice and boxes are defined there).
+    With ``realistic``, every item carries ``degradation_mode``: ``mri_bias_rician`` for MR, ``lowdose_ct`` for CT
+    (the evaluators use it instead of their own mode).
+
+    Args:
+        out_dir: output folder.
+        test_fold: index into :data:`TUMOUR_FOLDS`.
+        size: side of the stored slices (the CT planes are downsampled by ``512 // size``).
+        tumour_only_test: keep only tumour slices in the test split.
+        realistic: tag items with the modality's realistic degradation mode.
+    """
+    from dpe_monai.data.pyradiomics_data import PATIENTS, cached_archive, read_patient
+
+    out = Path(out_dir)
+    archive = cached_archive()
+    modality = {p[0]: p[1] for p in PATIENTS}
+    test_patients = set(TUMOUR_FOLDS[test_fold])
+    lists: dict[str, list[dict]] = {"training": [], "test": []}
+    counts: dict[str, dict[str, int]] = {}
+    for patient in sorted({p for fold in TUMOUR_FOLDS for p in fold}):
+        image, mask = read_patient(archive, patient)
+        image8 = _window8(image, modality[patient])
+        split = "test" if patient in test_patients else "training"
+        factor = max(1, image.shape[0] // size)
+        counts[patient] = {"slices": 0, "tumour_slices": 0}
+        for z in range(image.shape[2]):
+            img, lab = _plane(image8, z), _plane(mask, z)
+            img, lab = _downsample(img, factor, False), _downsample(lab, factor, True)
+            has_tumour = bool(lab.any())
+            if split == "test" and tumour_only_test and not has_tumour:
+                continue
+            counts[patient]["slices"] += 1
+            counts[patient]["tumour_slices"] += int(has_tumour)
+            boxes = boxes_from_instances(ndimage.label(lab)[0]) if has_tumour else []
+            item = {
+                "image": _save(out / "images" / f"{patient}_axial{z:03d}.png", img),
+                "label": _save(out / "labels" / f"{patient}_axial{z:03d}_label.png", lab),
+                "boxes": boxes,
+                "labels": [0] * len(boxes),
+                "has_tumour": has_tumour,
+                "patient": patient,
+                "subject": f"pyradiomics:{patient}",
+                "slice_index": z,
+                "modality_group": "radiology",
+                "modality": modality[patient],
+                "label_classes": ["background", "tumour"],
+            }
+            if realistic:
+                item["degradation_mode"] = "mri_bias_rician" if modality[patient] == "MR" else "lowdose_ct"
+            lists[split].append(item)
+    info = {
+        "folds": [list(f) for f in TUMOUR_FOLDS],
+        "test_fold": test_fold,
+        "size": size,
+        "counts": counts,
+        "windows": {"MR": "0 .. patient p99.5", "CT": list(_CT_WINDOW)},
+        "tumour_only_test": tumour_only_test,
+    }
+    path = out / "datalist.json"
+    path.write_text(json.dumps({"description": "pyradiomics tumour slices, patient folds", "split": info, **lists}))
     return str(path)

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +30,14 @@ import torch.nn.functional as F
 from dpe_monai.evaluators.common import EnhanceFn, degrade, enhance, for_item, item_id, load_clean
 from dpe_monai.evaluators.recovery import recovery_table
 
-__all__ = ["SegmentationEvaluator", "build_segmenter", "train_segmenter", "segment", "evaluate_segmentation"]
+__all__ = [
+    "SegmentationEvaluator",
+    "build_segmenter",
+    "evaluate_segmentation",
+    "segment",
+    "task_segmenter",
+    "train_segmenter",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +128,36 @@ def train_segmenter(
         "padded_size": list(size),
     }
     return network, log
+
+
+def task_segmenter(
+    items: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike,
+    num_classes: int = 2,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    **train_kwargs: Any,
+) -> torch.nn.Module:
+    """The U-Net of a task, trained on the clean ``items`` once and kept at ``path`` (a state dict, written
+    atomically); later calls load it. Used as the frozen task network of task-driven fine-tuning and by the tumour
+    benchmark, so both see the same network.
+
+    Returns:
+        the network in eval mode, on ``device``.
+    """
+    from dpe_monai.io.atomic import write_atomically
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    path = Path(path)
+    network = build_segmenter(num_classes)
+    if path.is_file():
+        network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return network.to(device).eval()
+    network, log = train_segmenter(items, num_classes, network=network, seed=seed, device=device, **train_kwargs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, lambda tmp: torch.save(network.state_dict(), tmp))
+    logger.info("task segmenter trained on %d items in %.0f s -> %s", len(items), log["seconds"], path)
+    return network.eval()
 
 
 def segment(network: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:

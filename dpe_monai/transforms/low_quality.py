@@ -1,5 +1,5 @@
 """Low-quality image simulation: Algorithm 1 of Sharif et al., "Deep Perceptual Enhancement for Medical Image
-Analysis" (IEEE JBHI 2022), as MONAI transforms.
+Analysis" (IEEE JBHI 2022), as MONAI transforms, plus realistic medical modes (``realistic.py``).
 
 See ``docs/DEGRADATION.md`` for the algorithm as implemented and every deviation from the paper and its code.
 """
@@ -16,6 +16,16 @@ from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import convert_data_type, convert_to_dst_type
 from skimage.color import rgb2lab
 
+from dpe_monai.transforms.realistic import (
+    BIAS_COEFF_RANGE,
+    CT_DOSE_RANGE,
+    REALISTIC_MODES,
+    RICIAN_SIGMA_RANGE,
+    XRAY_EXPOSURE_RANGE,
+    XRAY_GAMMA_RANGE,
+    RealisticDegradation,
+)
+
 __all__ = [
     "LUMA_WEIGHTS",
     "L8_SCALE",
@@ -31,7 +41,7 @@ L8_SCALE = 255.0 / 100.0
 #: ITU-R 601-2 luma weights, used by PIL / torchvision to find the grey level that contrast is scaled around.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
-_MODES = ("paper", "reference_code")
+_MODES = ("paper", "reference_code", *REALISTIC_MODES)
 _NOISE_ORDERS = ("before", "after", "mixed")
 _NAN = float("nan")
 
@@ -114,14 +124,24 @@ class RandLowQuality(RandomizableTransform):
     brightness and contrast factors ``~ U(min_factor, max_factor)`` applied in random order (as torchvision's
     ``ColorJitter``), then additive non-negative uniform noise in ``[0, reference_noise_max / 255)``; clip.
 
+    Realistic modes (:mod:`dpe_monai.transforms.realistic`; no gate, ``noise_order`` ignored, ``quantize`` applies,
+    a grey image stored as 3 equal channels stays grey): ``"mri_bias_rician"``, a smooth degree-3 bias field
+    (coefficients ``~ U(-c, c)``, ``c ~ U(bias_coeff_range)``, gain scaled to peak at 1, the same for every channel)
+    then Rician noise, ``sigma ~ U(rician_sigma_range)`` (8-bit units); ``"lowdose_ct"``, image-domain
+    Poisson-Gaussian noise at ``dose ~ U(dose_range)`` of the full dose; ``"xray_underexposed"``, ``e * x^g``
+    with ``e ~ U(exposure_range)``, ``g ~ U(gamma_range)``, then Poisson quantum noise and read noise.
+
     All randomness comes from ``self.R`` (see ``set_random_state``); the work is done in numpy float32, so numpy
     and torch inputs give identical results for the same seed.
 
     After each call ``self.last_params`` holds plain Python values: ``applied`` (bool), ``luminance`` (L8 value,
     NaN if not computed), ``sigma`` (8-bit units), ``contrast``, ``brightness`` (NaN where not applied) and
     ``contrast_first`` (bool, the order of the two factors), ``noise_after`` (bool, the noise order) and ``pivot``
-    (the grey mean contrast was scaled around, paper mode; NaN otherwise). An oracle that knows these can invert
-    the intensity map exactly (``benchmarks``' unreachable ceiling).
+    (the grey mean contrast was scaled around, paper mode; NaN otherwise), ``mode`` (str) and the realistic modes'
+    ``bias_coeff_max``, ``bias_min`` (smallest gain of the field), ``dose``, ``exposure``, ``gamma`` (NaN where
+    unused). An oracle that knows these can invert the paper's intensity map exactly (``benchmarks``' unreachable
+    ceiling); in the realistic modes ``contrast``, ``brightness`` and ``pivot`` are NaN and ``sigma`` is the
+    Gaussian noise std (Rician, electronic or read noise, 8-bit units).
 
     Args:
         prob: probability of attempting the degradation (MONAI ``RandomizableTransform`` semantics).
@@ -130,10 +150,17 @@ class RandLowQuality(RandomizableTransform):
         min_factor: lower bound of the contrast and brightness factors (the paper's 0 would make the image
             constant; 0.1 is what the authors' code uses).
         max_factor: upper bound of the contrast and brightness factors (paper: ``R_max = 0.8``).
-        mode: ``"paper"`` or ``"reference_code"``.
+        mode: ``"paper"``, ``"reference_code"``, ``"mri_bias_rician"``, ``"lowdose_ct"`` or ``"xray_underexposed"``.
         reference_noise_max: upper bound of the uniform noise in ``"reference_code"`` mode, 8-bit units.
         noise_order: ``"before"`` (paper), ``"after"`` (acquisition) or ``"mixed"``.
         quantize: round the degraded image to 8-bit levels.
+        bias_coeff_range: ``(lo, hi)`` in [0, 1] of the bias coefficient bound ``c`` (default (0.15, 0.4)).
+        rician_sigma_range: Rician noise std range in [0, 255], 8-bit units (default (2, 10); (0, 0): no noise).
+        dose_range: low-dose CT dose range in (0, 1], fraction of full dose (default (0.1, 0.5)).
+        exposure_range: radiograph exposure range in (0, 1] (default (0.2, 0.6)).
+        gamma_range: radiograph gamma range in (0, 10] (default (1.2, 2.0)).
+
+    Invalid modes, orders or ranges raise ``ValueError``.
     """
 
     def __init__(
@@ -147,6 +174,11 @@ class RandLowQuality(RandomizableTransform):
         reference_noise_max: float = 4.0,
         noise_order: str = "before",
         quantize: bool = False,
+        bias_coeff_range: Sequence[float] = BIAS_COEFF_RANGE,
+        rician_sigma_range: Sequence[float] = RICIAN_SIGMA_RANGE,
+        dose_range: Sequence[float] = CT_DOSE_RANGE,
+        exposure_range: Sequence[float] = XRAY_EXPOSURE_RANGE,
+        gamma_range: Sequence[float] = XRAY_GAMMA_RANGE,
     ) -> None:
         RandomizableTransform.__init__(self, prob)
         if noise_order not in _NOISE_ORDERS:
@@ -166,6 +198,9 @@ class RandLowQuality(RandomizableTransform):
         self.max_factor = float(max_factor)
         self.mode = mode
         self.reference_noise_max = float(reference_noise_max)
+        ranges = (bias_coeff_range, rician_sigma_range, dose_range, exposure_range, gamma_range)
+        # the realistic ranges are validated whatever the mode
+        self.realistic = RealisticDegradation(mode if mode in REALISTIC_MODES else None, *ranges)
         self._sigma = _NAN
         self._contrast = _NAN
         self._brightness = _NAN
@@ -183,6 +218,10 @@ class RandLowQuality(RandomizableTransform):
             self._brightness = float(self.R.uniform(self.min_factor, self.max_factor))
             self._contrast_first = True
             self._noise_after = self.noise_order == "after" or (self.noise_order == "mixed" and bool(self.R.randint(2)))
+        elif self.mode in REALISTIC_MODES:
+            self.realistic.randomize(self.R)
+            self._sigma, self._contrast, self._brightness = self.realistic.sigma, _NAN, _NAN
+            self._contrast_first, self._noise_after = True, True  # acquisition noise, after any intensity change
         else:
             self._sigma = _NAN
             self._brightness = float(self.R.uniform(self.min_factor, self.max_factor))
@@ -199,6 +238,8 @@ class RandLowQuality(RandomizableTransform):
             "contrast_first": bool(self._contrast_first) if applied else True,
             "noise_after": bool(self._noise_after) if applied else False,
             "pivot": _NAN,
+            "mode": self.mode,
+            **self.realistic.params(applied),
         }
 
     def __call__(self, img: NdarrayOrTensor, randomize: bool = True) -> NdarrayOrTensor:
@@ -226,7 +267,10 @@ class RandLowQuality(RandomizableTransform):
             return _like(arr.copy(), img)
 
         out = arr
-        if self.mode == "paper":
+        if self.mode in REALISTIC_MODES:
+            out, extra = self.realistic(arr, self.R)
+            self.last_params.update(extra)
+        elif self.mode == "paper":
             noise = self.R.standard_normal(out.shape).astype(np.float32) * np.float32(self._sigma / 255.0)
             if self._noise_after:
                 self.last_params["pivot"] = float(_grey_mean(out))
@@ -256,8 +300,8 @@ def _default_lq_keys(keys: Sequence[Hashable]) -> list[Hashable]:
 class RandLowQualityd(RandomizableTransform, MapTransform):
     """Dictionary twin of :class:`RandLowQuality`: adds a degraded copy of each image, keeping the clean one.
 
-    The decision to transform (``prob``) and the scalar factors are drawn once per call and shared by all keys;
-    the luminance gate and the noise field are per key.
+    The decision to transform (``prob``) and the scalar factors (and the bias field) are drawn once per call and
+    shared by all keys; the luminance gate and the noise field are per key.
 
     Args:
         keys: keys of the clean images (left untouched).
@@ -267,7 +311,8 @@ class RandLowQualityd(RandomizableTransform, MapTransform):
             key; ``None`` writes nothing.
         allow_missing_keys: don't raise if a key is missing.
         prob, brightness_threshold, max_sigma, min_factor, max_factor, mode, reference_noise_max, noise_order,
-            quantize: as in :class:`RandLowQuality`. ``prob < 1`` gives a share of clean -> clean pairs.
+            quantize, bias_coeff_range, rician_sigma_range, dose_range, exposure_range, gamma_range: as in
+            :class:`RandLowQuality`. ``prob < 1`` gives a share of clean -> clean pairs.
     """
 
     backend = [torch.Tensor, np.ndarray]
@@ -287,6 +332,11 @@ class RandLowQualityd(RandomizableTransform, MapTransform):
         reference_noise_max: float = 4.0,
         noise_order: str = "before",
         quantize: bool = False,
+        bias_coeff_range: Sequence[float] = BIAS_COEFF_RANGE,
+        rician_sigma_range: Sequence[float] = RICIAN_SIGMA_RANGE,
+        dose_range: Sequence[float] = CT_DOSE_RANGE,
+        exposure_range: Sequence[float] = XRAY_EXPOSURE_RANGE,
+        gamma_range: Sequence[float] = XRAY_GAMMA_RANGE,
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
@@ -312,6 +362,11 @@ class RandLowQualityd(RandomizableTransform, MapTransform):
             reference_noise_max=reference_noise_max,
             noise_order=noise_order,
             quantize=quantize,
+            bias_coeff_range=bias_coeff_range,
+            rician_sigma_range=rician_sigma_range,
+            dose_range=dose_range,
+            exposure_range=exposure_range,
+            gamma_range=gamma_range,
         )
 
     def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> RandLowQualityd:
