@@ -37,7 +37,12 @@ def tumour_section(r: dict | None, ctx: dict) -> list[str]:
     if not r:
         return []
     fmt, table, labels = ctx["fmt"], ctx["table"], ctx["labels"]
-    out = ["### tumour (real masks, cross-validated over patients)", "", f"Command: `{r.get('command', '')}`", ""]
+    out = [
+        f"### tumour (real masks, cross-validated, {r.get('split', 'patient')} folds)",
+        "",
+        f"Command: `{r.get('command', '')}`",
+        "",
+    ]
     out += [f"Caveat: {r['caveat']}", "", "Protocol:", ""]
     out += [f"- {k}: {v}" for k, v in r["protocol"].items()] + [""]
     for setting, summary in r["pooled"].items():

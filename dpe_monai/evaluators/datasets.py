@@ -269,6 +269,7 @@ def tumour_datalist(
     size: int = 256,
     tumour_only_test: bool = True,
     realistic: bool = False,
+    split: str = "slab",
 ) -> str:
     """Write the ``pyradiomics`` patients' axial slices with their real tumour masks; returns the datalist path.
 
@@ -277,19 +278,31 @@ def tumour_datalist(
     (0 background, 1 tumour) and, on tumour slices, the tumour's box(es) ``[x0, y0, x1, y1]``. Windows: MR 0 to the
     patient's 99.5th percentile, CT -1000..400 HU.
 
-    Splits are whole patients (:data:`TUMOUR_FOLDS`): ``test`` = the patients of fold ``test_fold``, ``training`` =
-    the others (all their slices; tumour-free slices teach the task models what is not a tumour). With
+    Two ways to split (``split``):
+
+    - ``"slab"`` (default): every patient is in both splits. Its tumour slices are cut at their median slice into a
+      lower and an upper slab; ``test`` = slab ``test_fold`` (0 lower, 1 upper) of every patient, ``training`` = all
+      other slices (tumour-free ones teach the task models what is not a tumour). Test slices are unseen, but their
+      patients (and the neighbouring slices) are not.
+    - ``"patient"``: whole patients (:data:`TUMOUR_FOLDS`), ``test`` = the patients of fold ``test_fold``. With one
+      training patient per modality the task models do not generalise (tumour Dice 0 on the clean held-out slices,
+      measured with ``python -m benchmarks.downstream --tasks tumour --tumour_split patient``).
+
+    With
     ``tumour_only_test`` the test split keeps only the slices with tumour (Dice and boxes are defined there).
     With ``realistic``, every item carries ``degradation_mode``: ``mri_bias_rician`` for MR, ``lowdose_ct`` for CT
     (the evaluators use it instead of their own mode).
 
     Args:
         out_dir: output folder.
-        test_fold: index into :data:`TUMOUR_FOLDS`.
+        test_fold: index into :data:`TUMOUR_FOLDS` (``"patient"``) or the slab, 0 lower / 1 upper (``"slab"``).
         size: side of the stored slices (the CT planes are downsampled by ``512 // size``).
         tumour_only_test: keep only tumour slices in the test split.
         realistic: tag items with the modality's realistic degradation mode.
+        split: ``"slab"`` or ``"patient"``.
     """
+    if split not in ("slab", "patient"):
+        raise ValueError(f"split must be 'slab' or 'patient', got {split!r}")
     from dpe_monai.data.pyradiomics_data import PATIENTS, cached_archive, read_patient
 
     out = Path(out_dir)
@@ -301,14 +314,20 @@ def tumour_datalist(
     for patient in sorted({p for fold in TUMOUR_FOLDS for p in fold}):
         image, mask = read_patient(archive, patient)
         image8 = _window8(image, modality[patient])
-        split = "test" if patient in test_patients else "training"
         factor = max(1, image.shape[0] // size)
+        tumour_z = [z for z in range(image.shape[2]) if mask[:, :, z].any()]
+        median_z = tumour_z[len(tumour_z) // 2] if tumour_z else -1
         counts[patient] = {"slices": 0, "tumour_slices": 0}
         for z in range(image.shape[2]):
             img, lab = _plane(image8, z), _plane(mask, z)
             img, lab = _downsample(img, factor, False), _downsample(lab, factor, True)
             has_tumour = bool(lab.any())
-            if split == "test" and tumour_only_test and not has_tumour:
+            if split == "patient":
+                part = "test" if patient in test_patients else "training"
+            else:
+                in_test_slab = has_tumour and (z >= median_z) == bool(test_fold)
+                part = "test" if in_test_slab else "training"
+            if part == "test" and tumour_only_test and not has_tumour:
                 continue
             counts[patient]["slices"] += 1
             counts[patient]["tumour_slices"] += int(has_tumour)
@@ -328,9 +347,10 @@ def tumour_datalist(
             }
             if realistic:
                 item["degradation_mode"] = "mri_bias_rician" if modality[patient] == "MR" else "lowdose_ct"
-            lists[split].append(item)
+            lists[part].append(item)
     info = {
-        "folds": [list(f) for f in TUMOUR_FOLDS],
+        "split": split,
+        "folds": [list(f) for f in TUMOUR_FOLDS] if split == "patient" else ["lower tumour slab", "upper tumour slab"],
         "test_fold": test_fold,
         "size": size,
         "counts": counts,
@@ -338,5 +358,5 @@ def tumour_datalist(
         "tumour_only_test": tumour_only_test,
     }
     path = out / "datalist.json"
-    path.write_text(json.dumps({"description": "pyradiomics tumour slices, patient folds", "split": info, **lists}))
+    path.write_text(json.dumps({"description": f"pyradiomics tumour slices, {split} folds", "split": info, **lists}))
     return str(path)

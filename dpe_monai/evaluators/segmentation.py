@@ -79,11 +79,14 @@ def train_segmenter(
     seed: int = 0,
     device: str | torch.device | None = None,
     max_side: int | None = 1024,
+    positive_fraction: float | None = None,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Train a segmenter on the **clean** images of ``items`` (``"image"`` + ``"label"``).
 
     Loss: MONAI ``DiceCELoss`` (softmax, one-hot labels); Adam; random flips along both axes. Images are padded
-    (zeros, bottom/right) to a common size divisible by 16.
+    (zeros, bottom/right) to a common size divisible by 16. Batches are drawn uniformly, or, with
+    ``positive_fraction``, that share of each batch from the images with foreground (for rare structures such as
+    tumours) and the rest from the others.
 
     Returns:
         ``(network in eval mode, log)`` with the loss curve every 50 iterations and the wall time.
@@ -103,10 +106,19 @@ def train_segmenter(
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     opt = torch.optim.Adam(network.parameters(), lr=learning_rate)
     gen = torch.Generator().manual_seed(seed)
+    has_fg = labels.flatten(1).amax(1) > 0
+    pools = [has_fg.nonzero()[:, 0], (~has_fg).nonzero()[:, 0]]
+    n_pos = round(batch_size * positive_fraction) if positive_fraction is not None else None
+    if n_pos is not None and (len(pools[0]) == 0 or (n_pos < batch_size and len(pools[1]) == 0)):
+        n_pos = None  # one pool is empty: uniform sampling
     network.train()
     curve, start = [], time.perf_counter()
     for it in range(iterations):
-        idx = torch.randint(len(images), (min(batch_size, len(images)),), generator=gen)
+        if n_pos is None:
+            idx = torch.randint(len(images), (min(batch_size, len(images)),), generator=gen)
+        else:
+            sizes = (n_pos, batch_size - n_pos)
+            idx = torch.cat([pool[torch.randint(len(pool), (k,), generator=gen)] for pool, k in zip(pools, sizes)])
         x, y = images[idx], labels[idx]
         for axis in (-1, -2):
             if torch.rand(1, generator=gen) < 0.5:
@@ -122,6 +134,7 @@ def train_segmenter(
         "iterations": iterations,
         "batch_size": batch_size,
         "learning_rate": learning_rate,
+        "positive_fraction": positive_fraction,
         "n_train": len(items),
         "seconds": time.perf_counter() - start,
         "loss_curve": curve,
@@ -136,11 +149,13 @@ def task_segmenter(
     num_classes: int = 2,
     seed: int = 0,
     device: str | torch.device | None = None,
+    positive_fraction: float | None = 0.75,
     **train_kwargs: Any,
 ) -> torch.nn.Module:
     """The U-Net of a task, trained on the clean ``items`` once and kept at ``path`` (a state dict, written
     atomically); later calls load it. Used as the frozen task network of task-driven fine-tuning and by the tumour
-    benchmark, so both see the same network.
+    benchmark, so both see the same network. ``positive_fraction`` of each batch comes from images with foreground
+    (see :func:`train_segmenter`).
 
     Returns:
         the network in eval mode, on ``device``.
@@ -153,7 +168,15 @@ def task_segmenter(
     if path.is_file():
         network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return network.to(device).eval()
-    network, log = train_segmenter(items, num_classes, network=network, seed=seed, device=device, **train_kwargs)
+    network, log = train_segmenter(
+        items,
+        num_classes,
+        network=network,
+        seed=seed,
+        device=device,
+        positive_fraction=positive_fraction,
+        **train_kwargs,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, lambda tmp: torch.save(network.state_dict(), tmp))
     logger.info("task segmenter trained on %d items in %.0f s -> %s", len(items), log["seconds"], path)
