@@ -330,7 +330,7 @@ def downstream_section(d: dict | None, ctx: dict) -> list[str]:
     if d is None:
         return out + [f"Not run yet: `{ctx['commands']['downstream']}`.", ""]
     fmt, table, labels = ctx["fmt"], ctx["table"], ctx["labels"]
-    out += [f"Command: `{d['command']}`  ", f"Machine: {ctx['machine_line'](d)}", "", "Protocol:", ""]
+    out += [f"Latest run: `{d['command']}`  ", f"Machine: {ctx['machine_line'](d)}", "", "Protocol:", ""]
     out += [f"- {k}: {v}" for k, v in d["protocol"].items()] + [""]
     chart: dict[str, dict[str, Any]] = {}
     for task, r in d["tasks"].items():
@@ -339,6 +339,8 @@ def downstream_section(d: dict | None, ctx: dict) -> list[str]:
         seg = "mean_dice" in next(iter(r["inputs"].values()))
         out += [
             f"### {task}",
+            "",
+            f"Command: `{r.get('command', d['command'])}`",
             "",
             f"Caveat: {r['caveat']}",
             "",

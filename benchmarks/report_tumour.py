@@ -100,10 +100,17 @@ def tumour_verdict(r: dict | None, ctx: dict) -> list[str]:
                 continue
             tuned, plain = rec["dpe_gradprom"], rec["dpe"]
             wins = tuned > plain and tuned > best_rec
+            band = s["recovery"]["dpe_gradprom"].get(metric) or {}
+            low = band.get("low")
+            within = wins and low is not None and low <= max(plain, best_rec)
             dpsnr = s["inputs"]["dpe_gradprom"]["psnr"] - s["inputs"]["dpe"]["psnr"]
             out.append(
                 f"- tumour {metric} ({setting}, {s['n_slices']} slices): "
-                + ("**task-driven wins**" if wins else "task-driven does not win")
+                + (
+                    "task-driven ahead, within its bootstrap interval (not a significant win)"
+                    if within
+                    else ("**task-driven wins**" if wins else "task-driven does not win")
+                )
                 + f", recovery GradProm {fmt(tuned)} vs DPE {fmt(plain)} vs best classical "
                 f"{labels.get(best, best)} {fmt(best_rec)}; PSNR change vs DPE {fmt(dpsnr)} dB."
             )

@@ -83,3 +83,22 @@ def test_sixteen_bit_storage(built: tuple[Path, dict]) -> None:
     assert all(len(r) == 1 for r in ranges.values())  # one map per patient
     lung = ranges["pyradiomics:lung1"].pop()
     assert lung[0] == -1024.0  # CT in HU
+
+
+def test_tumour_datalist_slab_folds(tmp_path: Path) -> None:
+    """Slab folds: the two test slabs split every patient's tumour slices at the median, never touch training."""
+    from dpe_monai.evaluators.datasets import tumour_datalist
+
+    docs = [json.loads(Path(tumour_datalist(tmp_path / f"f{k}", test_fold=k)).read_text()) for k in (0, 1)]
+    tests = [{(it["patient"], it["slice_index"]) for it in d["test"]} for d in docs]
+    assert not tests[0] & tests[1]
+    for doc, test in zip(docs, tests):
+        assert all(it["has_tumour"] and it["boxes"] for it in doc["test"])
+        assert not test & {(it["patient"], it["slice_index"]) for it in doc["training"]}
+    tumour = {(it["patient"], it["slice_index"]) for d in docs for it in d["training"] + d["test"] if it["has_tumour"]}
+    assert tests[0] | tests[1] == tumour  # each tumour slice is tested once
+    for patient in {p for p, _ in tumour}:
+        lower = max(z for p, z in tests[0] if p == patient)
+        assert lower < min(z for p, z in tests[1] if p == patient)  # lower slab below the upper one
+    with pytest.raises(ValueError, match="split"):
+        tumour_datalist(tmp_path / "bad", split="random")

@@ -120,7 +120,8 @@ def degrade(
         image: clean image.
         seed: global seed.
         identifier: the item's stable id (mixed into the seed).
-        mode: simulator mode (``"paper"`` or ``"reference_code"``).
+        mode: simulator mode: ``"paper"``, ``"reference_code"`` or a realistic mode (``"mri_bias_rician"``,
+            ``"lowdose_ct"``, ``"xray_underexposed"``; :mod:`dpe_monai.transforms.realistic`).
         kwargs: forwarded to :class:`~dpe_monai.transforms.RandLowQuality` (e.g. ``brightness_threshold=None`` to
             degrade dark images the paper's gate would skip).
 
