@@ -94,7 +94,7 @@ def run_task(task: str, args: argparse.Namespace, methods: dict) -> dict[str, An
     train_items = load_datalist(datalist, "training")
     test_items = _limit(load_datalist(datalist, "test"), args.limit_test)
     logger.info("%s: training on %d clean items", task, len(train_items))
-    ev.fit(train_items)
+    ev.fit(train_items, cache=root / "task_model.pt")  # retrained only when its items or settings change
     logger.info("%s: evaluating %d held-out items x %d inputs", task, len(test_items), len(methods) + 2)
     result = ev.evaluate(test_items, methods)
     result.update(

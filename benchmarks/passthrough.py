@@ -9,7 +9,10 @@ Two sets, both *clean* (never degraded):
    of the group means and the pooled mean over images;
 2. real clinical DICOMs from pydicom-data, through the CLI's own path (``enhance_native``: the contract in and
    out, in the scan's units): PSNR(output, input) in the contract's [0, 1] and whether the output stays inside the
-   scan's own range.
+   scan's own range;
+3. 8-bit grey exports: the test split's percentile-windowed grey scans rounded to 8 bits, as a viewer's PNG export
+   would store them (:class:`~dpe_monai.transforms.EightBitExport`), enhanced as the contract treats 8-bit data
+   (absolute, convention flag 0).
 
 Writes ``benchmarks/results/passthrough.json``. The issue's bar: mean PSNR(output, input) >= 35 dB.
 """
@@ -62,6 +65,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from dpe_monai.evaluators.common import enhance, for_item, item_id, load_clean, load_datalist
     from dpe_monai.inference.files import enhance_native, native_window
     from dpe_monai.io import discover, read_image
+    from dpe_monai.transforms import EightBitExport, is_grey
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -82,7 +86,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "per_group": args.per_group,
         "collection": {},
         "dicoms": {},
+        "grey_exports": {},
     }
+    exports = [(i, EightBitExport()(d["image"])) for i, d in clean if d["relative"] and is_grey(d["image"])]
     for name, fn in methods.items():
         rows = []
         for item, loaded in clean:  # with the contract's rule, as the CLI and the quality protocol pass it
@@ -90,6 +96,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             out = enhance(for_item(fn, loaded["relative"]), img)
             rows.append({"id": item_id(item), "group": str(item.get("modality_group", "all")), "psnr": _psnr(out, img)})
         payload["collection"][name] = {"summary": _summary(rows), "per_image": rows}
+        rows = []
+        for item, img in exports:
+            out = enhance(for_item(fn, False), img)
+            rows.append({"id": item_id(item), "group": str(item.get("modality_group", "all")), "psnr": _psnr(out, img)})
+        payload["grey_exports"][name] = {"summary": _summary(rows), "per_image": rows}
         dic = []
         for fname in DICOMS:
             path = get_testdata_file(fname, download=False)

@@ -199,4 +199,19 @@ def passthrough_section(p: dict | None, ctx: dict) -> list[str]:
         )
     out += ["Real pydicom-data DICOMs through the CLI's path (the contract in and out):", ""]
     out += [table(["method"] + files, rows), ""]
+    exports = p.get("grey_exports") or {}
+    if exports:
+        rows = []
+        for n in names:
+            s = exports[n]["summary"]
+            cells = [f"{fmt(v['mean'])} (min {fmt(v['min'])}, n={v['n']})" for v in s["groups"].values()]
+            rows.append([labels.get(n, n)] + cells)
+        heads = [f"{g} 8-bit export" for g in exports[names[0]]["summary"]["groups"]]
+        out += [
+            "8-bit grey exports (the same test scans rounded to 8 bits, as a viewer's PNG export stores them; enhanced"
+            " as absolute 8-bit data):",
+            "",
+            table(["method"] + heads, rows),
+            "",
+        ]
     return out

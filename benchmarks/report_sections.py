@@ -182,7 +182,13 @@ def speed_section(s: dict | None, ctx: dict) -> list[str]:
         f"Machine: {ctx['machine_line'](s)}; device {s['device']}  ",
         f"Network: {s['network']['network']}, {s['network']['parameters']:,} parameters; weights: "
         f"{s['network']['weights']}.  ",
-        "Measured peak GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()) + ".  ",
+        "Measured peak GFLOP/s: "
+        + ", ".join(
+            f"{k} {v:.0f}" + (f" (at {peaks[k + '_size']}^2)" if k + "_size" in peaks else "")
+            for k, v in peaks.items()
+            if not k.endswith("_size")
+        )
+        + ".  ",
         "GFLOP per image: " + ", ".join(f"{k}^2 {v:.1f}" for k, v in lat["gflop_per_image"].items()) + ".",
         "",
         "Median seconds per image (batch 1, 3 channels); in brackets the paper's 4-core CPU time divided by ours "
@@ -236,17 +242,28 @@ def speed_section(s: dict | None, ctx: dict) -> list[str]:
     train = s.get("training", [])
     if train:
         out += [
-            "Training throughput at the bundle's step (generator + conditional discriminator, L1 + feature + "
-            "adversarial losses), random data, no loading:",
+            "Training throughput at the bundle's training step with train.json's defaults (the shipped recipe; "
+            "the discriminator and feature columns say which losses ran), random data, no loading:",
             "",
             table(
-                ["precision", "amp dtype", "batch", "patch", "images/s", "s/iteration"],
+                [
+                    "precision",
+                    "amp dtype",
+                    "batch",
+                    "patch",
+                    "discriminator",
+                    "feature loss",
+                    "images/s",
+                    "s/iteration",
+                ],
                 [
                     [
                         t["precision"],
                         t["amp_dtype"],
                         str(t["batch_size"]),
                         f"{t['patch_size']}^2",
+                        "on" if t.get("discriminator") else "off",
+                        "on" if t.get("lambda_rfl") else ("off" if "lambda_rfl" in t else "?"),
                         fmt(t["images_per_s"]),
                         fmt(t["seconds_per_iteration"], 3),
                     ]

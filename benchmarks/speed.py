@@ -8,9 +8,9 @@ writes ``benchmarks/results/speed.json``: for 256^2, 512^2 and 1024^2 RGB images
 fp32 eager, channels-last, bf16 autocast (channels-last), torch.compile (fp32 and bf16), TorchScript (traced,
 frozen), ONNX Runtime and the shared :class:`~dpe_monai.inference.Enhancer` path; each with its ratio to the paper's
 4-core CPU figure, its max |difference| to fp32 eager, and its achieved GFLOP/s against the machine's peak (matmul
-and 3x3 convolution, measured in the same run). Also training images/s at 128^2 (train.json's step: generator,
-conditional discriminator, L1 + regularised feature loss + adversarial), and the peak memory of a 4096^2 image
-through the Enhancer's tiled path (measured in a fresh subprocess).
+and 3x3 convolution, measured in the same run). Also training images/s at 128^2 (train.json's step with its
+defaults, the shipped recipe; the record says whether the discriminator and the feature loss ran), and the peak
+memory of a 4096^2 image through the Enhancer's tiled path (measured in a fresh subprocess).
 """
 
 from __future__ import annotations
@@ -107,12 +107,20 @@ def _time(fn: Callable[[], Any], warmup: int, repeats: int) -> tuple[float, floa
 
 
 def measure_peak(device: torch.device, size: int, repeats: int = 3) -> dict[str, float]:
-    """Peak GFLOP/s of a ``size``^2 matmul and of a 3x3 64->64 convolution at 256^2 (channels-last), fp32 and bf16."""
+    """Peak GFLOP/s of a ``size``^2 matmul and of a 3x3 64->64 convolution at 256^2 (channels-last), fp32 and bf16.
+
+    Without native bf16 (e.g. AVX2-only CPUs, where bf16 runs emulated and about 10x slower) the bf16 matmul is
+    measured at ``min(size, 512)``: enough to show the gap, without minutes of emulated arithmetic.
+    """
+    from dpe_monai.precision import native_bf16
+
     out: dict[str, float] = {}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        a = torch.randn(size, size, device=device, dtype=dtype)
+        n = size if name == "fp32" or native_bf16(device) else min(size, 512)
+        out[f"matmul_{name}_size"] = n
+        a = torch.randn(n, n, device=device, dtype=dtype)
         sec, _ = _time(lambda a=a: torch.mm(a, a), 1, repeats)
-        out[f"matmul_{name}"] = 2 * size**3 / sec / 1e9
+        out[f"matmul_{name}"] = 2 * n**3 / sec / 1e9
         conv = nn.Conv2d(64, 64, 3, padding=1).to(device, dtype).to(memory_format=torch.channels_last)
         x = torch.randn(1, 64, 256, 256, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
@@ -122,22 +130,16 @@ def measure_peak(device: torch.device, size: int, repeats: int = 3) -> dict[str,
 
 
 def _onnx_session(net: nn.Module, path: Path) -> Any:
-    """Export ``net`` to ONNX (dynamic batch/height/width, opset 18, as the bundle's export script) and open it."""
+    """Export ``net`` with the bundle's own ONNX export (``scripts/export_onnx.py``: dynamic height and width,
+    batch 1, opset 18) and open it in ONNX Runtime."""
+    import importlib.util
+
     import onnxruntime as ort
 
-    example = torch.rand(1, 3, 97, 131)
-    dims = {"x": {0: torch.export.Dim("batch", max=64), 2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(
-        net,
-        (example,),
-        str(path),
-        input_names=["image"],
-        output_names=["pred"],
-        dynamic_shapes=dims,
-        opset_version=18,
-        dynamo=True,
-    )
+    spec = importlib.util.spec_from_file_location("export_onnx", BUNDLE / "scripts" / "export_onnx.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.export_network(net.eval(), path)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = torch.get_num_threads()
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
@@ -262,6 +264,7 @@ def training_throughput(args: argparse.Namespace, device: torch.device, precisio
         "seconds_per_iteration": sec / iters,
         "discriminator": parser.get("use_discriminator"),
         "feature_backbone": parser.get("feature_backbone"),
+        "lambda_rfl": parser.get("lambda_rfl"),
     }
 
 

@@ -109,3 +109,23 @@ def test_grid_detector_sees_a_block_pattern():
     blocks = np.kron(rng.normal(0, 0.05, (8, 8)), np.ones((16, 16)))
     assert grid_excess(z, 16) < 1.2
     assert grid_excess(z + blocks, 16) > 2.0
+
+
+@pytest.mark.parametrize("name", REAL_DICOMS)
+def test_good_8bit_grey_exports_pass_through(enhancer, name, tmp_path):
+    """The same good scans exported as 8-bit grey PNGs (the contract's window, rounded), read back as a user's PNG
+    (absolute 8-bit data), come back at >= 35 dB of themselves."""
+    from PIL import Image
+
+    image = _read(name)
+    lo, hi, _ = native_window(image)
+    u = to_unit(image.array, lo, hi)
+    plane = u[0] if u.ndim == 3 else u
+    path = tmp_path / f"{name}.png"
+    Image.fromarray(np.round(np.clip(plane, 0, 1) * 255).astype(np.uint8).T).save(path)
+    jobs, _ = discover([path])
+    png = read_image(jobs[0].paths, jobs[0].kind)
+    out = enhance_native(png, enhancer)
+    a, b = png.array.astype(np.float64) / 255.0, out.astype(np.float64) / 255.0
+    psnr = 10 * math.log10(1.0 / max(float(np.mean((a - b) ** 2)), 1e-12))
+    assert psnr >= 35.0, f"{name} as an 8-bit PNG: output is only {psnr:.1f} dB of its input"

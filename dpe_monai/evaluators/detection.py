@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -311,10 +312,18 @@ class DetectionEvaluator:
         self.detector: nn.Module | None = None
         self.train_log: dict[str, Any] = {}
 
-    def fit(self, items: Sequence[Mapping[str, Any]]) -> DetectionEvaluator:
-        """Train the detector on the clean ``items``."""
+    def fit(self, items: Sequence[Mapping[str, Any]], cache: str | os.PathLike | None = None) -> DetectionEvaluator:
+        """Train the detector on the clean ``items`` (or load it from ``cache`` if it was trained there on the same
+        items and settings: :func:`~dpe_monai.evaluators.task_cache.load_or_train`)."""
+        from dpe_monai.evaluators.task_cache import load_or_train, training_key
+
         kwargs = {"num_classes": len(self.class_names), **self.train_kwargs}
-        self.detector, self.train_log = train_detector(items, seed=self.seed, **kwargs)
+        self.detector, self.train_log = load_or_train(
+            cache,
+            training_key(items, kwargs, self.seed),
+            lambda: kwargs.get("detector") or build_detector(kwargs["num_classes"]),
+            lambda: train_detector(items, seed=self.seed, **kwargs),
+        )
         return self
 
     def evaluate(self, items: Sequence[Mapping[str, Any]], enhancers: Mapping[str, EnhanceFn]) -> dict[str, Any]:

@@ -277,9 +277,19 @@ class SegmentationEvaluator:
         self.network: torch.nn.Module | None = None
         self.train_log: dict[str, Any] = {}
 
-    def fit(self, items: Sequence[Mapping[str, Any]]) -> SegmentationEvaluator:
-        """Train the U-Net on the clean ``items``."""
-        self.network, self.train_log = train_segmenter(items, self.num_classes, seed=self.seed, **self.train_kwargs)
+    def fit(self, items: Sequence[Mapping[str, Any]], cache: str | os.PathLike | None = None) -> SegmentationEvaluator:
+        """Train the U-Net on the clean ``items`` (or load it from ``cache`` if it was trained there on the same
+        items and settings: :func:`~dpe_monai.evaluators.task_cache.load_or_train`)."""
+        from dpe_monai.evaluators.task_cache import load_or_train, training_key
+
+        kwargs = self.train_kwargs
+        key = training_key(items, {"num_classes": self.num_classes, **kwargs}, self.seed)
+        self.network, self.train_log = load_or_train(
+            cache,
+            key,
+            lambda: kwargs.get("network") or build_segmenter(self.num_classes),
+            lambda: train_segmenter(items, self.num_classes, seed=self.seed, **kwargs),
+        )
         return self
 
     def evaluate(self, items: Sequence[Mapping[str, Any]], enhancers: Mapping[str, EnhanceFn]) -> dict[str, Any]:

@@ -35,11 +35,25 @@ def grey_thumbnail(x: torch.Tensor, thumb: int = 64) -> torch.Tensor:
     can precompute it from the whole image (``GlobalContextd``) and pass it as the network's ``context``.
     """
     grey = x.float().mean(dim=1, keepdim=True)
+    if _traced_for_export():
+        # symbolic height and width (ONNX, torch.export): the same rule as data, not as a Python branch, or the
+        # exporter would bake in the example's side of it
+        plain = F.interpolate(grey, size=(thumb, thumb), mode="bilinear", align_corners=False)
+        pooled = F.interpolate(F.avg_pool2d(grey, 2), size=(thumb, thumb), mode="bilinear", align_corners=False)
+        short = torch.minimum(torch.scalar_tensor(grey.shape[-2]), torch.scalar_tensor(grey.shape[-1]))
+        return torch.where(short >= 2 * thumb, pooled, plain)
     if grey.shape[-2] == thumb and grey.shape[-1] == thumb:
         return grey
     if min(grey.shape[-2:]) >= 2 * thumb:
         grey = F.avg_pool2d(grey, 2)
     return F.interpolate(grey, size=(thumb, thumb), mode="bilinear", align_corners=False)
+
+
+def _traced_for_export() -> bool:
+    """True while ``torch.export`` / ``torch.compile`` / the ONNX exporter trace the code (never in TorchScript)."""
+    if not torch.jit.is_scripting():
+        return torch.compiler.is_compiling()
+    return False
 
 
 def apply_global_intensity(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
@@ -107,6 +121,9 @@ def global_summary(
     colour = x[:, :3] if x.shape[1] == 3 else grey[:, None].expand(-1, 3, -1, -1)
     flat = grey.reshape(b, -1)
     step = max(1, flat.shape[1] // samples)
+    if not torch.jit.is_scripting():
+        if torch.compiler.is_compiling():
+            step = torch.sym_max(1, flat.shape[1] // samples)  # stays symbolic when traced for export
     full = torch.sort(flat[:, ::step], dim=1).values
     n = full.shape[1]
     q_frac = torch.linspace(0.0, 1.0, n_quantiles, device=x.device)

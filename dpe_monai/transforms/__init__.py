@@ -7,6 +7,13 @@ from dpe_monai.transforms.context import (
     GlobalContextDict,
     RelativeFlagd,
 )
+from dpe_monai.transforms.export import (
+    EightBitExport,
+    RandEightBitExportD,
+    RandEightBitExportd,
+    RandEightBitExportDict,
+    is_grey,
+)
 from dpe_monai.transforms.intensity import (
     IntensityWindow,
     IntensityWindowD,
@@ -37,6 +44,11 @@ from dpe_monai.transforms.preprocess import (
 from dpe_monai.transforms.seeded import SeededLowQualityD, SeededLowQualityd, SeededLowQualityDict
 
 __all__ = [
+    "EightBitExport",
+    "RandEightBitExportD",
+    "RandEightBitExportDict",
+    "RandEightBitExportd",
+    "is_grey",
     "GlobalContext",
     "GlobalContextD",
     "GlobalContextDict",

@@ -29,6 +29,11 @@ def export(
     parser.read_config(str(config))
     parser["bundle_root"] = str(BUNDLE)
     network = load_network(parser.get_parsed_content("network_def"), checkpoint).eval()
+    return export_network(network, output, opset)
+
+
+def export_network(network: torch.nn.Module, output: Path, opset: int = 18) -> Path:
+    """Write ``output`` (ONNX) from an eval-mode enhancement ``network``; returns the path."""
     example = torch.rand(1, network.in_channels, 97, 131)  # not a multiple of 16: keeps the pad symbolic
     output.parent.mkdir(parents=True, exist_ok=True)
     # batch: AUTO, which the exporter specialises to 1 (the global branch's per-channel whole-image statistics
@@ -48,7 +53,7 @@ def export(
 
 
 def check(
-    onnx_path: Path, checkpoint: Path, shapes: tuple[tuple[int, ...], ...] = ((1, 3, 97, 131), (1, 3, 64, 80))
+    onnx_path: Path, checkpoint: Path, shapes: tuple[tuple[int, ...], ...] = ((1, 3, 97, 131), (1, 3, 64, 80), (1, 3, 260, 300))
 ) -> float:
     """Largest |ONNX Runtime - eager| over random inputs of ``shapes`` (values in [0, 1])."""
     import onnxruntime as ort

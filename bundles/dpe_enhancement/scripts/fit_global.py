@@ -13,7 +13,10 @@ trained on thousands of whole degraded images in minutes, whereas the end-to-end
 so this script fits it alone:
 
 1. the bundle's training split (``degradable_items``, as ``train.json``), 8-bit (``"container"`` rule) images
-   only: percentile-windowed images get no learned correction at all (the intensity-convention flag);
+   only: percentile-windowed images get no learned correction at all (the intensity-convention flag); with
+   ``--grey_exports`` also the 8-bit exports of the percentile-windowed grey images
+   (:class:`~dpe_monai.transforms.RandEightBitExportd`), so 8-bit grey scans are not all taken for the one 8-bit
+   grey source of the collection (MNI152);
 2. ``--per_image`` degradations of each image with the training recipe (Algorithm 1, both noise orders, 8-bit
    rounding, ``--clean_share`` clean pairs), seeded; each image centre-cropped to ``--max_side``;
 3. the MLP is trained with L1 between the tone-mapped degraded pixels and the clean pixels (a random sample of
@@ -38,11 +41,20 @@ import numpy as np
 import torch
 
 
-def _instances(items: list[dict], per_image: int, clean_share: float, max_side: int, pixels: int, seed: int):
-    """Summaries, sampled degraded pixels and clean pixels of ``per_image`` degradations of each 8-bit item."""
+def _instances(
+    items: list[dict],
+    per_image: int,
+    clean_share: float,
+    max_side: int,
+    pixels: int,
+    seed: int,
+    grey_exports: bool = False,
+):
+    """Summaries, sampled degraded pixels and clean pixels of ``per_image`` degradations of each 8-bit item (and,
+    with ``grey_exports``, of the 8-bit export of each relative-windowed grey item, as ``RandEightBitExportd``)."""
     from dpe_monai.evaluators.common import load_clean
     from dpe_monai.networks.global_intensity import global_summary
-    from dpe_monai.transforms import RandLowQuality
+    from dpe_monai.transforms import EightBitExport, RandLowQuality, is_grey
 
     sim = RandLowQuality(prob=1.0 - clean_share, brightness_threshold=None, noise_order="mixed", quantize=True)
     sim.set_random_state(seed)
@@ -51,7 +63,9 @@ def _instances(items: list[dict], per_image: int, clean_share: float, max_side: 
     for item in items:
         loaded = load_clean(item, max_side=max_side)
         if loaded["relative"]:
-            continue
+            if not (grey_exports and is_grey(loaded["image"])):
+                continue
+            loaded["image"] = EightBitExport()(loaded["image"])
         clean = loaded["image"].numpy()
         flat_clean = clean.reshape(clean.shape[0], -1)
         for _ in range(per_image):
@@ -104,8 +118,9 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
     datalist = ensure_collection(args.dataset_dir)
     train = degradable_items(load_decathlon_datalist(datalist, False, "training"))
     val = degradable_items(load_decathlon_datalist(datalist, False, "validation"))
-    train_data = _instances(train, args.per_image, args.clean_share, args.max_side, args.pixels, args.seed)
-    val_data = _instances(val, 2, args.clean_share, args.max_side, args.pixels, args.seed + 1)
+    exports = args.grey_exports
+    train_data = _instances(train, args.per_image, args.clean_share, args.max_side, args.pixels, args.seed, exports)
+    val_data = _instances(val, 2, args.clean_share, args.max_side, args.pixels, args.seed + 1, exports)
     print(
         f"instances: train {train_data[0].shape[0]}, validation {val_data[0].shape[0]} "
         f"({time.perf_counter() - start:.0f} s)",
@@ -187,6 +202,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--epoch_length", type=int, default=200, help="recorded in the trainer state")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--grey_exports",
+        action="store_true",
+        help="also fit on the 8-bit exports of the relative-windowed grey images (as RandEightBitExportd)",
+    )
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     return fit(args)

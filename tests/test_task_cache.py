@@ -1,0 +1,39 @@
+"""Trained task models are cached by their training items and settings, and retrained when those change."""
+
+from __future__ import annotations
+
+import torch
+
+from dpe_monai.evaluators.task_cache import load_or_train, training_key
+
+
+def _items(tmp_path, text: str = "a") -> list[dict]:
+    img = tmp_path / "img.png"
+    img.write_text(text)
+    return [{"image": str(img), "boxes": [[1, 2, 3, 4]]}]
+
+
+def test_cache_loads_same_training_and_retrains_on_change(tmp_path):
+    calls = []
+
+    def train():
+        calls.append(1)
+        torch.manual_seed(len(calls))
+        return torch.nn.Linear(2, 2), {"seconds": 1.0}
+
+    path = tmp_path / "cache" / "model.pt"
+    key = training_key(_items(tmp_path), {"iterations": 5}, 0)
+    first, log = load_or_train(path, key, lambda: torch.nn.Linear(2, 2), train)
+    assert log["cached"] is False and path.is_file() and path.with_suffix(".json").is_file()
+    again, log = load_or_train(path, key, lambda: torch.nn.Linear(2, 2), train)
+    assert log["cached"] is True and len(calls) == 1
+    assert torch.equal(again.weight, first.weight)
+    for changed in (
+        training_key(_items(tmp_path, "b"), {"iterations": 5}, 0),  # an image changed
+        training_key(_items(tmp_path), {"iterations": 6}, 0),  # a setting changed
+        training_key(_items(tmp_path), {"iterations": 5}, 1),  # the seed changed
+    ):
+        assert changed != key
+    key6 = training_key(_items(tmp_path), {"iterations": 6}, 0)
+    _, log = load_or_train(path, key6, lambda: torch.nn.Linear(2, 2), train)
+    assert log["cached"] is False and len(calls) == 2
