@@ -87,6 +87,26 @@ def machine_line(data: dict[str, Any]) -> str:
     )
 
 
+def shipped_sha() -> str:
+    """The first 12 hex digits of the shipped checkpoint's SHA-256 (as the benchmarks record it)."""
+    from benchmarks.common import BUNDLE, sha256
+
+    return sha256(BUNDLE / "models" / "model.pt")[:12]
+
+
+def stale_results(res: dict[str, Any]) -> dict[str, str]:
+    """Result files (and downstream tasks) whose ``dpe`` method ran another checkpoint than the shipped one."""
+    current, out = shipped_sha(), {}
+    for name, data in res.items():
+        entries = [(name, data.get("methods"))]
+        entries += [(f"{name}/{t}", r.get("methods")) for t, r in (data.get("tasks") or {}).items()]
+        for label, methods in entries:
+            sha = ((methods or {}).get("dpe") or {}).get("checkpoint_sha256")
+            if sha and not current.startswith(sha[:12]):
+                out[label] = sha[:12]
+    return out
+
+
 def build_report(results_dir: Path, figures_dir: Path, output: Path) -> str:
     """Render the Markdown report (and its charts) and return it."""
     res = load_results(results_dir)
@@ -114,6 +134,15 @@ def build_report(results_dir: Path, figures_dir: Path, output: Path) -> str:
         parts += [
             f"> **Warning:** {', '.join(small)} come from tiny CI-sized configurations. Those numbers only show "
             "that the scripts run; they say nothing about the methods.",
+            "",
+        ]
+    stale = stale_results(res)
+    if stale:
+        parts += [
+            "> **Stale:** "
+            + "; ".join(f"{name} scored DPE (shipped) with checkpoint sha256 {sha}" for name, sha in stale.items())
+            + f". The shipped `models/model.pt` is sha256 {shipped_sha()}: those tables describe an earlier model"
+            " until their commands are rerun.",
             "",
         ]
     parts += quality_section(res.get("quality"), ctx, "quality", "a")
