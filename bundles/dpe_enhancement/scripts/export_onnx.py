@@ -53,7 +53,9 @@ def export_network(network: torch.nn.Module, output: Path, opset: int = 18) -> P
 
 
 def check(
-    onnx_path: Path, checkpoint: Path, shapes: tuple[tuple[int, ...], ...] = ((1, 3, 97, 131), (1, 3, 64, 80), (1, 3, 260, 300))
+    onnx_path: Path,
+    checkpoint: Path,
+    shapes: tuple[tuple[int, ...], ...] = ((1, 3, 97, 131), (1, 3, 64, 80), (1, 3, 260, 300)),
 ) -> float:
     """Largest |ONNX Runtime - eager| over random inputs of ``shapes`` (values in [0, 1])."""
     import onnxruntime as ort
