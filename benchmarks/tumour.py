@@ -75,11 +75,9 @@ def fine_tune(fold: int, mode: str, args: argparse.Namespace) -> Path:
 
 def run_tumour(args: argparse.Namespace, methods: dict[str, Any]) -> dict[str, Any]:
     """Both folds, both degradations; returns the task's JSON section."""
-    from dpe_monai.evaluators import load_datalist, train_detector
+    from dpe_monai.evaluators import DetectionEvaluator, load_datalist
     from dpe_monai.evaluators.datasets import TUMOUR_FOLDS, tumour_datalist
-    from dpe_monai.evaluators.detection import build_detector
     from dpe_monai.evaluators.segmentation import task_segmenter
-    from dpe_monai.evaluators.task_cache import load_or_train, training_key
     from dpe_monai.evaluators.tumour import score_tumour_items, summarise_tumour
 
     start = time.perf_counter()
@@ -91,13 +89,9 @@ def run_tumour(args: argparse.Namespace, methods: dict[str, Any]) -> dict[str, A
         train, test = load_datalist(datalist, "training"), load_datalist(datalist, "test")
         segmenter = task_segmenter(train, data_dir / "task_segmenter.pt", 2, args.seed, iterations=args.seg_iterations)
         positives = [it for it in train if it["has_tumour"]]
-        det_settings = {"iterations": args.det_iterations, "batch_size": 4}
-        detector, det_log = load_or_train(
-            data_dir / "task_detector.pt",
-            training_key(positives, det_settings, args.seed),
-            build_detector,
-            lambda p=positives, s=det_settings: train_detector(p, seed=args.seed, **s),
-        )
+        det = DetectionEvaluator(["tumour"], seed=args.seed, train_kwargs={"iterations": args.det_iterations})
+        det.fit(positives, cache=data_dir / "task_detector.pt")
+        detector, det_log = det.detector, det.train_log
         fold_methods = dict(methods)
         tuned = {}
         for mode in args.task_modes:
