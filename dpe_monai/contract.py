@@ -41,6 +41,7 @@ __all__ = [
     "dicom_edges",
     "dicom_window_tags",
     "from_unit",
+    "is_relative",
     "output_range",
     "to_unit",
     "window_bounds",
@@ -116,6 +117,16 @@ def window_bounds(
         info = np.iinfo(dtype)
         container = (float(info.min), float(info.max))
     return float(container[0]), float(container[1]), "container"
+
+
+def is_relative(rule: str | None) -> bool:
+    """Whether a window ``rule`` set ``[0, 1]`` relative to the image itself (``"percentile"``, ``"dicom"``,
+    ``"minmax"``) rather than by the container (``"container"``: 8-bit data, where brightness is absolute).
+
+    This is the flag the global branch reads (:class:`~dpe_monai.networks.GlobalIntensity`); ``None`` (no window
+    recorded) counts as the container rule.
+    """
+    return (rule or "container") != "container"
 
 
 def to_unit(values: np.ndarray, lo: float, hi: float) -> np.ndarray:

@@ -5,7 +5,25 @@ import pytest
 import torch
 from monai.data import CacheDataset, MetaTensor
 
-from dpe_monai.transforms import EnsureMinSize, EnsureMinSized, SeededLowQualityd, ToRGB, ToRGBd
+from dpe_monai.contract import is_relative
+from dpe_monai.transforms import EnsureMinSize, EnsureMinSized, SeededLowQualityd, ToRGB, ToRGBd, grey_mask, is_grey
+
+
+def test_grey_mask_and_is_grey():
+    g = torch.rand(1, 5, 6)
+    rgb = ToRGB()(g)
+    colour = rgb.clone()
+    colour[1, 2, 3] += 1e-3  # one pixel off in one channel: colour
+    batch = torch.stack([rgb, colour, ToRGB()(torch.zeros(1, 5, 6))])
+    assert grey_mask(batch).tolist() == [True, False, True]
+    assert grey_mask(g[None]).tolist() == [True]
+    assert grey_mask(torch.rand(2, 4, 5, 6)).tolist() == [False, False]
+    assert is_grey(rgb) and is_grey(rgb.numpy()) and is_grey(g) and not is_grey(colour)
+
+
+def test_is_relative_rule():
+    assert is_relative("percentile") and is_relative("dicom") and is_relative("minmax")
+    assert not is_relative("container") and not is_relative(None)
 
 
 def test_to_rgb():

@@ -9,6 +9,7 @@ import torch
 from skimage import color, exposure, restoration
 
 from dpe_monai.baselines.illumination import dual, lime
+from dpe_monai.transforms.preprocess import is_grey
 
 __all__ = [
     "CLASSICAL",
@@ -143,7 +144,7 @@ class ClassicalEnhancer(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = []
         for img in x.detach().float().cpu().clamp(0, 1).numpy():
-            grey = img.shape[0] == 1 or (np.allclose(img[0], img[1]) and np.allclose(img[0], img[2]))
+            grey = is_grey(img)
             arr = img[0] if grey else np.moveaxis(img, 0, -1)
             res = np.asarray(self.fn(arr.astype(np.float64)), dtype=np.float32)
             res = np.broadcast_to(res, img.shape).copy() if grey else np.moveaxis(res, -1, 0)

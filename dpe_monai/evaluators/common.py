@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from dpe_monai.contract import is_relative
+
 __all__ = [
     "EnhanceFn",
     "load_datalist",
@@ -104,11 +106,11 @@ def load_clean(item: Mapping[str, Any], label: bool = False, max_side: int | Non
     tfs = clean_transforms(keys, max_side)
     data = Compose(tfs)({k: item[k] for k in keys})
     img = torch.as_tensor(data["image"]).float().as_subclass(torch.Tensor)
-    rule = data.get("image_window", {}).get("rule", "container")
+    rule = data.get("image_window", {}).get("rule")
     lab = None
     if label:
         lab = torch.as_tensor(data["label"]).as_subclass(torch.Tensor)[0].round().long()
-    return {"image": img, "label": lab, "relative": rule != "container"}
+    return {"image": img, "label": lab, "relative": is_relative(rule)}
 
 
 def degrade(

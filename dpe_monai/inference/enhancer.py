@@ -11,6 +11,7 @@ import torch
 from monai.inferers import SliceInferer, SlidingWindowInferer
 
 from dpe_monai.precision import autocast, resolve_amp_dtype
+from dpe_monai.transforms.preprocess import grey_mask
 
 __all__ = ["Enhancer"]
 
@@ -153,7 +154,7 @@ class Enhancer:
         if c == self.in_channels:
             y = self._run(x, self._dtype(self.precision), params)
             if c == 3:  # grey in, grey out: images whose three channels are equal get the channel mean back
-                grey = (x[:, 0] == x[:, 1]).flatten(1).all(1) & (x[:, 1] == x[:, 2]).flatten(1).all(1)
+                grey = grey_mask(x)
                 if bool(grey.any()):
                     mean = y.mean(dim=1, keepdim=True).expand_as(y)
                     y = torch.where(grey.view(-1, 1, *([1] * (y.ndim - 2))).to(y.device), mean, y)

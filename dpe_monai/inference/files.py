@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dpe_monai.contract import from_unit, to_unit, window_bounds
+from dpe_monai.contract import from_unit, is_relative, to_unit, window_bounds
 from dpe_monai.io import (
     BadImageError,
     InputJob,
@@ -74,7 +74,7 @@ def enhance_native(
     x = to_unit(image.array, lo, hi)
     t = torch.from_numpy(np.ascontiguousarray(x))[None]
     if getattr(enhancer, "uses_convention", False):
-        y = enhancer(t, relative=rule != "container")[0].numpy()
+        y = enhancer(t, relative=is_relative(rule))[0].numpy()
     else:
         y = enhancer(t)[0].numpy()
     try:

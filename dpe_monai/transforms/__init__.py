@@ -12,7 +12,6 @@ from dpe_monai.transforms.export import (
     RandEightBitExportD,
     RandEightBitExportd,
     RandEightBitExportDict,
-    is_grey,
 )
 from dpe_monai.transforms.intensity import (
     IntensityWindow,
@@ -40,6 +39,8 @@ from dpe_monai.transforms.preprocess import (
     ToRGBD,
     ToRGBd,
     ToRGBDict,
+    grey_mask,
+    is_grey,
 )
 from dpe_monai.transforms.seeded import SeededLowQualityD, SeededLowQualityd, SeededLowQualityDict
 
@@ -48,6 +49,7 @@ __all__ = [
     "RandEightBitExportD",
     "RandEightBitExportDict",
     "RandEightBitExportd",
+    "grey_mask",
     "is_grey",
     "GlobalContext",
     "GlobalContextD",

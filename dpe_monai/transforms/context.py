@@ -10,6 +10,7 @@ from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import convert_to_tensor
 
+from dpe_monai.contract import is_relative
 from dpe_monai.networks.global_intensity import global_summary
 
 __all__ = ["GlobalContext", "GlobalContextd", "GlobalContextD", "GlobalContextDict", "RelativeFlagd"]
@@ -86,7 +87,7 @@ class RelativeFlagd(MapTransform):
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
-            d[self.flag_key] = torch.tensor(float(d[key].get("rule", "container") != "container"))
+            d[self.flag_key] = torch.tensor(float(is_relative(d[key].get("rule"))))
         return d
 
 

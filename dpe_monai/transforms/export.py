@@ -22,15 +22,10 @@ from monai.config import KeysCollection
 from monai.config.type_definitions import NdarrayOrTensor
 from monai.transforms import MapTransform, RandomizableTransform, Transform
 
-__all__ = ["EightBitExport", "RandEightBitExportD", "RandEightBitExportDict", "RandEightBitExportd", "is_grey"]
+from dpe_monai.contract import is_relative
+from dpe_monai.transforms.preprocess import is_grey
 
-
-def is_grey(img: NdarrayOrTensor) -> bool:
-    """True for a ``(1, ...)`` image or a ``(3, ...)`` image whose three channels are equal."""
-    x = torch.as_tensor(img)
-    if x.shape[0] == 1:
-        return True
-    return x.shape[0] == 3 and bool(torch.equal(x[0], x[1]) and torch.equal(x[1], x[2]))
+__all__ = ["EightBitExport", "RandEightBitExportD", "RandEightBitExportDict", "RandEightBitExportd"]
 
 
 class EightBitExport(Transform):
@@ -79,7 +74,7 @@ class RandEightBitExportd(RandomizableTransform, MapTransform):
         for key in self.key_iterator(d):
             record_key = f"{key}_{self.window_postfix}"
             record = d.get(record_key)
-            if record is None or record.get("rule", "container") == "container" or not is_grey(d[key]):
+            if record is None or not is_relative(record.get("rule")) or not is_grey(d[key]):
                 continue
             d[key] = self.exporter(d[key])
             d[record_key] = {**record, "rule": "container", "exported_from": record.get("rule")}

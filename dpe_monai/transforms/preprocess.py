@@ -20,7 +20,28 @@ __all__ = [
     "EnsureMinSized",
     "EnsureMinSizeD",
     "EnsureMinSizeDict",
+    "grey_mask",
+    "is_grey",
 ]
+
+
+def grey_mask(x: torch.Tensor) -> torch.Tensor:
+    """Which items of a batch ``(B, C, *spatial)`` are grey: one channel, or three exactly equal channels.
+
+    Returns:
+        ``(B,)`` bool tensor on ``x``'s device.
+    """
+    b, c = x.shape[:2]
+    if c == 1:
+        return torch.ones(b, dtype=torch.bool, device=x.device)
+    if c != 3:
+        return torch.zeros(b, dtype=torch.bool, device=x.device)
+    return (x[:, 0] == x[:, 1]).flatten(1).all(1) & (x[:, 1] == x[:, 2]).flatten(1).all(1)
+
+
+def is_grey(img: NdarrayOrTensor) -> bool:
+    """Whether one channel-first image ``(C, *spatial)`` (array or tensor) is grey, as :func:`grey_mask` decides."""
+    return bool(grey_mask(torch.as_tensor(img)[None])[0])
 
 
 class ToRGB(Transform):

@@ -22,6 +22,8 @@ import numpy as np
 from monai.transforms import RandBiasField, RandRicianNoise
 from monai.utils import convert_data_type
 
+from dpe_monai.transforms.preprocess import is_grey
+
 __all__ = [
     "BIAS_COEFF_RANGE",
     "BIAS_DEGREE",
@@ -90,13 +92,9 @@ def check_range(
     return lo, hi
 
 
-def _is_grey3(img: np.ndarray) -> bool:
-    return img.shape[0] == 3 and np.array_equal(img[0], img[1]) and np.array_equal(img[0], img[2])
-
-
 def _per_grey(fn: Callable[[np.ndarray], np.ndarray], img: np.ndarray) -> np.ndarray:
     """``fn(img)``, or ``fn`` on one channel replicated three times when ``img`` is grey stored as RGB."""
-    if _is_grey3(img):
+    if img.shape[0] == 3 and is_grey(img):
         return np.repeat(fn(img[:1]), 3, axis=0)
     return fn(img)
 
