@@ -39,6 +39,7 @@ from benchmarks.common import (
     network_enhancer,
     parse_cli,
     parse_network,
+    sha256,
     write_json,
 )
 from benchmarks.quality import add_data_args, load_pairs
@@ -94,6 +95,7 @@ def train_variant(variant: str, args: argparse.Namespace, datalist: str, overrid
         "val_interval": args.max_epochs,  # one validation, at the end: the budget goes to training
         "seed": args.train_seed,
         "run_name": f"ablation_{variant}",
+        "resume": not args.fresh,  # a variant killed mid-training continues from its last epoch
         **overrides,
     }
     start = time.perf_counter()
@@ -120,8 +122,47 @@ def train_variant(variant: str, args: argparse.Namespace, datalist: str, overrid
     return record
 
 
+def budget(args: argparse.Namespace) -> dict[str, Any]:
+    """The one training budget every variant gets."""
+    return {
+        "max_epochs": args.max_epochs,
+        "epoch_length": args.epoch_length,
+        "batch_size": args.batch_size,
+        "patch_size": args.patch_size,
+        "images_per_variant": args.max_epochs * args.epoch_length * args.batch_size,
+        "paper_images": "about 1.5 million (15k pairs x 100 epochs, batch 24)",
+        "train_seed": args.train_seed,
+    }
+
+
+def finished_variants(path: str | Path, head: dict[str, Any]) -> dict[str, Any]:
+    """Variant records of an earlier (possibly killed) run at ``path`` that can be kept as they are.
+
+    A record is kept when that run had the same budget, protocol, datalist and scored images, and its checkpoint
+    is still on disk with the recorded sha256 (so a committed JSON from another machine, whose checkpoints are not
+    here, is never taken for this run's).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    earlier = json.loads(path.read_text())
+    if any(earlier.get(k) != head[k] for k in ("budget", "protocol", "datalist", "groups", "n_scored")):
+        return {}
+    kept = {}
+    for name, record in earlier.get("variants", {}).items():
+        ckpt = Path(record.get("checkpoint", ""))
+        if "summary" in record and ckpt.is_file() and record.get("checkpoint_sha256") == sha256(ckpt):
+            kept[name] = record
+    return kept
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Train (unless ``--skip_training``) and score every variant; writes the JSON and returns it."""
+    """Train (unless ``--skip_training``) and score every variant; writes the JSON and returns it.
+
+    The JSON is rewritten after every variant (``"complete": false`` until the last), and a rerun of the same
+    command keeps the variants an earlier, killed run finished (:func:`finished_variants`; ``--fresh`` retrains
+    them). A variant killed mid-training resumes from its last bundle checkpoint.
+    """
     from dpe_monai.evaluators.quality import QualityScorer, protocol, score_enhancers
 
     if args.threads:
@@ -129,9 +170,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     common, per_variant = parse_overrides(args.set)
     pairs, skipped, datalist = load_pairs(args)
     scorer = QualityScorer(args.feature_backbone)
+    head = {
+        "benchmark": "ablation",
+        "command": "python -m benchmarks.ablation " + " ".join(args.argv),
+        "datalist": datalist,
+        "budget": budget(args),
+        "protocol": protocol(args.seed, args.mode, args.max_side, args.feature_backbone),
+        "machine": machine_info(),
+        "groups": {g: sum(p["group"] == g for p in pairs) for g in sorted({p["group"] for p in pairs})},
+        "n_scored": len(pairs),
+        "skipped_by_luminance_gate": skipped,
+        "paper_table_iv_average": {k: {"psnr": v[0], "delta_e": v[1]} for k, v in PAPER_TABLE_IV.items()},
+    }
+    kept = {} if args.fresh or args.skip_training else finished_variants(args.output, head)
     variants: dict[str, Any] = {}
     for variant in args.variants:
         overrides = {**common, **per_variant.get(variant, {})}
+        if variant in kept and kept[variant].get("overrides") == overrides:
+            logger.info("%s: kept from the earlier run of this command", variant)
+            variants[variant] = kept[variant]
+            continue
         ckpt = Path(args.work_dir) / variant / "models" / "model.pt"
         if args.skip_training:
             record = {"checkpoint": str(ckpt), "overrides": overrides, "trained": "earlier run (--skip_training)"}
@@ -140,34 +198,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             record = train_variant(variant, args, datalist, overrides)
         network = parse_network([BUNDLE / "configs" / "train.json", CONFIGS[variant]], overrides)
         enhancer, info = network_enhancer(network, ckpt, args.precision)
-        record.update(parameters=info["parameters"], precision=info["precision"])
+        record.update(parameters=info["parameters"], precision=info["precision"], checkpoint_sha256=sha256(ckpt))
         scores = score_enhancers(pairs, {variant: enhancer}, scorer)
         record["summary"] = scores["summary"][variant]
         record["input_summary"] = scores["summary"]["input"]
         record["seconds_per_image"] = scores["seconds_per_image"][variant]
         variants[variant] = record
         logger.info("%s: average PSNR %.2f", variant, record["summary"]["average"].get("psnr", float("nan")))
-    payload = {
-        "benchmark": "ablation",
-        "command": "python -m benchmarks.ablation " + " ".join(args.argv),
-        "datalist": datalist,
-        "budget": {
-            "max_epochs": args.max_epochs,
-            "epoch_length": args.epoch_length,
-            "batch_size": args.batch_size,
-            "patch_size": args.patch_size,
-            "images_per_variant": args.max_epochs * args.epoch_length * args.batch_size,
-            "paper_images": "about 1.5 million (15k pairs x 100 epochs, batch 24)",
-            "train_seed": args.train_seed,
-        },
-        "protocol": protocol(args.seed, args.mode, args.max_side, args.feature_backbone),
-        "machine": machine_info(),
-        "groups": {g: sum(p["group"] == g for p in pairs) for g in sorted({p["group"] for p in pairs})},
-        "n_scored": len(pairs),
-        "skipped_by_luminance_gate": skipped,
-        "paper_table_iv_average": {k: {"psnr": v[0], "delta_e": v[1]} for k, v in PAPER_TABLE_IV.items()},
-        "variants": variants,
-    }
+        write_json(args.output, {**head, "complete": False, "variants": variants})
+    payload = {**head, "complete": True, "variants": variants}
     write_json(args.output, payload)
     logger.info("wrote %s", args.output)
     return payload
@@ -191,6 +230,7 @@ def parser() -> argparse.ArgumentParser:
         help="extra bundle overrides, e.g. network_def#channels=[8,12,16]",
     )
     p.add_argument("--skip_training", action="store_true", help="score checkpoints of an earlier run")
+    p.add_argument("--fresh", action="store_true", help="retrain every variant, even those a killed run finished")
     p.add_argument("--work_dir", default=str(WORK / "ablation"), help="checkpoints and training logs")
     p.add_argument(
         "--output",

@@ -79,6 +79,8 @@ def ablation_section(a: dict | None, b: dict | None, ctx: dict) -> list[str]:
     else:
         fmt, table = ctx["fmt"], ctx["table"]
         bud = a["budget"]
+        if a.get("complete") is False:
+            out += [f"**Incomplete run** ({len(a['variants'])} variants done): rerun its command to finish it.", ""]
         out += [
             f"Command: `{a['command']}`  ",
             f"Machine: {ctx['machine_line'](a)}  ",

@@ -6,6 +6,7 @@ Results go to a temporary folder, never to benchmarks/results (tiny numbers are 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -105,38 +106,53 @@ def test_ablation_configs_build_every_variant():
 
 
 def test_ablation_trains_and_scores(env):
-    out = ablation.main(
-        [
-            "--datalist",
-            env["datalist"],
-            "--feature_backbone",
-            "random",
-            "--variants",
-            "base",
-            "adversarial",
-            "--max_epochs",
-            "1",
-            "--epoch_length",
-            "2",
-            "--batch_size",
-            "2",
-            "--patch_size",
-            "32",
-            "--work_dir",
-            str(env["root"] / "ablation"),
-            "--output",
-            str(env["results"] / "ablation.json"),
-            "--set",
-            "network_def#channels=[8,12,16]",
-            "discriminator_def#channels=[8,8,16,16]",
-            'feature_backbone="random"',
-            "val_crop=32",
-        ]
-    )
+    argv = [
+        "--datalist",
+        env["datalist"],
+        "--feature_backbone",
+        "random",
+        "--variants",
+        "base",
+        "adversarial",
+        "--max_epochs",
+        "1",
+        "--epoch_length",
+        "2",
+        "--batch_size",
+        "2",
+        "--patch_size",
+        "32",
+        "--work_dir",
+        str(env["root"] / "ablation"),
+        "--output",
+        str(env["results"] / "ablation.json"),
+        "--set",
+        "network_def#channels=[8,12,16]",
+        "discriminator_def#channels=[8,8,16,16]",
+        'feature_backbone="random"',
+        "val_crop=32",
+    ]
+    out = ablation.main(argv)
     base, adv = out["variants"]["base"], out["variants"]["adversarial"]
     assert base["iterations"] == adv["iterations"] == 2 and out["budget"]["images_per_variant"] == 4
     assert not base["use_discriminator"] and adv["use_discriminator"] and base["lambda_rfl"] == 0.0
-    assert base["parameters"] < adv["parameters"] and "psnr" in adv["summary"]["average"]
+    assert base["parameters"] < adv["parameters"] and "psnr" in adv["summary"]["average"] and out["complete"]
+
+    # a killed run: the JSON holds only the first variant; the rerun keeps it and finishes the second
+    path = env["results"] / "ablation.json"
+    partial = json.loads(path.read_text())
+    del partial["variants"]["adversarial"]
+    partial["complete"] = False
+    path.write_text(json.dumps(partial))
+    base_ckpt = Path(base["checkpoint"])
+    stamp = base_ckpt.stat().st_mtime_ns
+    again = ablation.main(argv)
+    assert again["complete"] and again["variants"]["base"] == base and base_ckpt.stat().st_mtime_ns == stamp
+    assert again["variants"]["adversarial"]["summary"] == adv["summary"]  # resumed from its final checkpoint
+
+    # another protocol (degradation seed) keeps no record: every variant is scored again
+    changed = ablation.main([*argv, "--seed", "1"])
+    assert changed["variants"]["base"]["summary"] != base["summary"]
 
 
 def test_speed(env):
