@@ -60,7 +60,10 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
         help="score N evenly spaced items per group (every subject represented; a faster full-coverage run)",
     )
     parser.add_argument(
-        "--feature_backbone", default="hed_vgg16", help="feature distance backbone (random: CI; none: skip it)"
+        "--feature_backbone",
+        default="hed_vgg16",
+        type=lambda v: None if v == "none" else v,
+        help="feature distance backbone (random: CI; none: skip it)",
     )
     parser.add_argument("--precision", default="auto", help="Enhancer precision for the networks")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
@@ -145,7 +148,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     scores = score_enhancers(
         pairs,
         methods,
-        QualityScorer(None if args.feature_backbone == "none" else args.feature_backbone),
+        QualityScorer(args.feature_backbone),
         keep=lambda p: p["id"] in grid_ids,
     )
     figures = {}
