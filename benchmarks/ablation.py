@@ -138,9 +138,10 @@ def budget(args: argparse.Namespace) -> dict[str, Any]:
 def finished_variants(path: str | Path, head: dict[str, Any]) -> dict[str, Any]:
     """Variant records of an earlier (possibly killed) run at ``path`` that can be kept as they are.
 
-    A record is kept when that run had the same budget, protocol, datalist and scored images, and its checkpoint
-    is still on disk with the recorded sha256 (so a committed JSON from another machine, whose checkpoints are not
-    here, is never taken for this run's).
+    A record is kept when that run had the same budget, protocol, datalist and scored images, unless its
+    checkpoint is on disk with another sha256 than the recorded one (retrained since). A record whose checkpoint
+    is gone (a fresh clone: checkpoints live in the git-ignored ``outputs/``) is kept, so a committed partial JSON
+    lets the next session train only the variants still missing; each record names the commit that scored it.
     """
     path = Path(path)
     if not path.is_file():
@@ -151,7 +152,7 @@ def finished_variants(path: str | Path, head: dict[str, Any]) -> dict[str, Any]:
     kept = {}
     for name, record in earlier.get("variants", {}).items():
         ckpt = Path(record.get("checkpoint", ""))
-        if "summary" in record and ckpt.is_file() and record.get("checkpoint_sha256") == sha256(ckpt):
+        if "summary" in record and (not ckpt.is_file() or record.get("checkpoint_sha256") == sha256(ckpt)):
             kept[name] = record
     return kept
 
@@ -199,6 +200,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         network = parse_network([BUNDLE / "configs" / "train.json", CONFIGS[variant]], overrides)
         enhancer, info = network_enhancer(network, ckpt, args.precision)
         record.update(parameters=info["parameters"], precision=info["precision"], checkpoint_sha256=sha256(ckpt))
+        record["scored_by"] = {k: head["machine"][k] for k in ("git_commit", "date")}
         scores = score_enhancers(pairs, {variant: enhancer}, scorer)
         record["summary"] = scores["summary"][variant]
         record["input_summary"] = scores["summary"]["input"]

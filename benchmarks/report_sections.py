@@ -94,7 +94,8 @@ def ablation_section(a: dict | None, b: dict | None, ctx: dict) -> list[str]:
         ]
         groups = list(a["groups"])
         rows = []
-        for name, v in a["variants"].items():
+        order = list(ABLATION_FLAGS)  # the paper's order, whatever order a resumed run finished them in
+        for name, v in sorted(a["variants"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99):
             s = v["summary"]
             cells = [
                 f"{fmt(s.get(g, {}).get('psnr', {}).get('mean'))} / {fmt(s.get(g, {}).get('delta_e', {}).get('mean'))}"

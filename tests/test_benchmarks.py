@@ -150,6 +150,13 @@ def test_ablation_trains_and_scores(env):
     assert again["complete"] and again["variants"]["base"] == base and base_ckpt.stat().st_mtime_ns == stamp
     assert again["variants"]["adversarial"]["summary"] == adv["summary"]  # resumed from its final checkpoint
 
+    # a fresh clone has the JSON but no checkpoints: records are kept; a retrained checkpoint drops its record
+    base_ckpt.unlink()
+    assert ablation.main(argv)["variants"]["base"] == base
+    Path(adv["checkpoint"]).write_bytes(b"retrained since")
+    redone = ablation.main(argv)["variants"]["adversarial"]  # record dropped: resumed, saved and scored again
+    assert redone["train_seconds"] != adv["train_seconds"] and redone["summary"] == adv["summary"]
+
     # another protocol (degradation seed) keeps no record: every variant is scored again
     changed = ablation.main([*argv, "--seed", "1"])
     assert changed["variants"]["base"]["summary"] != base["summary"]
