@@ -95,7 +95,8 @@ def train_variant(variant: str, args: argparse.Namespace, datalist: str, overrid
         "val_interval": args.max_epochs,  # one validation, at the end: the budget goes to training
         "seed": args.train_seed,
         "run_name": f"ablation_{variant}",
-        "resume": not args.fresh,  # a variant killed mid-training continues from its last epoch
+        # a variant killed mid-training continues from its last epoch
+        "resume": not args.fresh and (root / "models" / "latest.pt").is_file(),
         **overrides,
     }
     start = time.perf_counter()
