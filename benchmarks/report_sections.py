@@ -89,7 +89,8 @@ def ablation_section(a: dict | None, b: dict | None, ctx: dict) -> list[str]:
             f"the paper: {bud['paper_images']}. Same data, seed and trainer for all; scored as in section 1 "
             f"({a['n_scored']} test images).",
             "",
-            "Flags: R residual blocks, G gated skips, F regularised feature loss, A adversarial loss.",
+            "Flags: R residual blocks, G gated skips, F regularised feature loss, A adversarial loss. "
+            "Train wall s is wall-clock time on a shared machine (other benchmarks ran beside it), not a speed figure.",
             "",
         ]
         groups = list(a["groups"])
@@ -115,7 +116,7 @@ def ablation_section(a: dict | None, b: dict | None, ctx: dict) -> list[str]:
         header = (
             ["variant", "flags"]
             + [f"{g} PSNR / DeltaE" for g in groups]
-            + ["average PSNR / DeltaE", "paper average", "train s", "parameters"]
+            + ["average PSNR / DeltaE", "paper average", "train wall s", "parameters"]
         )
         out += [table(header, rows), ""]
         inp = next(iter(a["variants"].values())).get("input_summary", {}).get("average", {})
