@@ -163,7 +163,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     The JSON is rewritten after every variant (``"complete": false`` until the last), and a rerun of the same
     command keeps the variants an earlier, killed run finished (:func:`finished_variants`; ``--fresh`` retrains
-    them). A variant killed mid-training resumes from its last bundle checkpoint.
+    them). A variant killed mid-training resumes from its last bundle checkpoint. Finished variants not named in
+    ``--variants`` stay in the JSON, so one variant can be rerun alone.
     """
     from dpe_monai.evaluators.quality import QualityScorer, protocol, score_enhancers
 
@@ -184,8 +185,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "skipped_by_luminance_gate": skipped,
         "paper_table_iv_average": {k: {"psnr": v[0], "delta_e": v[1]} for k, v in PAPER_TABLE_IV.items()},
     }
-    kept = {} if args.fresh or args.skip_training else finished_variants(args.output, head)
-    variants: dict[str, Any] = {}
+    earlier = {} if args.skip_training else finished_variants(args.output, head)
+    kept = {} if args.fresh else earlier
+    # variants not asked for this time stay in the file (same budget and protocol), so one can be rerun alone
+    variants: dict[str, Any] = {k: v for k, v in earlier.items() if k not in args.variants}
     for variant in args.variants:
         overrides = {**common, **per_variant.get(variant, {})}
         if variant in kept and kept[variant].get("overrides") == overrides:

@@ -157,6 +157,10 @@ def test_ablation_trains_and_scores(env):
     redone = ablation.main(argv)["variants"]["adversarial"]  # record dropped: resumed, saved and scored again
     assert redone["train_seconds"] != adv["train_seconds"] and redone["summary"] == adv["summary"]
 
+    # rerunning one variant keeps the others in the file
+    only_base = [*argv[: argv.index("base") + 1], *argv[argv.index("adversarial") + 1 :]]
+    assert set(ablation.main(only_base)["variants"]) == {"base", "adversarial"}
+
     # another protocol (degradation seed) keeps no record: every variant is scored again
     changed = ablation.main([*argv, "--seed", "1"])
     assert changed["variants"]["base"]["summary"] != base["summary"]
