@@ -156,11 +156,12 @@ def gap_lines(summary: dict, cols: list[str], ctx: dict) -> list[str]:
                     ]
                 )
     return [
-        "**Ceiling.** The oracle knows each image's true contrast and brightness factors and pivot, inverts them and "
-        "applies non-local means: no method can know these on a real scan, so it is **unreachable** and never ranked. "
+        "**Ceiling.** The oracle knows each image's true contrast and brightness factors, pivot, noise level and noise "
+        "order: it applies non-local means at the true noise level where the noise has that level (on the degraded "
+        "image when the noise came after the exposure drop, else after inverting the factors) and inverts the "
+        "factors. No method can know these on a real scan, so it is **unreachable** and never ranked. "
         "Gap closed = (model - best classical) / (oracle - best classical); 1 reaches the ceiling, 0 ties the best "
-        "classical method, negative loses to it; n/a where the best classical method already beats the oracle "
-        "(NLM before the stretch can beat inverting the true factors first, which amplifies the noise).",
+        "classical method, negative loses to it; n/a where the best classical method beats the oracle.",
         "",
         ctx["table"](["metric", "column", "model", "best classical", "model value", "oracle", "gap closed"], rows),
         "",
