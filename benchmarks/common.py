@@ -182,7 +182,10 @@ def build_methods(
             from dpe_monai.baselines import OracleEnhancer
 
             methods[name] = OracleEnhancer()
-            info[name] = {"kind": "ceiling", "function": "dpe_monai.baselines.OracleEnhancer (knows the true factors)"}
+            info[name] = {
+                "kind": "ceiling",
+                "function": f"dpe_monai.baselines.OracleEnhancer ({OracleEnhancer.definition})",
+            }
         elif name == "dpe_paper":
             from dpe_monai.networks import DPENet
 

@@ -32,6 +32,20 @@ def _best_classical(summary: dict, metric: str) -> tuple[str | None, float]:
     return best, rec[best]
 
 
+def _stale_oracle(r: dict) -> list[str]:
+    """A note when the oracle row was scored by another definition of the ceiling than the current one."""
+    from dpe_monai.baselines import OracleEnhancer
+
+    recorded = r.get("methods", {}).get("oracle", {}).get("function")
+    if recorded is None or OracleEnhancer.definition in recorded:
+        return []
+    return [
+        f"Note: the oracle row was scored by an earlier definition of the ceiling ({recorded}), not the current one "
+        f"({OracleEnhancer.definition}); rerun the command above to refresh it.",
+        "",
+    ]
+
+
 def tumour_section(r: dict | None, ctx: dict) -> list[str]:
     """Pooled tables per degradation (scores, recovery, image quality), then the per-fold recovery."""
     if not r:
@@ -43,7 +57,9 @@ def tumour_section(r: dict | None, ctx: dict) -> list[str]:
         f"Command: `{r.get('command', '')}`",
         "",
     ]
-    out += [f"Caveat: {r['caveat']}", "", "Protocol:", ""]
+    out += [f"Caveat: {r['caveat']}", ""]
+    out += _stale_oracle(r)
+    out += ["Protocol:", ""]
     out += [f"- {k}: {v}" for k, v in r["protocol"].items()] + [""]
     for setting, summary in r["pooled"].items():
         pats = ", ".join(f"{p} {n}" for p, n in summary["patients"].items())
