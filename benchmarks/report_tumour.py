@@ -99,7 +99,25 @@ def tumour_section(r: dict | None, ctx: dict) -> list[str]:
     header = ["fold", "test patients", "degradation", "slices", "DPE recovery (Dice)", "GradProm recovery (Dice)",
               "best classical (Dice)"]  # fmt: skip
     out += ["Per fold (each fold's own U-Net, detector and task-driven fine-tune):", "", table(header, fold_rows), ""]
-    return out
+    return out + _fine_tune_lines(r, fmt)
+
+
+def _fine_tune_lines(r: dict, fmt: Any) -> list[str]:
+    """Each fine-tune's logged curves (per-epoch means): task loss first -> last, gradient cosine, promoted share."""
+    lines = []
+    for fold, f in r["folds"].items():
+        for name, info in f.get("task_driven", {}).items():
+            c = info.get("training") or {}
+            if not c.get("task_loss"):
+                continue
+            cos, prom = c.get("cosine") or [math.nan], c.get("promoted") or [math.nan]
+            lines.append(
+                f"- fold {fold}, {name}: task loss {fmt(c['task_loss'][0], 3)} -> {fmt(c['task_loss'][-1], 3)}, "
+                f"enhancement loss {fmt(c['enhancement_loss'][0], 3)} -> {fmt(c['enhancement_loss'][-1], 3)} "
+                f"(epoch means, {len(c['task_loss'])} epochs); gradient cosine {fmt(min(cos), 3)} to "
+                f"{fmt(max(cos), 3)}, promoted share {fmt(min(prom), 2)} to {fmt(max(prom), 2)} (per-epoch means)"
+            )
+    return ["Task-driven fine-tunes as logged (MLflow, per-epoch means):", "", *lines, ""] if lines else []
 
 
 def tumour_verdict(r: dict | None, ctx: dict) -> list[str]:

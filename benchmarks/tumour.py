@@ -73,6 +73,18 @@ def fine_tune(fold: int, mode: str, args: argparse.Namespace) -> Path:
     return final
 
 
+def fine_tune_curves(out: Path, epoch_length: int) -> dict[str, list[float]]:
+    """Per-epoch means of the fine-tune's logged losses, gradient cosine and promoted share (its MLflow store in
+    ``out``); empty when the store is gone (a checkpoint kept from an earlier run)."""
+    from dpe_monai.tracking import epoch_means, run_histories
+
+    db = out / "mlruns.db"
+    if not db.is_file():
+        return {}
+    runs = run_histories(f"sqlite:///{db.resolve()}")
+    return epoch_means(runs[-1]["history"], epoch_length) if runs else {}
+
+
 def run_tumour(args: argparse.Namespace, methods: dict[str, Any]) -> dict[str, Any]:
     """Both folds, both degradations; returns the task's JSON section."""
     from dpe_monai.evaluators import DetectionEvaluator, load_datalist
@@ -99,6 +111,7 @@ def run_tumour(args: argparse.Namespace, methods: dict[str, Any]) -> dict[str, A
             fold_methods[f"dpe_{mode}"], tuned[f"dpe_{mode}"] = network_enhancer(
                 parse_network([BUNDLE / "configs" / "inference.json"]), ckpt, args.precision
             )
+            tuned[f"dpe_{mode}"]["training"] = fine_tune_curves(ckpt.parent.parent, args.finetune_epoch_length)
         folds[str(fold)] = {
             "split": args.tumour_split,
             "test_patients": sorted({it["patient"] for it in test}),

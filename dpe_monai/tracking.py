@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["default_tracking_uri", "log_run"]
+__all__ = ["default_tracking_uri", "epoch_means", "log_run", "run_histories"]
 
 
 def default_tracking_uri(output_dir: str | os.PathLike) -> str:
@@ -59,3 +59,39 @@ def log_run(
             client.log_artifact(rid, str(p))
     client.set_terminated(rid)
     return rid
+
+
+def run_histories(tracking_uri: str, prefix: str = "") -> list[dict[str, Any]]:
+    """Every run whose name starts with ``prefix`` in a store: ``{"run_name", "params", "final_metrics",
+    "history": {metric: [(step, value), ...]}}`` (steps ascending), experiment by experiment."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    out = []
+    for exp in client.search_experiments():
+        for run in client.search_runs([exp.experiment_id]):
+            name = run.info.run_name or ""
+            if not name.startswith(prefix):
+                continue
+            history = {
+                key: sorted((int(m.step), float(m.value)) for m in client.get_metric_history(run.info.run_id, key))
+                for key in run.data.metrics
+            }
+            out.append(
+                {"run_name": name, "params": run.data.params, "final_metrics": run.data.metrics, "history": history}
+            )
+    return out
+
+
+def epoch_means(history: Mapping[str, Sequence[tuple[int, float]]], epoch_length: int) -> dict[str, list[float]]:
+    """Per-epoch means of iteration-logged metrics (steps 1.. as Ignite counts them), NaN points left out."""
+    import math
+
+    out: dict[str, list[float]] = {}
+    for key, points in history.items():
+        sums: dict[int, list[float]] = {}
+        for step, value in points:
+            if math.isfinite(value):
+                sums.setdefault((int(step) - 1) // max(epoch_length, 1), []).append(value)
+        out[key] = [sum(v) / len(v) for _, v in sorted(sums.items())]
+    return out

@@ -140,3 +140,8 @@ def test_bundle_task_driven_fine_tune(tmp_path: Path) -> None:
     con.close()
     assert {"loss", "enhancement_loss", "task_loss", "cosine", "promoted"} <= keys
     assert params["task_mode"] == "gradprom" and params["task"] == "tumour_segmentation"
+    from benchmarks.tumour import fine_tune_curves  # what the tumour benchmark records of each fine-tune
+
+    curves = fine_tune_curves(tmp_path / "out", epoch_length=2)
+    assert len(curves["task_loss"]) == 1 and 0.0 <= curves["promoted"][0] <= 1.0
+    assert fine_tune_curves(tmp_path / "nothing", 2) == {}

@@ -71,10 +71,15 @@ def test_report_section_renders() -> None:
         "protocol": {"x": "y"},
         "settings": {"paper": "Algorithm 1"},
         "pooled": {"paper": summary},
-        "folds": {"0": {"test_patients": ["p1", "p2"], "paper": summary}},
+        "folds": {"0": {"test_patients": ["p1", "p2"], "paper": summary, "task_driven": {"dpe_gradprom": {}}}},
+        "methods": {"oracle": {"function": "dpe_monai.baselines.OracleEnhancer (an earlier definition)"}},
     }
+    curves = {"task_loss": [0.6, 0.5], "enhancement_loss": [0.02, 0.01], "cosine": [-0.1, 0.2], "promoted": [0.4, 0.6]}
+    r["folds"]["0"]["task_driven"]["dpe_gradprom"]["training"] = curves
     ctx = {"fmt": fmt, "table": markdown_table, "labels": {}}
     text = "\n".join(tumour_section(r, ctx))
     assert "12 tumour slices of 2 patients" in text and "recovery (Dice)" in text
+    assert "fold 0, dpe_gradprom: task loss 0.600 -> 0.500" in text and "promoted share 0.40 to 0.60" in text
+    assert "scored by an earlier definition of the ceiling" in text
     verdict = tumour_verdict(r, ctx)
     assert any("task-driven wins" in line for line in verdict)

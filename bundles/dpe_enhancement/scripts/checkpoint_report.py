@@ -17,7 +17,6 @@ import json
 import math
 import platform
 from pathlib import Path
-from typing import Any
 
 from dpe_monai.evaluators.common import save_json
 from dpe_monai.evaluators.quality import quality_table
@@ -55,25 +54,16 @@ def evaluate(method: str, dataset_dir: Path, out_root: Path, checkpoint: Path) -
 def export_training(dbs: Path | list[Path], prefix: str) -> tuple[list[dict], list[dict]]:
     """All metric points and params of the MLflow runs named ``prefix*`` in one or more SQLite stores (the stages
     of a checkpoint's training, in order)."""
-    import mlflow
+    from dpe_monai.tracking import run_histories
 
     rows, runs = [], []
     for db in [dbs] if isinstance(dbs, Path) else dbs:
-        client = mlflow.MlflowClient(f"sqlite:///{db.resolve()}")
-        _export_store(client, prefix, rows, runs)
+        for run in run_histories(f"sqlite:///{db.resolve()}", prefix):
+            name = run["run_name"]
+            runs.append({"run_name": name, "params": run["params"], "final_metrics": run["final_metrics"]})
+            for key, points in run["history"].items():
+                rows += [{"run": name, "metric": key, "step": step, "value": value} for step, value in points]
     return rows, runs
-
-
-def _export_store(client: Any, prefix: str, rows: list[dict], runs: list[dict]) -> None:
-    for exp in client.search_experiments():
-        for run in client.search_runs([exp.experiment_id]):
-            name = run.info.run_name or ""
-            if not name.startswith(prefix):
-                continue
-            runs.append({"run_name": name, "params": run.data.params, "final_metrics": run.data.metrics})
-            for key in run.data.metrics:
-                for m in client.get_metric_history(run.info.run_id, key):
-                    rows.append({"run": name, "metric": key, "step": m.step, "value": m.value})
 
 
 def training_markdown(rows: list[dict], runs: list[dict]) -> str:
