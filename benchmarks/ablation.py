@@ -83,6 +83,11 @@ def train_variant(variant: str, args: argparse.Namespace, datalist: str, overrid
 
     files = [str(BUNDLE / "configs" / "train.json"), str(CONFIGS[variant])]
     root = Path(args.work_dir) / variant
+    # resume only a run of these very settings: a config changed since (e.g. a loss weight) starts over
+    stamp = json.dumps({"budget": budget(args), **variant_settings(variant, overrides)}, sort_keys=True, default=str)
+    same_run = (root / "settings.json").is_file() and (root / "settings.json").read_text() == stamp
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "settings.json").write_text(stamp)
     settings = {
         "bundle_root": str(BUNDLE),
         "datalist": datalist,
@@ -96,7 +101,7 @@ def train_variant(variant: str, args: argparse.Namespace, datalist: str, overrid
         "seed": args.train_seed,
         "run_name": f"ablation_{variant}",
         # a variant killed mid-training continues from its last epoch
-        "resume": not args.fresh and (root / "models" / "latest.pt").is_file(),
+        "resume": not args.fresh and same_run and (root / "models" / "latest.pt").is_file(),
         **overrides,
     }
     start = time.perf_counter()
@@ -139,8 +144,9 @@ def budget(args: argparse.Namespace) -> dict[str, Any]:
 def finished_variants(path: str | Path, head: dict[str, Any]) -> dict[str, Any]:
     """Variant records of an earlier (possibly killed) run at ``path`` that can be kept as they are.
 
-    A record is kept when that run had the same budget, protocol, datalist and scored images, unless its
-    checkpoint is on disk with another sha256 than the recorded one (retrained since). A record whose checkpoint
+    A record is kept when that run had the same budget, protocol, datalist and scored images and the variant's
+    configs still define the same network and loss weights (:func:`variant_settings`), unless its checkpoint is on
+    disk with another sha256 than the recorded one (retrained since). A record whose checkpoint
     is gone (a fresh clone: checkpoints live in the git-ignored ``outputs/``) is kept, so a committed partial JSON
     lets the next session train only the variants still missing; each record names the commit that scored it.
     """
@@ -153,9 +159,25 @@ def finished_variants(path: str | Path, head: dict[str, Any]) -> dict[str, Any]:
     kept = {}
     for name, record in earlier.get("variants", {}).items():
         ckpt = Path(record.get("checkpoint", ""))
-        if "summary" in record and (not ckpt.is_file() or record.get("checkpoint_sha256") == sha256(ckpt)):
+        settings = variant_settings(name, record.get("overrides")) if name in CONFIGS else None
+        same_config = settings is not None and all(record.get(k) == v for k, v in settings.items())
+        if (
+            "summary" in record
+            and same_config
+            and (not ckpt.is_file() or record.get("checkpoint_sha256") == sha256(ckpt))
+        ):
             kept[name] = record
     return kept
+
+
+def variant_settings(variant: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The settings a variant's record names (network, losses), as its configs define them today."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(BUNDLE / "configs" / "train.json"), str(CONFIGS[variant])])
+    parser.update(dict(overrides or {}))
+    return {k: parser.get(k) for k in ("network_def", "use_discriminator", "lambda_rfl", "lambda_adv")}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -105,6 +105,27 @@ def test_ablation_configs_build_every_variant():
             assert not any("gate" in n for n, _ in net.named_parameters())
 
 
+@pytest.mark.parametrize("variant", ["base", "residual", "gates", "feature_loss", "adversarial", "global_local"])
+def test_ablation_variant_switches_on_its_table_iv_parts(variant):
+    """Each variant's merged config holds exactly the parts its Table IV row names, whatever train.json defaults to
+    (the shipped recipe is L1 only: a variant that inherited its loss weights from it would silently drop them)."""
+    from monai.bundle import ConfigParser
+
+    from benchmarks.report_sections import ABLATION_FLAGS
+
+    flags = ABLATION_FLAGS[variant][:4]
+    parser = ConfigParser()
+    parser.read_config([str(BUNDLE / "configs" / "train.json"), str(ablation.CONFIGS[variant])])
+    net = parser["network_def"]
+    if variant == "global_local":
+        assert net["_target_"].endswith("GlobalLocalNet")  # residual blocks and gated skips in its DPE body
+    else:
+        assert net["_target_"].endswith("DPENet")
+        assert net.get("use_residual", True) == ("R" in flags) and net.get("use_gates", True) == ("G" in flags)
+    assert (float(parser["lambda_rfl"]) > 0) == ("F" in flags)
+    assert bool(parser["use_discriminator"]) == ("A" in flags) and float(parser["lambda_adv"]) > 0
+
+
 def test_ablation_trains_and_scores(env):
     argv = [
         "--datalist",
@@ -156,6 +177,12 @@ def test_ablation_trains_and_scores(env):
     Path(adv["checkpoint"]).write_bytes(b"retrained since")
     redone = ablation.main(argv)["variants"]["adversarial"]  # record dropped: resumed, saved and scored again
     assert redone["train_seconds"] != adv["train_seconds"] and redone["summary"] == adv["summary"]
+
+    # a record whose loss weights differ from what its configs say today (changed since) is trained and scored again
+    stale = json.loads(path.read_text())
+    stale["variants"]["base"]["lambda_rfl"] = 0.5
+    path.write_text(json.dumps(stale))
+    assert ablation.main(argv)["variants"]["base"]["train_seconds"] != base["train_seconds"]
 
     # rerunning one variant keeps the others in the file
     only_base = [*argv[: argv.index("base") + 1], *argv[argv.index("adversarial") + 1 :]]
