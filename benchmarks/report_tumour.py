@@ -112,7 +112,9 @@ def _fine_tune_lines(r: dict, fmt: Any) -> list[str]:
                 continue
             cos, prom = c.get("cosine") or [math.nan], c.get("promoted") or [math.nan]
             lines.append(
-                f"- fold {fold}, {name}: task loss {fmt(c['task_loss'][0], 3)} -> {fmt(c['task_loss'][-1], 3)}, "
+                f"- fold {fold}, {name}: task loss {fmt(c['task_loss'][0], 3)} -> {fmt(c['task_loss'][-1], 3)}"
+                + (f" (on the clean crops {fmt(c['task_loss_clean'][-1], 3)})" if c.get("task_loss_clean") else "")
+                + ", "
                 f"enhancement loss {fmt(c['enhancement_loss'][0], 3)} -> {fmt(c['enhancement_loss'][-1], 3)} "
                 f"(epoch means, {len(c['task_loss'])} epochs); gradient cosine {fmt(min(cos), 3)} to "
                 f"{fmt(max(cos), 3)}, promoted share {fmt(min(prom), 2)} to {fmt(max(prom), 2)} (per-epoch means)"

@@ -56,6 +56,10 @@ class _Scale(torch.nn.Module):
 
 def _one_step(mode: str, task_sign: float) -> float:
     """``a`` after one SGD step (lr 0.1) with ``L_e = mean|a x - 2x|`` and ``L_t = sign * mean(a x)``."""
+    return float(_run_one_step(mode, task_sign).network.a.detach())
+
+
+def _run_one_step(mode: str, task_sign: float) -> TaskDrivenTrainer:
     x = torch.full((2, 1, 4, 4), 0.5)
     batch = [{"lq": x, "image": 2 * x, "label": torch.zeros(2, 1, 4, 4)}]
     net = _Scale()
@@ -71,7 +75,7 @@ def _one_step(mode: str, task_sign: float) -> float:
         mode=mode,
     )
     trainer.run()
-    return float(net.a.detach())
+    return trainer
 
 
 def test_trainer_modes_follow_the_rule() -> None:
@@ -82,6 +86,11 @@ def test_trainer_modes_follow_the_rule() -> None:
     assert _one_step("alternate", task_sign=-1.0) == pytest.approx(1.0 + 0.1 * 0.5)  # iteration 1: L_e step
     with pytest.raises(ValueError):
         _one_step("bilevel", task_sign=1.0)
+
+
+def test_trainer_logs_the_task_loss_floor() -> None:
+    out = _run_one_step("gradprom", task_sign=-1.0).state.output
+    assert out["task_loss"] == pytest.approx(-0.5) and out["task_loss_clean"] == pytest.approx(-1.0)  # on 2x
 
 
 def _tiny_tumour_datalist(root: Path, size: int = 48) -> Path:
@@ -138,7 +147,7 @@ def test_bundle_task_driven_fine_tune(tmp_path: Path) -> None:
     keys = {k for (k,) in con.execute("select distinct key from metrics")}
     params = dict(con.execute("select key, value from params"))
     con.close()
-    assert {"loss", "enhancement_loss", "task_loss", "cosine", "promoted"} <= keys
+    assert {"loss", "enhancement_loss", "task_loss", "task_loss_clean", "cosine", "promoted"} <= keys
     assert params["task_mode"] == "gradprom" and params["task"] == "tumour_segmentation"
     from benchmarks.tumour import fine_tune_curves  # what the tumour benchmark records of each fine-tune
 

@@ -35,7 +35,8 @@ class TaskDrivenTrainer(SupervisedTrainer):
     4. optimiser step and EMA update (``ema_network``, as in the enhancement trainer).
 
     ``engine.state.output`` has MONAI's keys (``Keys.IMAGE``, ``Keys.LABEL`` = clean image, ``Keys.PRED``,
-    ``Keys.LOSS`` = ``L_e + w L_t``) plus floats ``"enhancement_loss"``, ``"task_loss"``, ``"cosine"`` (between
+    ``Keys.LOSS`` = ``L_e + w L_t``) plus floats ``"enhancement_loss"``, ``"task_loss"``, ``"task_loss_clean"``
+    (the frozen task network's loss on the clean crops: the floor the task loss can reach), ``"cosine"`` (between
     the two gradients; NaN in ``sum``/``alternate`` mode, where it is not computed) and ``"promoted"``.
 
     Args:
@@ -138,6 +139,8 @@ class TaskDrivenTrainer(SupervisedTrainer):
             engine._apply(params, grads)
         if engine.ema_network is not None:
             engine.ema_network.update_parameters(net)
+        with torch.no_grad():  # the floor: the frozen task network's loss on the clean crops themselves
+            loss_clean = engine.task_loss_function(engine.task_network(targets.float()), label)
         total = (loss_e + w * loss_t).detach()
         out = {
             Keys.IMAGE: inputs,
@@ -146,6 +149,7 @@ class TaskDrivenTrainer(SupervisedTrainer):
             Keys.LOSS: total,
             "enhancement_loss": float(loss_e.detach()),
             "task_loss": float(loss_t.detach()),
+            "task_loss_clean": float(loss_clean),
             **stats,
         }
         engine.state.output = out
