@@ -1,0 +1,35 @@
+"""benchmarks.task_floor: the fine-tune's task loss against the frozen task network's loss on the clean crops."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from benchmarks import task_floor
+
+
+def test_gap_to_floor():
+    gaps = task_floor.gap_to_floor({"task_loss": [0.5, 0.4, math.nan], "task_loss_clean": [0.3, 0.4, 0.2]})
+    assert gaps[:2] == [0.5 - 0.3, 0.0] and math.isnan(gaps[2])
+    assert task_floor.gap_to_floor({}) == []
+
+
+def test_reads_a_finished_fine_tune(tmp_path: Path):
+    """A fine-tune already trained (its EMA checkpoint and MLflow store in place) is read, not run again."""
+    import mlflow
+
+    out = tmp_path / "work" / "tumour" / "slab" / "gradprom_fold0"
+    (out / "models").mkdir(parents=True)
+    (out / "models" / "model.pt").write_bytes(b"trained earlier")
+    client = mlflow.MlflowClient(f"sqlite:///{(out / 'mlruns.db').resolve()}")
+    run = client.create_run(client.create_experiment("dpe_task_driven")).info.run_id
+    for step in range(1, 5):  # 2 epochs of 2 iterations
+        client.log_metric(run, "task_loss", 0.6 - 0.05 * step, step=step)
+        client.log_metric(run, "task_loss_clean", 0.4, step=step)
+    out_json = tmp_path / "floor.json"
+    argv = ["--folds", "0", "--task_modes", "gradprom", "--finetune_epoch_length", "2"]
+    payload = task_floor.main([*argv, "--work_dir", str(tmp_path / "work"), "--output", str(out_json)])
+    rec = payload["runs"]["gradprom_fold0"]
+    assert [round(g, 3) for g in rec["gap_to_floor"]] == [0.125, 0.025]
+    assert json.loads(out_json.read_text())["settings"]["epoch_length"] == 2
