@@ -29,7 +29,7 @@ from benchmarks.report_sections import (
     small_test_set,
     speed_section,
 )
-from benchmarks.report_tumour import tumour_section, tumour_verdict
+from benchmarks.report_tumour import task_floor_section, tumour_section, tumour_verdict
 from dpe_monai.markdown import markdown_table as table
 
 COMMANDS = {
@@ -41,6 +41,7 @@ COMMANDS = {
     "basicunet": "python -m benchmarks.ablation --variants basicunet ...",
     "speed": "python -m benchmarks.speed",
     "downstream": "python -m benchmarks.downstream",
+    "task_floor": "python -m benchmarks.task_floor",
 }
 
 
@@ -154,6 +155,7 @@ def build_report(results_dir: Path, figures_dir: Path, output: Path) -> str:
     parts += speed_section(res.get("speed"), ctx)
     parts += downstream_section(res.get("downstream"), ctx)
     parts += tumour_section((res.get("downstream") or {}).get("tasks", {}).get("tumour"), ctx)
+    parts += task_floor_section(res.get("task_floor"), ctx)
     parts += verdict_section(res, ctx)
     text = "\n".join(parts).rstrip() + "\n"
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -33,3 +33,10 @@ def test_reads_a_finished_fine_tune(tmp_path: Path):
     rec = payload["runs"]["gradprom_fold0"]
     assert [round(g, 3) for g in rec["gap_to_floor"]] == [0.125, 0.025]
     assert json.loads(out_json.read_text())["settings"]["epoch_length"] == 2
+
+    from benchmarks.report import fmt
+    from benchmarks.report_tumour import task_floor_section
+    from dpe_monai.markdown import markdown_table
+
+    text = "\n".join(task_floor_section(payload, {"fmt": fmt, "table": markdown_table}))
+    assert "**gradprom_fold0**" in text and "| 1 | 0.525 | 0.400 | 0.125 |" in text
