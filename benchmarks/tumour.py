@@ -53,7 +53,8 @@ def fine_tune(fold: int, mode: str, args: argparse.Namespace) -> Path:
     """Run the bundle's ``task_driven.json`` for one fold (resumable); returns its EMA checkpoint."""
     from monai.bundle import run
 
-    out = Path(args.work_dir) / "tumour" / args.tumour_split / f"{mode}_fold{fold}"
+    root = Path(args.work_dir).resolve() / "tumour" / args.tumour_split  # the bundle reads the datalist from elsewhere
+    out = root / f"{mode}_fold{fold}"
     final = out / "models" / "model.pt"
     if final.is_file():
         return final
@@ -63,7 +64,7 @@ def fine_tune(fold: int, mode: str, args: argparse.Namespace) -> Path:
         test_fold=fold,
         task_mode=mode,
         output_dir=str(out),
-        work_dir=str(Path(args.work_dir) / "tumour" / args.tumour_split / f"data_fold{fold}"),
+        work_dir=str(root / f"data_fold{fold}"),
         split=args.tumour_split,
         max_epochs=args.finetune_epochs,
         epoch_length=args.finetune_epoch_length,
