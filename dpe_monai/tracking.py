@@ -63,13 +63,13 @@ def log_run(
 
 def run_histories(tracking_uri: str, prefix: str = "") -> list[dict[str, Any]]:
     """Every run whose name starts with ``prefix`` in a store: ``{"run_name", "params", "final_metrics",
-    "history": {metric: [(step, value), ...]}}`` (steps ascending), experiment by experiment."""
+    "history": {metric: [(step, value), ...]}}`` (steps ascending), experiment by experiment, oldest run first."""
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri)
     out = []
     for exp in client.search_experiments():
-        for run in client.search_runs([exp.experiment_id]):
+        for run in client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"]):
             name = run.info.run_name or ""
             if not name.startswith(prefix):
                 continue
