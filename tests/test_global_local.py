@@ -74,17 +74,19 @@ def test_enhancer_tiles_and_slices_share_one_tone_map():
     assert bool((means[1:] >= means[:-1] - 1e-4).all())
 
 
+@pytest.mark.parametrize("denoise_first", [False, True])
 @pytest.mark.parametrize("dims", [2, 3])
-def test_any_size_2d_3d(dims):
-    net = _net(spatial_dims=dims)
+def test_any_size_2d_3d(dims, denoise_first):
+    net = _net(spatial_dims=dims, denoise_first=denoise_first)
     shape = (1, 3, 23, 37) if dims == 2 else (1, 3, 17, 20, 9)
     with torch.no_grad():
         y = net(torch.rand(shape))
     assert y.shape == shape and float(y.min()) >= 0 and float(y.max()) <= 1
 
 
-def test_torchscript_and_onnx_export(tmp_path):
-    net = _net()
+@pytest.mark.parametrize("denoise_first", [False, True])
+def test_torchscript_and_onnx_export(tmp_path, denoise_first):
+    net = _net(denoise_first=denoise_first)
     x = _image((3, 48, 64))[None]
     big = _image((3, 150, 140))[None]
     with torch.no_grad():
@@ -132,3 +134,69 @@ def test_the_convention_flag_reaches_every_tile():
     rel, ab = whole(x, relative=True), whole(x, relative=False)
     assert (rel - ab).abs().mean() > 1e-3
     assert (tiled(x, relative=True) - rel).abs().mean() < (tiled(x, relative=True) - ab).abs().mean()
+
+
+def _perturbed(net: GlobalLocalNet, seed: int = 1) -> GlobalLocalNet:
+    """``net`` with every weight moved off its initialisation (so the zero-initialised head does something)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    return net
+
+
+def test_widened_plain_checkpoint_computes_what_it_did():
+    """A plain checkpoint converted for ``denoise_first`` gives the same output: training starts where it was."""
+    plain = _perturbed(_net())
+    wide = _net(denoise_first=True)
+    wide.load_state_dict(GlobalLocalNet.widen_state_dict(plain.state_dict()))
+    x = _image()[None]
+    with torch.no_grad():
+        assert torch.allclose(wide(x), plain(x), atol=1e-6)
+    assert wide.body.tail.weight.shape[0] == 2 * plain.body.tail.weight.shape[0]
+
+
+def test_denoise_first_restores_in_the_input_units():
+    """The input-domain group acts before the tone map: a constant correction ``d`` of the input moves the output
+    by the tone map's slope times ``d`` (here a pure stretch of a dark, flat-contrast image: slope 1 / width)."""
+    net = _net(denoise_first=True)
+    x = (0.1 + 0.1 * _image((3, 40, 40))).unsqueeze(0)
+    with torch.no_grad():
+        params = net.estimate(x)
+        base = net(x, params=params)
+        tail = net.body.tail
+        tail.bias[:3] = 0.002  # tanh(0.002) * input_scale in the input's units, before the tone map
+        moved = net(x, params=params)
+    lo, hi = float(params[0, 0]), float(params[0, 1])
+    shift = net.input_scale * float(torch.tanh(torch.tensor(0.002))) / (hi - lo)
+    inside = (base > 0.05) & (base < 0.95 - shift)
+    assert 0.005 < shift < 0.1 and inside.float().mean() > 0.5
+    assert torch.allclose((moved - base)[inside], torch.full_like(base[inside], shift), atol=1e-4)
+
+
+def _script(name: str):
+    import importlib.util
+
+    from tests.bundle_utils import BUNDLE
+
+    spec = importlib.util.spec_from_file_location(name, BUNDLE / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_widen_checkpoint_script_resumes_as_the_plain_model(tmp_path):
+    """widen_checkpoint.py turns a bundle ``model.pt`` into a resumable run whose EMA generator, shipped again by
+    ship_checkpoint.py, loads into a ``denoise_first`` network and reproduces the plain model."""
+    plain = _perturbed(_net())
+    torch.save({"model": plain.state_dict()}, tmp_path / "model.pt")
+    info = _script("widen_checkpoint").widen(tmp_path / "model.pt", tmp_path / "run" / "latest.pt")
+    assert info["weights"] == "model"
+    ckpt = torch.load(tmp_path / "run" / "latest.pt", weights_only=False)
+    assert ckpt["trainer"]["epoch"] == 0 and "g_optimizer" not in ckpt
+    _script("ship_checkpoint").ship(tmp_path / "run" / "latest.pt", tmp_path / "wide.pt")
+    wide = _net(denoise_first=True)
+    wide.load_state_dict(torch.load(tmp_path / "wide.pt")["model"])
+    x = _image()[None]
+    with torch.no_grad():
+        assert torch.allclose(wide(x), plain(x), atol=1e-6)

@@ -23,6 +23,13 @@ class GlobalLocalNet(nn.Module):
     holding the intensity-convention flag (1: the image was windowed relative to itself, e.g. a 12/16-bit scan,
     whose tone is already right and which only needs local restoration; 0: absolute 8-bit data, or unknown).
 
+    With ``denoise_first`` the body also restores in the *input's* units, before the tone map:
+    ``y = clip(T(x + input_scale * tanh(b_in)) + tanh(b_out), 0, 1)`` with ``T`` the tone map and ``b_in``,
+    ``b_out`` the body's two output groups (``2 * out_channels`` channels). A badly exposed acquisition adds its
+    noise *after* the exposure drop; inverting the exposure amplifies it, so it is best removed where it has its
+    own, small level (the oracle does exactly this). The ``b_in`` group is zero-initialised, so a model converted
+    from a plain checkpoint (:meth:`widen_state_dict`) starts exactly where that checkpoint was.
+
     The tone map must come from the *whole* image. Callers that tile a large image (or enhance a volume slice by
     slice) compute it once with :meth:`estimate` and pass it to every tile as ``params``; the
     :class:`~dpe_monai.inference.Enhancer` does this. ``params`` carries the flag as its last column, so tiles and
@@ -38,6 +45,8 @@ class GlobalLocalNet(nn.Module):
         channels: feature depth per level of the DPE body.
         thumb: thumbnail side of the global branch.
         knots: segments of the global correction curve.
+        denoise_first: add the input-domain restoration group (see above).
+        input_scale: largest input-domain correction, in the input's [0, 1] units.
     """
 
     def __init__(
@@ -48,6 +57,8 @@ class GlobalLocalNet(nn.Module):
         channels: Sequence[int] = (32, 48, 64, 96, 128),
         thumb: int = 64,
         knots: int = 16,
+        denoise_first: bool = False,
+        input_scale: float = 0.25,
     ) -> None:
         super().__init__()
         if in_channels != out_channels:
@@ -55,11 +66,13 @@ class GlobalLocalNet(nn.Module):
         self.spatial_dims = int(spatial_dims)
         self.in_channels = int(in_channels)
         self.out_channels = int(out_channels)
+        self.denoise_first = bool(denoise_first)
+        self.input_scale = float(input_scale)
         self.global_branch = GlobalIntensity(in_channels=in_channels, thumb=thumb, knots=knots)
         self.body = DPENet(
             spatial_dims=spatial_dims,
             in_channels=2 * in_channels + 1,
-            out_channels=out_channels,
+            out_channels=2 * out_channels if denoise_first else out_channels,
             channels=channels,
             global_residual=False,
         )
@@ -104,5 +117,20 @@ class GlobalLocalNet(nn.Module):
             params = params.expand(x.shape[0], -1)
         g = apply_global_intensity(x, params[:, :-1])
         flag = params[:, -1:].reshape([x.shape[0], 1] + [1] * (x.ndim - 2)).expand_as(x[:, :1])
-        r = self.body(torch.cat([x, g, flag], dim=1))
-        return (g + 2.0 * (r - 0.5)).clamp(0.0, 1.0)
+        r = 2.0 * self.body(torch.cat([x, g, flag], dim=1)) - 1.0  # tanh of the body's head, in [-1, 1]
+        if self.denoise_first:
+            c = self.out_channels
+            g = apply_global_intensity(x + self.input_scale * r[:, :c], params[:, :-1])
+            r = r[:, c:]
+        return (g + r).clamp(0.0, 1.0)
+
+    @staticmethod
+    def widen_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A plain (``denoise_first=False``) state dict converted for ``denoise_first=True``: the body's head gets a
+        zero-initialised input-domain group before its existing output-domain one, so the converted network
+        computes exactly what the plain one did."""
+        state = dict(state)
+        for key in [k for k in state if k.endswith("body.tail.weight") or k.endswith("body.tail.bias")]:
+            w = state[key]
+            state[key] = torch.cat([torch.zeros_like(w), w], dim=0)
+        return state
