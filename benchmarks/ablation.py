@@ -77,6 +77,14 @@ def parse_overrides(pairs: list[str]) -> tuple[dict[str, Any], dict[str, dict[st
     return common, per_variant
 
 
+def _checkpoint_iteration(path: Path) -> int:
+    """The trainer iteration stored in a resumable checkpoint (0 when it has none)."""
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=False).get("trainer") or {}
+    return int(state.get("iteration", 0))
+
+
 def train_variant(variant: str, args: argparse.Namespace, datalist: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """Train one variant with the shared budget; returns its training record (checkpoint path, seconds...)."""
     from monai.bundle import ConfigWorkflow
@@ -104,6 +112,7 @@ def train_variant(variant: str, args: argparse.Namespace, datalist: str, overrid
         "resume": not args.fresh and same_run and (root / "models" / "latest.pt").is_file(),
         **overrides,
     }
+    resumed_from = _checkpoint_iteration(root / "models" / "latest.pt") if settings["resume"] else 0
     start = time.perf_counter()
     wf = ConfigWorkflow(config_file=files, workflow_type="train", **settings)
     wf.initialize()
@@ -120,7 +129,8 @@ def train_variant(variant: str, args: argparse.Namespace, datalist: str, overrid
         "iterations": int(trainer.state.iteration),
         "images_seen": int(trainer.state.iteration) * int(settings["batch_size"]),
         "final_g_loss": float(trainer.state.output["loss"]) if trainer.state.output else None,
-        "train_seconds": time.perf_counter() - start,
+        "train_seconds": time.perf_counter() - start,  # this process only: a resumed run's earlier part is not in it
+        "resumed_from_iteration": resumed_from,
         "checkpoint": str(root / "models" / "model.pt"),
         "overrides": overrides,
     }

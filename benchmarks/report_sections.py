@@ -109,7 +109,8 @@ def ablation_section(a: dict | None, b: dict | None, ctx: dict) -> list[str]:
                 + [
                     f"**{fmt(s['average'].get('psnr'))} / {fmt(s['average'].get('delta_e'))}**",
                     f"{paper['psnr']:.2f} / {paper['delta_e']:.2f}" if paper else "-",
-                    fmt(v.get("train_seconds"), 0),
+                    fmt(v.get("train_seconds"), 0)
+                    + (f" (after iteration {v['resumed_from_iteration']})" if v.get("resumed_from_iteration") else ""),
                     f"{v.get('parameters', 0):,}",
                 ]
             )
