@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -207,7 +208,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     scorer = QualityScorer(args.feature_backbone)
     head = {
         "benchmark": "ablation",
-        "command": "python -m benchmarks.ablation " + " ".join(args.argv),
+        "command": "python -m benchmarks.ablation " + shlex.join(args.argv),
         "datalist": datalist,
         "budget": budget(args),
         "protocol": protocol(args.seed, args.mode, args.max_side, args.feature_backbone),

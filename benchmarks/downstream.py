@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         json_arg(args.basicunet_network),
         args.precision,
     )
-    command = "python -m benchmarks.downstream " + " ".join(args.argv)
+    command = "python -m benchmarks.downstream " + shlex.join(args.argv)
     tasks = {}
     if args.update and Path(args.output).is_file():
         previous = json_arg(Path(args.output).read_text())

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import shlex
 import time
 from collections import defaultdict
 from typing import Any
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     clean = [(item, load_clean(item, max_side=1024)) for item in items]
     payload: dict[str, Any] = {
         "benchmark": "passthrough",
-        "command": "python -m benchmarks.passthrough " + " ".join(args.argv),
+        "command": "python -m benchmarks.passthrough " + shlex.join(args.argv),
         "machine": machine_info(),
         "methods": info,
         "threshold_db": 35.0,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -167,7 +168,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     groups = sorted({p["group"] for p in pairs})
     payload = {
         "benchmark": "quality",
-        "command": "python -m benchmarks.quality " + " ".join(args.argv),
+        "command": "python -m benchmarks.quality " + shlex.join(args.argv),
         "datalist": datalist,
         "split": args.split,
         "protocol": {

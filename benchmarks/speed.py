@@ -19,6 +19,7 @@ import argparse
 import copy
 import json
 import logging
+import shlex
 import statistics
 import subprocess
 import sys
@@ -327,7 +328,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     net, net_info = load_generator(args)
     payload: dict[str, Any] = {
         "benchmark": "speed",
-        "command": "python -m benchmarks.speed " + " ".join(args.argv),
+        "command": "python -m benchmarks.speed " + shlex.join(args.argv),
         "machine": machine_info(),
         "device": str(device),
         "network": net_info,

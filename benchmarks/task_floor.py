@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import shlex
 import time
 from typing import Any
 
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             logger.info("%s fold %d: gap to floor %s", mode, fold, runs[f"{mode}_fold{fold}"]["gap_to_floor"])
     payload = {
         "benchmark": "task_floor",
-        "command": "python -m benchmarks.task_floor " + " ".join(args.argv),
+        "command": "python -m benchmarks.task_floor " + shlex.join(args.argv),
         "machine": machine_info(),
         "settings": {
             "split": args.tumour_split,

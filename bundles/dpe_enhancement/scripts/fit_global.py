@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -170,7 +171,7 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
     torch.save(out, tmp)
     tmp.replace(args.output)
     report.update(
-        command="python bundles/dpe_enhancement/scripts/fit_global.py " + " ".join(args.argv),
+        command="python bundles/dpe_enhancement/scripts/fit_global.py " + shlex.join(args.argv),
         source=str(args.checkpoint),
         seconds=time.perf_counter() - start,
         settings={k: v for k, v in vars(args).items() if k not in ("argv", "checkpoint", "output")},
