@@ -137,3 +137,13 @@ def test_cli_card_is_reproducible(tmp_path: Path) -> None:
     assert cards[0] == cards[1]
     doc = json.loads((tmp_path / "out" / "datalist.json").read_text())
     assert {it["source"] for s in SPLITS for it in doc[s]} == {"skimage_data"}
+
+
+def test_group_balanced_weights_draw_groups_equally_or_as_weighted() -> None:
+    from dpe_monai.data import group_balanced_weights
+
+    items = [{"modality_group": "a"}] * 3 + [{"modality_group": "b"}]
+    w = group_balanced_weights(items)
+    assert sum(w[:3]) == pytest.approx(0.5) and w[3] == pytest.approx(0.5)
+    w = group_balanced_weights(items, group_weights={"b": 3.0})
+    assert sum(w[:3]) == pytest.approx(0.25) and w[3] == pytest.approx(0.75)

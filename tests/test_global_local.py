@@ -74,19 +74,22 @@ def test_enhancer_tiles_and_slices_share_one_tone_map():
     assert bool((means[1:] >= means[:-1] - 1e-4).all())
 
 
-@pytest.mark.parametrize("denoise_first", [False, True])
+VARIANTS = [{}, {"denoise_first": True}, {"prefilter": "nlm"}]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("dims", [2, 3])
-def test_any_size_2d_3d(dims, denoise_first):
-    net = _net(spatial_dims=dims, denoise_first=denoise_first)
+def test_any_size_2d_3d(dims, variant):
+    net = _net(spatial_dims=dims, **variant)
     shape = (1, 3, 23, 37) if dims == 2 else (1, 3, 17, 20, 9)
     with torch.no_grad():
         y = net(torch.rand(shape))
     assert y.shape == shape and float(y.min()) >= 0 and float(y.max()) <= 1
 
 
-@pytest.mark.parametrize("denoise_first", [False, True])
-def test_torchscript_and_onnx_export(tmp_path, denoise_first):
-    net = _net(denoise_first=denoise_first)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_torchscript_and_onnx_export(tmp_path, variant):
+    net = _net(**variant)
     x = _image((3, 48, 64))[None]
     big = _image((3, 150, 140))[None]
     with torch.no_grad():
@@ -200,3 +203,21 @@ def test_widen_checkpoint_script_resumes_as_the_plain_model(tmp_path):
     x = _image()[None]
     with torch.no_grad():
         assert torch.allclose(wide(x), plain(x), atol=1e-6)
+
+
+def test_zero_head_start_is_nlm_then_the_shipped_tone_map(tmp_path):
+    """widen_checkpoint.py --zero_head: a prefilter run starts as exactly "NLM, then the source's tone map"."""
+    from dpe_monai.networks.nonlocal_means import NonLocalMeans, noise_sigma
+
+    plain = _perturbed(_net())
+    torch.save({"model": plain.state_dict()}, tmp_path / "model.pt")
+    _script("widen_checkpoint").widen(tmp_path / "model.pt", tmp_path / "run" / "latest.pt", zero_head=True)
+    _script("ship_checkpoint").ship(tmp_path / "run" / "latest.pt", tmp_path / "nlm.pt")
+    net = _net(prefilter="nlm")
+    net.load_state_dict(torch.load(tmp_path / "nlm.pt")["model"])
+    x = _image()[None]
+    with torch.no_grad():
+        tone = plain.estimate(x)
+        want = apply_global_intensity(NonLocalMeans()(x, noise_sigma(x)), tone[:, :-1]).clamp(0, 1)
+        assert torch.allclose(net(x), want, atol=1e-6)
+        assert not torch.allclose(net(x), plain(x), atol=1e-3)  # the source's body no longer acts

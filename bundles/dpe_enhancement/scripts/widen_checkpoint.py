@@ -12,6 +12,10 @@ so the widened network computes exactly what the source did. The output is a res
 ``LatestCheckpoint`` format) with that generator as both ``network`` and ``ema_network`` (EMA restarted), the
 trainer at epoch 0 and no optimiser state, ready for ``train.json`` with ``resume``
 (``configs/global_local_v4_cpu.json``).
+
+``--zero_head`` instead keeps the layout and zeroes the body's last convolution: the start of a
+``prefilter="nlm"`` run (``configs/global_local_v5_cpu.json``), which then computes exactly "NLM, then the shipped
+tone map" and keeps the shipped body's features to learn from.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ import torch
 from dpe_monai.networks import GlobalLocalNet
 
 
-def widen(source: Path, output: Path, epoch_length: int = 200) -> dict:
-    """Write the widened resumable checkpoint of ``source`` to ``output`` (atomically); returns a short description."""
+def widen(source: Path, output: Path, epoch_length: int = 200, zero_head: bool = False) -> dict:
+    """Write the widened (or, with ``zero_head``, head-zeroed) resumable checkpoint of ``source`` to ``output``
+    (atomically); returns a short description."""
     ckpt = torch.load(source, map_location="cpu", weights_only=False)
     if "model" in ckpt:
         origin, state = "model", ckpt["model"]
@@ -33,7 +38,10 @@ def widen(source: Path, output: Path, epoch_length: int = 200) -> dict:
         origin = "ema_network" if ckpt.get("ema_network") else "network"
         state = ckpt[origin]
     state = {k.removeprefix("module."): v for k, v in state.items() if k != "n_averaged"}
-    wide = GlobalLocalNet.widen_state_dict(state)
+    if zero_head:
+        wide = {k: torch.zeros_like(v) if k.startswith("body.tail.") else v for k, v in state.items()}
+    else:
+        wide = GlobalLocalNet.widen_state_dict(state)
     out = {
         "network": wide,
         "ema_network": {"n_averaged": torch.tensor(0), **{"module." + k: v.clone() for k, v in wide.items()}},
@@ -52,8 +60,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("source", type=Path)
     p.add_argument("output", type=Path)
     p.add_argument("--epoch_length", type=int, default=200, help="recorded in the trainer state")
+    p.add_argument("--zero_head", action="store_true", help="keep the layout, zero the body's last convolution")
     args = p.parse_args(argv)
-    info = widen(args.source, args.output, args.epoch_length)
+    info = widen(args.source, args.output, args.epoch_length, args.zero_head)
     print(f"{args.output}: {info}")
     return info
 

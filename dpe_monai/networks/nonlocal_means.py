@@ -1,0 +1,114 @@
+"""Non-local means as a network layer: scikit-image's fast NLM in tensor algebra, differentiable and exportable.
+
+Classical non-local means at the estimated noise level is the strongest simple denoiser in this project's
+benchmarks (``benchmarks/results/quality*.json``). As a layer it lets the enhancer start from it and learn only
+what it misses: :class:`~dpe_monai.networks.GlobalLocalNet` with ``prefilter="nlm"`` denoises the input in its
+own units (where noise added after an exposure drop still has its small level) before the tone map.
+
+The weights follow ``skimage.restoration.denoise_nl_means(fast_mode=True, sigma=s, h=0.8 * s)``: for every shift
+``t`` in the ``(2 * patch_distance + 1)^n`` search window, ``d_t`` is the mean over a ``patch_size^n`` patch and
+the channels of the squared difference between the image and its shift, and
+``w_t = exp(-max(d_t - 2 s^2, 0) / h^2)`` (0 where that exponent exceeds 5, scikit-image's cut-off). The output is
+``sum_t w_t * x(. + t) / sum_t w_t``. Borders are reflected. ``s`` is :func:`noise_sigma` of the *whole* image
+(callers that tile pass it in).
+
+Everything is static-shape slicing, pooling and ``exp``: the layer scripts (TorchScript) and exports to ONNX.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+import torch.nn.functional as F
+from monai.networks.layers.factories import Pool
+from torch import nn
+
+__all__ = ["NonLocalMeans", "noise_sigma"]
+
+
+def noise_sigma(x: torch.Tensor, samples: int = 1 << 20) -> torch.Tensor:
+    """Robust noise level of each image: ``1.4826 * MAD(neighbour differences) / sqrt(2)``, ``(B,)``.
+
+    The differences are along the second spatial axis (the width of ``(B, C, H, W)`` and of ``(B, C, H, W, D)``,
+    so a volume's slices along ``D`` give the same estimate as the slices themselves), over all channels (strided
+    to about ``samples`` values), as :func:`dpe_monai.baselines.classical.nlm` estimates it for scikit-image.
+
+    Args:
+        x: ``(B, C, H, W)`` or ``(B, C, H, W, D)`` in [0, 1].
+    """
+    b = x.shape[0]
+    diff = (x[:, :, :, 1:] - x[:, :, :, :-1]).float().reshape(b, -1)
+    step = max(1, diff.shape[1] // samples)
+    diff = torch.sort(diff[:, ::step], dim=1).values
+    mid = (diff.shape[1] - 1) // 2
+    med = diff[:, mid : mid + 1]
+    dev = torch.sort((diff - med).abs(), dim=1).values[:, mid]
+    return 1.4826 * dev / math.sqrt(2.0)
+
+
+class NonLocalMeans(nn.Module):
+    """Fast non-local means (see the module docstring) on ``(B, C, *spatial)`` images in [0, 1].
+
+    Args:
+        spatial_dims: 2 or 3.
+        patch_size: side of the compared patches (odd).
+        patch_distance: the search window reaches this far along each axis.
+        h_factor: filter strength ``h = h_factor * sigma`` (scikit-image's rule of thumb for the fast mode: 0.8).
+        cutoff: weights whose exponent exceeds it are 0.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 2,
+        patch_size: int = 5,
+        patch_distance: int = 6,
+        h_factor: float = 0.8,
+        cutoff: float = 5.0,
+    ) -> None:
+        super().__init__()
+        if patch_size % 2 != 1:
+            raise ValueError(f"patch_size must be odd, got {patch_size}.")
+        self.spatial_dims = int(spatial_dims)
+        self.patch_size = int(patch_size)
+        self.patch_distance = int(patch_distance)
+        self.h_factor = float(h_factor)
+        self.cutoff = float(cutoff)
+        self.box = Pool[Pool.AVG, self.spatial_dims](kernel_size=self.patch_size, stride=1)
+        d = self.patch_distance
+        self.shifts: list[list[int]] = [list(t) for t in itertools.product(range(-d, d + 1), repeat=self.spatial_dims)]
+
+    def _window(self, xp: torch.Tensor, start: list[int], size: list[int]) -> torch.Tensor:
+        if self.spatial_dims == 2:
+            return xp[:, :, start[0] : start[0] + size[0], start[1] : start[1] + size[1]]
+        return xp[:, :, start[0] : start[0] + size[0], start[1] : start[1] + size[1], start[2] : start[2] + size[2]]
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
+        """Denoise ``x`` ``(B, C, *spatial)`` in [0, 1] at noise level ``sigma`` ``(B,)`` (default: estimated from
+        ``x`` by :func:`noise_sigma`); returns the same shape. Images with ``sigma == 0`` come back unchanged."""
+        if sigma is None:
+            sigma = noise_sigma(x)
+        b = x.shape[0]
+        view = [b] + [1] * (x.ndim - 1)
+        sigma = sigma.to(x.dtype).reshape(view)
+        h2 = (self.h_factor * sigma).square().clamp_min(1e-12)
+        var2 = 2.0 * sigma.square()
+        off, d = self.patch_size // 2, self.patch_distance
+        spatial = list(x.shape[2:])
+        pad = off + d
+        mode = "reflect" if min(spatial) > pad else "replicate"
+        xp = F.pad(x, [pad] * (2 * self.spatial_dims), mode=mode)
+        ref_size = [s + 2 * off for s in spatial]
+        ref = self._window(xp, [d] * self.spatial_dims, ref_size)
+        num = torch.zeros_like(x)
+        den = torch.zeros_like(x[:, :1])
+        for t in self.shifts:
+            shifted = self._window(xp, [d + s for s in t], ref_size)
+            dist = self.box((ref - shifted).square().mean(dim=1, keepdim=True))
+            expo = (dist - var2).clamp_min(0.0) / h2
+            w = torch.where(expo > self.cutoff, torch.zeros_like(expo), torch.exp(-expo))
+            num = num + w * self._window(shifted, [off] * self.spatial_dims, spatial)
+            den = den + w
+        out = num / den.clamp_min(1e-12)
+        return torch.where(sigma > 0, out, x)
