@@ -79,3 +79,20 @@ def test_prefilter_is_nlm_then_the_tone_map_untrained_and_loads_plain_weights():
         assert torch.allclose(
             net(tile, params=params), plain(NonLocalMeans()(tile, params[:, -2]), params=plain.estimate(x)), atol=1e-6
         )
+
+
+def test_a_training_crop_is_denoised_at_its_whole_image_noise_level():
+    """In training a crop gets its whole image's summary as ``context``; the prefilter must then use the whole
+    image's noise level, as inference does, not the crop's (a crop of flat background reads 0)."""
+    from dpe_monai.transforms import GlobalContextd
+
+    torch.manual_seed(0)
+    net = GlobalLocalNet(channels=(8, 12, 16), prefilter="nlm").eval()
+    clean, noisy = _noisy((64, 96), sigma=0.04)
+    noisy[:, :40] = 0.3  # flat background on the left, without noise
+    whole = torch.tensor(noisy, dtype=torch.float32)[None].expand(3, -1, -1).contiguous()
+    context = GlobalContextd(keys="image", context_keys="ctx")({"image": whole})["ctx"][None]
+    crop = whole[None, :, :, :32]
+    assert float(noise_sigma(crop)[0]) == 0.0 and float(context[0, -1]) > 0.0
+    with torch.no_grad():
+        assert torch.allclose(net(crop, context=context), net(crop, params=net.estimate(whole[None])), atol=1e-6)

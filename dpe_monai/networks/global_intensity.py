@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dpe_monai.networks.nonlocal_means import noise_sigma
+
 __all__ = ["GlobalIntensity", "apply_global_intensity", "global_summary", "grey_thumbnail"]
 
 
@@ -99,9 +101,9 @@ def global_summary(
     upper: float = 0.995,
     samples: int = 65536,
 ) -> torch.Tensor:
-    """Parameter-free statistics of whole images that the global branch reads: ``(B, 2 * n_quantiles + 3 + 25)``.
+    """Parameter-free statistics of whole images that the global branch reads: ``(B, 2 * n_quantiles + 3 + 26)``.
 
-    ``[q_lo, q_hi, full quantiles (n), thumbnail quantiles (n), noise, colour (25)]``: ``q_lo``/``q_hi`` are the
+    ``[q_lo, q_hi, full quantiles (n), thumbnail quantiles (n), noise, colour (25), sigma]``: ``q_lo``/``q_hi`` are the
     ``lower``/``upper`` quantiles over the body (values above the minimum when they are >= 1 %) of the
     full-resolution grey values (strided to about ``samples``), i.e. the intensity contract's percentile window
     (:mod:`dpe_monai.contract`); the quantile vectors (evenly spaced over the body for full resolution, over all
@@ -110,12 +112,15 @@ def global_summary(
     the mean absolute deviation of the channels from their mean (chroma) and the three channel means (grey images
     count as three equal channels): Algorithm 1 and a badly exposed photograph scale chroma with contrast, so skin
     or stain colour tells the global branch how far the contrast was cut. A training pipeline computes this on the
-    whole degraded image (``GlobalContextd``) so a random crop still gets the whole image's tone map.
+    whole degraded image (``GlobalContextd``) so a random crop still gets the whole image's tone map. ``sigma``
+    is the robust noise level :func:`~dpe_monai.networks.nonlocal_means.noise_sigma` of the whole image, so a crop
+    is denoised at the level its image has (a crop of flat background would read 0), as at inference.
 
     Args:
         x: ``(B, C, H, W)`` images or ``(B, C, H, W, D)`` volumes (slices along the last axis) in [0, 1].
     """
     b = x.shape[0]
+    sigma = noise_sigma(x)
     x = _grey_slices(x).float()
     grey = x.mean(dim=1)  # (B*S, H, W)
     colour = x[:, :3] if x.shape[1] == 3 else grey[:, None].expand(-1, 3, -1, -1)
@@ -157,6 +162,7 @@ def global_summary(
             torch.cat(chan_q, dim=1),
             chroma[:, None],
             torch.cat(chan_mean, dim=1),
+            sigma[:, None],
         ],
         dim=1,
     )
@@ -212,7 +218,7 @@ class GlobalIntensity(nn.Module):
         nn.init.zeros_(self.mlp[-1].bias)
 
     def summary(self, x: torch.Tensor) -> torch.Tensor:
-        """:func:`global_summary` of ``x`` with this branch's settings: ``(B, 2 * n_quantiles + 28)``."""
+        """:func:`global_summary` of ``x`` with this branch's settings: ``(B, 2 * n_quantiles + 29)``."""
         return global_summary(x, self.thumb, self.n_quantiles, self.lower, self.upper, self.samples)
 
     def forward(
@@ -222,7 +228,7 @@ class GlobalIntensity(nn.Module):
 
         Args:
             x: the whole images (ignored when ``summary`` is given).
-            summary: precomputed :meth:`summary` of the whole images, ``(B, 2 * n_quantiles + 28)``.
+            summary: precomputed :meth:`summary` of the whole images, ``(B, 2 * n_quantiles + 29)``.
             relative: ``(B,)`` 1 for images whose values were windowed *relative to themselves* by the intensity
                 contract (percentile or DICOM window: 12/16-bit, HU), 0 for absolute 8-bit data. The target of a
                 relative image is its own percentile window, which the base stretch already recovers, so its

@@ -102,8 +102,9 @@ class GlobalLocalNet(nn.Module):
 
     def _tone(self, x: torch.Tensor, context: torch.Tensor | None, relative: torch.Tensor | None) -> torch.Tensor:
         tone = self.global_branch(x, summary=context, relative=relative)
-        if self.prefilter is not None:
-            tone = torch.cat([tone, noise_sigma(x)[:, None].to(tone.dtype)], dim=1)
+        if self.prefilter is not None:  # the whole image's noise level: from its summary (a crop's context) or x
+            sigma = context[:, -1] if context is not None else noise_sigma(x)
+            tone = torch.cat([tone, sigma[:, None].to(tone.dtype)], dim=1)
         return tone
 
     @staticmethod

@@ -31,7 +31,7 @@ class GlobalContext(Transform):
         self.n_quantiles = int(n_quantiles)
 
     def __call__(self, img: NdarrayOrTensor) -> torch.Tensor:
-        """``img``: ``(C, H, W)`` in [0, 1]. Returns a float32 ``(2 * n_quantiles + 28,)`` tensor (no meta)."""
+        """``img``: ``(C, H, W)`` in [0, 1]. Returns a float32 ``(2 * n_quantiles + 29,)`` tensor (no meta)."""
         t = convert_to_tensor(img, track_meta=False, dtype=torch.float32)
         if t.ndim != 3:
             raise ValueError(f"GlobalContext takes 2-D (C, H, W) images, got shape {tuple(t.shape)}.")
