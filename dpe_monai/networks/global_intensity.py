@@ -120,7 +120,7 @@ def global_summary(
         x: ``(B, C, H, W)`` images or ``(B, C, H, W, D)`` volumes (slices along the last axis) in [0, 1].
     """
     b = x.shape[0]
-    sigma = noise_sigma(x)
+    sigma = noise_sigma(x, samples)
     x = _grey_slices(x).float()
     grey = x.mean(dim=1)  # (B*S, H, W)
     colour = x[:, :3] if x.shape[1] == 3 else grey[:, None].expand(-1, 3, -1, -1)

@@ -28,7 +28,7 @@ from torch import nn
 __all__ = ["NonLocalMeans", "noise_sigma"]
 
 
-def noise_sigma(x: torch.Tensor, samples: int = 1 << 20) -> torch.Tensor:
+def noise_sigma(x: torch.Tensor, samples: int = 65536) -> torch.Tensor:
     """Robust noise level of each image: ``1.4826 * MAD(neighbour differences) / sqrt(2)``, ``(B,)``.
 
     The differences are along the second spatial axis (the width of ``(B, C, H, W)`` and of ``(B, C, H, W, D)``,
@@ -41,6 +41,9 @@ def noise_sigma(x: torch.Tensor, samples: int = 1 << 20) -> torch.Tensor:
     b = x.shape[0]
     diff = (x[:, :, :, 1:] - x[:, :, :, :-1]).float().reshape(b, -1)
     step = max(1, diff.shape[1] // samples)
+    if not torch.jit.is_scripting():
+        if torch.compiler.is_compiling():
+            step = torch.sym_max(1, diff.shape[1] // samples)  # stays symbolic when traced for export
     diff = torch.sort(diff[:, ::step], dim=1).values
     mid = (diff.shape[1] - 1) // 2
     med = diff[:, mid : mid + 1]
