@@ -140,10 +140,23 @@ def network_enhancer(
         "checkpoint_sha256": sha256(checkpoint),
         "network": type(network).__name__,
         "parameters": sum(p.numel() for p in network.parameters()),
+        "options": network_options(network),
         "precision": enhancer.precision,
         "precision_check": enhancer.precision_check,
     }
     return enhancer, info
+
+
+def network_options(network: torch.nn.Module) -> dict[str, Any]:
+    """The constructor options that change what a :class:`~dpe_monai.networks.GlobalLocalNet` computes (empty for
+    other networks), so a result records *which* variant scored it, not only its weights."""
+    if not hasattr(network, "prefilter_on"):
+        return {}
+    return {
+        "denoise_first": bool(network.denoise_first),
+        "prefilter": None if network.prefilter is None else "nlm",
+        "prefilter_on": network.prefilter_on,
+    }
 
 
 def _inside_repo(path: str | os.PathLike) -> bool:

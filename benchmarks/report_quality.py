@@ -47,7 +47,8 @@ def quality_section(q: dict | None, ctx: dict, key: str = "quality", title: str 
         if info.get("kind") == "network":
             out.append(
                 f"- {labels.get(name, name)}: `{info['checkpoint']}` (sha256 {info['checkpoint_sha256']}), "
-                f"{info['network']}, {info['parameters']:,} parameters, inference precision {info['precision']}."
+                f"{info['network']}{_options(info)}, {info['parameters']:,} parameters, inference precision "
+                f"{info['precision']}."
             )
     out.append("")
     summary, methods = q["summary"], list(q["summary"])
@@ -216,3 +217,10 @@ def passthrough_section(p: dict | None, ctx: dict) -> list[str]:
             "",
         ]
     return out
+
+
+def _options(info: dict) -> str:
+    """`` (prefilter='nlm', prefilter_on='relative')``: the variant's non-default options, if recorded."""
+    opts = info.get("options") or {}
+    chosen = {k: v for k, v in opts.items() if v not in (None, False, "all")}
+    return " (" + ", ".join(f"{k}={v!r}" for k, v in chosen.items()) + ")" if chosen else ""

@@ -110,7 +110,7 @@ def run_tumour(args: argparse.Namespace, methods: dict[str, Any]) -> dict[str, A
         for mode in args.task_modes:
             ckpt = fine_tune(fold, mode, args)
             fold_methods[f"dpe_{mode}"], tuned[f"dpe_{mode}"] = network_enhancer(
-                parse_network([BUNDLE / "configs" / "inference.json"]), ckpt, args.precision
+                parse_network([BUNDLE / "configs" / "task_driven.json"]), ckpt, args.precision
             )
             tuned[f"dpe_{mode}"]["training"] = fine_tune_curves(ckpt.parent.parent, args.finetune_epoch_length)
         folds[str(fold)] = {

@@ -124,3 +124,35 @@ def test_bundle_files_follow_the_conventions():
         if path.suffix in (".json", ".md", ".py", ".txt"):
             assert not re.search(r"(/work/|/home/\w|/root/|/Users/)", path.read_text()), f"{path}: machine path"
     assert not (BUNDLE / "docs" / "training_config").exists()
+
+
+def test_bundle_inference_passes_the_contract_flag_like_the_cli(tmp_path):
+    """inference.json (shipped network and weights) enhances a 16-bit scan exactly as the CLI's path does: the
+    intensity contract's ``relative`` flag reaches the network, so the scan takes its relative-image path."""
+    from dpe_monai.inference import Enhancer, enhance_native
+    from dpe_monai.io import discover, read_image
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:72, 0:80]
+    scan = 900 + 300 * np.sin(xx / 9.0) * np.cos(yy / 11.0) + rng.normal(0, 60, (72, 80))  # a noisy 16-bit slice
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(np.clip(scan, 0, 65535).astype(np.uint16)).save(src / "scan.png")
+    wf = _workflow(
+        "inference.json",
+        "infer",
+        bundle_root=str(BUNDLE),
+        dataset_dir=str(src),
+        output_dir=str(tmp_path / "out"),
+        tracking_uri=f"sqlite:///{tmp_path / 'mlruns.db'}",
+        precision="fp32",
+    )
+    wf.initialize()
+    wf.run()
+    jobs, _ = discover([tmp_path / "out" / "scan_dpe.png"])
+    bundle_out = read_image(jobs[0].paths, jobs[0].kind).array
+    jobs, _ = discover([src / "scan.png"])
+    image = read_image(jobs[0].paths, jobs[0].kind)
+    cli_out = enhance_native(image, Enhancer.from_bundle(BUNDLE, device="cpu", precision="fp32"))
+    assert np.abs(bundle_out.astype(np.float64) - np.round(cli_out)).max() <= 1
+    assert np.std(np.diff(bundle_out.astype(np.float64), axis=-1)) < np.std(np.diff(image.array, axis=-1))  # denoised

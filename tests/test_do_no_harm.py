@@ -56,9 +56,6 @@ def grid_excess(z: np.ndarray, period: int) -> float:
     return worst
 
 
-OPEN = "issue 10 open: the shipped model removes part of the background noise floor of this good 1024^2 MR"
-
-
 @pytest.mark.parametrize(
     "name",
     [
@@ -66,7 +63,7 @@ OPEN = "issue 10 open: the shipped model removes part of the background noise fl
         "693_UNCR.dcm",
         "CT_small.dcm",
         "MR_small.dcm",
-        pytest.param("MR2_UNCR.dcm", marks=pytest.mark.xfail(strict=True, reason=OPEN + " (33.0 dB)")),
+        "MR2_UNCR.dcm",
     ],
 )
 def test_good_real_scans_pass_through(enhancer, name):

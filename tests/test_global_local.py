@@ -74,7 +74,7 @@ def test_enhancer_tiles_and_slices_share_one_tone_map():
     assert bool((means[1:] >= means[:-1] - 1e-4).all())
 
 
-VARIANTS = [{}, {"denoise_first": True}, {"prefilter": "nlm"}]
+VARIANTS = [{}, {"denoise_first": True}, {"prefilter": "nlm"}, {"prefilter": "nlm", "prefilter_on": "relative"}]
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -221,3 +221,36 @@ def test_zero_head_start_is_nlm_then_the_shipped_tone_map(tmp_path):
         want = apply_global_intensity(NonLocalMeans()(x, noise_sigma(x)), tone[:, :-1]).clamp(0, 1)
         assert torch.allclose(net(x), want, atol=1e-6)
         assert not torch.allclose(net(x), plain(x), atol=1e-3)  # the source's body no longer acts
+
+
+def test_prefilter_on_relative_scans_only():
+    """prefilter_on="relative": a relative scan comes back as stretch(NLM(x)) with the window measured on the
+    denoised image and nothing learned acting; an absolute image takes the plain network's path unchanged."""
+    from dpe_monai.networks.nonlocal_means import NonLocalMeans, noise_sigma
+
+    plain = _perturbed(_net())
+    net = _net(prefilter="nlm", prefilter_on="relative")
+    net.load_state_dict(plain.state_dict())
+    x = (
+        0.3
+        + 0.2 * _image((1, 64, 64))[None]
+        + 0.03 * torch.randn(1, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    )
+    x = x.expand(1, 3, 64, 64).clamp(0, 1).contiguous()  # a noisy low-contrast grey scan
+    rel, ab = torch.ones(1), torch.zeros(1)
+    with torch.no_grad():
+        den = NonLocalMeans()(x, noise_sigma(x))
+        lo, hi = body_percentiles(den[0].mean(0).numpy())
+        want = ((den - lo) / (hi - lo)).clamp(0, 1)
+        e = Enhancer(net, precision="fp32")
+        assert torch.allclose(e(x, relative=True), want, atol=2e-3)
+        assert torch.allclose(net(x, relative=rel), want, atol=2e-3)
+        noisy_lo, noisy_hi = body_percentiles(x[0].mean(0).numpy())
+        assert noisy_hi - noisy_lo > (hi - lo) + 0.02  # the noisy window is wider: the denoised one is the target's
+        assert torch.allclose(net(x, relative=ab), plain(x, relative=ab), atol=1e-6)
+        assert torch.allclose(e(x, relative=False), Enhancer(plain, precision="fp32")(x, relative=False), atol=1e-6)
+        both = net(torch.cat([x, x]), relative=torch.tensor([1.0, 0.0]))  # a mixed batch: each its own path
+        assert torch.allclose(both[:1], want, atol=2e-3) and torch.allclose(both[1:], plain(x, relative=ab), atol=1e-5)
+        vol = torch.stack([x[0] * (0.8 + 0.05 * s) for s in range(5)], dim=-1)[None]  # a volume, 2-D network
+        out = e(vol, relative=True)
+        assert out.shape == vol.shape and float(out.min()) >= 0 and float(out.max()) <= 1

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from monai.engines import Evaluator
 
+from dpe_monai.inference.enhancer import EnhancerInferer
 from dpe_monai.inference.files import EnhanceSummary, discover_inputs, enhance_job, job_name
 from dpe_monai.io import (
     InputJob,
@@ -131,9 +132,14 @@ class FileEnhancementEvaluator(Evaluator):
         enhancer = getattr(self.inferer, "_cache", {}).get(id(self.network))
         return getattr(enhancer, "precision", None)
 
-    def enhance(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W[, D])`` in [0, 1] -> same, through the inferer."""
+    def enhance(self, x: torch.Tensor, relative: bool | None = None) -> torch.Tensor:
+        """``(B, C, H, W[, D])`` in [0, 1] -> same, through the inferer; ``relative``: the intensity contract's flag
+        (:func:`~dpe_monai.inference.enhance_native` passes it), forwarded when the inferer takes it."""
+        if isinstance(self.inferer, EnhancerInferer):
+            return self.inferer(x, self.network, relative=relative)
         return self.inferer(x, self.network)
+
+    enhance.uses_convention = True  # type: ignore[attr-defined]  # enhance_native passes ``relative=``
 
     def run(self, global_epoch: int = 1) -> None:  # type: ignore[override]
         """Enhance the whole dataset; ``self.summary`` holds what happened (also for an empty folder)."""

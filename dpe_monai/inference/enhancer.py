@@ -256,9 +256,24 @@ class EnhancerInferer:
         self.kwargs = kwargs
         self._cache: dict[int, Enhancer] = {}
 
-    def __call__(self, inputs: torch.Tensor, network: torch.nn.Module, *args: Any, **kwargs: Any) -> torch.Tensor:
+    def __call__(
+        self,
+        inputs: torch.Tensor,
+        network: torch.nn.Module,
+        *args: Any,
+        relative: bool | torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        """Enhance ``inputs`` with ``network``; ``relative``: the intensity contract's flag (see :class:`Enhancer`),
+        a bool or a ``(B,)`` tensor (``PairedBatch(relative_key=...)``), one value per image."""
         key = id(network)
         if key not in self._cache:
             device = inputs.device if inputs.device.type != "cpu" else next(network.parameters()).device
             self._cache[key] = Enhancer(network, device=device, **self.kwargs)
-        return self._cache[key](inputs).to(inputs.device)
+        enhancer = self._cache[key]
+        if isinstance(relative, torch.Tensor):
+            flags = [bool(v > 0.5) for v in relative.reshape(-1).tolist()]
+            if len(set(flags)) > 1:  # a mixed batch: image by image
+                return torch.cat([enhancer(inputs[i : i + 1], relative=f) for i, f in enumerate(flags)])
+            relative = flags[0] if flags else None
+        return enhancer(inputs, relative=relative).to(inputs.device)
