@@ -37,7 +37,11 @@ logger = logging.getLogger("benchmarks.speed")
 
 PAPER_CPU_SECONDS = {256: 0.45, 512: 1.65, 1024: 6.85}  # Table III, 4-core Ryzen 3 3200G
 PAPER_GPU_SECONDS = {256: 0.01, 512: 0.02, 1024: 0.04}  # Table III, GTX 1060
-VARIANTS = ("fp32", "channels_last", "bf16", "compile", "compile_bf16", "torchscript", "onnxruntime", "enhancer")
+NETWORK_PATHS = ("fp32", "channels_last", "bf16", "compile", "compile_bf16", "torchscript", "onnxruntime")
+VARIANTS = (*NETWORK_PATHS, "enhancer", "enhancer_scan")
+#: variants whose output is not ``net(x)``: ``enhancer_scan`` enhances ``x`` as a scan windowed relative to itself
+#: (``relative=True``: GlobalLocalNet's non-local-means path), compared with the network's own output for that flag
+SCAN_VARIANTS = {"enhancer_scan"}
 BF16_VARIANTS = {"bf16", "compile_bf16"}
 
 
@@ -170,13 +174,13 @@ def build_runner(variant: str, net: nn.Module, x: torch.Tensor, cache: dict) -> 
             cache["onnx"] = _onnx_session(net, Path(cache["work_dir"]) / "dpe_speed.onnx")
         sess, arr = cache["onnx"], x.numpy()
         return lambda: torch.from_numpy(sess.run(None, {"image": arr})[0])
-    if variant == "enhancer":
+    if variant in ("enhancer", "enhancer_scan"):
         from dpe_monai.inference import Enhancer
 
-        if "enhancer" not in cache:
-            cache["enhancer"] = Enhancer(copy.deepcopy(net), device=dev, precision="auto", tile_size=cache["tile_size"])
-        enh = cache["enhancer"]
-        return lambda: enh(x)
+        if variant not in cache:
+            cache[variant] = Enhancer(copy.deepcopy(net), device=dev, precision="auto", tile_size=cache["tile_size"])
+        enh, relative = cache[variant], (True if variant in SCAN_VARIANTS else None)
+        return lambda: enh(x, relative=relative)
     raise ValueError(f"unknown variant {variant!r}")
 
 
@@ -197,7 +201,10 @@ def latency(args: argparse.Namespace, net: nn.Module, device: torch.device) -> d
                     fn = build_runner(variant, net, x, cache)
                     setup = time.perf_counter() - start
                     sec, first = _time(fn, args.warmup, args.repeats)
-                    diff = float((fn().float().cpu() - ref).abs().max())
+                    want = ref
+                    if variant in SCAN_VARIANTS:
+                        want = net(x, relative=torch.ones(1, device=device)).float().cpu()
+                    diff = float((fn().float().cpu() - want).abs().max())
             except Exception as err:  # noqa: BLE001 - record the failure, keep measuring the rest
                 logger.warning("%s at %d failed: %s", variant, size, err)
                 rows[variant][str(size)] = {"error": f"{type(err).__name__}: {err}"[:500]}
@@ -212,12 +219,15 @@ def latency(args: argparse.Namespace, net: nn.Module, device: torch.device) -> d
             }
             if size in PAPER_CPU_SECONDS:
                 row["speedup_vs_paper_cpu"] = PAPER_CPU_SECONDS[size] / sec
-            if variant == "enhancer":
-                row["precision"] = cache["enhancer"].precision
-                row["precision_check"] = cache["enhancer"].precision_check
+            if variant in ("enhancer", "enhancer_scan"):
+                row["precision"] = cache[variant].precision
+                row["precision_check"] = cache[variant].precision_check
                 row["tiled"] = size > args.tile_size
+            if variant in SCAN_VARIANTS:  # the FLOP count is the network's; the NLM path is not counted
+                row["gflop"] = row["gflops_per_s"] = None
+                row.pop("speedup_vs_paper_cpu", None)
             rows[variant][str(size)] = row
-            logger.info("%-14s %5d^2: %.3f s (%.1f GFLOP/s), diff %.2e", variant, size, sec, row["gflops_per_s"], diff)
+            logger.info("%-14s %5d^2: %.3f s, diff %.2e", variant, size, sec, diff)
     return {"gflop_per_image": {str(s): f for s, f in flops.items()}, "variants": rows}
 
 

@@ -177,6 +177,7 @@ class GlobalLocalNet(nn.Module):
                 ``x`` came from, ``(B, S)`` (``GlobalContextd`` in training).
             relative: ``(B,)`` the intensity convention flag (see :class:`GlobalIntensity`).
         """
+        flagged = params is not None or relative is not None  # else no image is relative, known without data
         if params is None:
             params = self._with_flag(self._tone(x, context, relative), relative)
         params = params.to(x.dtype)
@@ -189,7 +190,7 @@ class GlobalLocalNet(nn.Module):
             params = torch.cat([params[:, :-2], params[:, -1:]], dim=1)
             if not self.relative_only:
                 x = self.prefilter(x, sigma)
-            else:
+            elif flagged:
                 keep = (flag <= 0.5).to(x.dtype)
                 if _traced_for_export():  # no data-dependent branches while exporting: both paths, selected
                     x = torch.where(keep > 0, x, self.prefilter(x, sigma))
