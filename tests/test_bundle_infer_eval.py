@@ -7,6 +7,7 @@ import sqlite3
 
 import nibabel as nib
 import numpy as np
+import pytest
 import torch
 from monai.bundle import ConfigWorkflow
 from PIL import Image
@@ -87,10 +88,13 @@ def test_evaluate_scores_methods(tmp_path):
     assert results["identity"]["psnr"] != results["clahe"]["psnr"]
 
 
-def test_evaluate_json_and_quality_engine_score_the_same_pairs(tmp_path):
-    """evaluate.json and :func:`paired_set` + :func:`score_enhancers` are one protocol: same numbers per item."""
+@pytest.mark.parametrize("method", ["clahe", "dpe"])
+def test_evaluate_json_and_quality_engine_score_the_same_pairs(tmp_path, method):
+    """evaluate.json and :func:`paired_set` + :func:`score_enhancers` are one protocol: same numbers per item (for
+    the shipped network too, whose 16-bit items take the scan path only if the contract's flag reaches it)."""
     from dpe_monai.evaluators import load_datalist, paired_set, score_enhancers
     from dpe_monai.evaluators.quality import QualityScorer
+    from dpe_monai.inference import Enhancer
 
     datalist = make_tiny_collection(tmp_path / "data")
     out = tmp_path / "eval"
@@ -100,18 +104,21 @@ def test_evaluate_json_and_quality_engine_score_the_same_pairs(tmp_path):
         bundle_root=str(BUNDLE),
         datalist=str(datalist),
         output_dir=str(out),
-        method="clahe",
+        method=method,
         seed=3,
+        precision="fp32",
     )
     wf.initialize()
     wf.run()
     wf.finalize()
-    bundle = {r["id"]: r["metrics"]["clahe"] for r in json.loads((out / "quality.json").read_text())["per_image"]}
+    bundle = {r["id"]: r["metrics"][method] for r in json.loads((out / "quality.json").read_text())["per_image"]}
     from dpe_monai.baselines import ClassicalEnhancer
 
     pairs, _ = paired_set(load_datalist(str(datalist), "test"), seed=3)
-    engine = score_enhancers(pairs, {"clahe": ClassicalEnhancer("clahe")}, QualityScorer(None))
-    direct = {r["id"]: r["metrics"]["clahe"] for r in engine["per_image"]}
+    assert any(p["relative"] for p in pairs)  # a 16-bit item: the flag matters
+    fn = ClassicalEnhancer("clahe") if method == "clahe" else Enhancer.from_bundle(BUNDLE, precision="fp32")
+    engine = score_enhancers(pairs, {method: fn}, QualityScorer(None))
+    direct = {r["id"]: r["metrics"][method] for r in engine["per_image"]}
     assert set(bundle) == set(direct) and bundle
     for ident, metrics in direct.items():
         for name, value in metrics.items():
