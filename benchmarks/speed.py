@@ -39,8 +39,9 @@ PAPER_CPU_SECONDS = {256: 0.45, 512: 1.65, 1024: 6.85}  # Table III, 4-core Ryze
 PAPER_GPU_SECONDS = {256: 0.01, 512: 0.02, 1024: 0.04}  # Table III, GTX 1060
 NETWORK_PATHS = ("fp32", "channels_last", "bf16", "compile", "compile_bf16", "torchscript", "onnxruntime")
 VARIANTS = (*NETWORK_PATHS, "enhancer", "enhancer_scan")
-#: variants whose output is not ``net(x)``: ``enhancer_scan`` enhances ``x`` as a scan windowed relative to itself
-#: (``relative=True``: GlobalLocalNet's non-local-means path), compared with the network's own output for that flag
+#: variants whose output is not ``net(x)``: ``enhancer_scan`` enhances a grey scan (``x``'s first channel, replicated)
+#: windowed relative to itself (``relative=True``: GlobalLocalNet's non-local-means path), compared with the
+#: network's own output for that input and flag
 SCAN_VARIANTS = {"enhancer_scan"}
 BF16_VARIANTS = {"bf16", "compile_bf16"}
 
@@ -179,8 +180,10 @@ def build_runner(variant: str, net: nn.Module, x: torch.Tensor, cache: dict) -> 
 
         if variant not in cache:
             cache[variant] = Enhancer(copy.deepcopy(net), device=dev, precision="auto", tile_size=cache["tile_size"])
-        enh, relative = cache[variant], (True if variant in SCAN_VARIANTS else None)
-        return lambda: enh(x, relative=relative)
+        if variant in SCAN_VARIANTS:  # a scan: grey, replicated to the network's three channels
+            grey = x[:, :1].expand_as(x).contiguous()
+            return lambda: cache[variant](grey, relative=True)
+        return lambda: cache[variant](x)
     raise ValueError(f"unknown variant {variant!r}")
 
 
@@ -203,7 +206,8 @@ def latency(args: argparse.Namespace, net: nn.Module, device: torch.device) -> d
                     sec, first = _time(fn, args.warmup, args.repeats)
                     want = ref
                     if variant in SCAN_VARIANTS:
-                        want = net(x, relative=torch.ones(1, device=device)).float().cpu()
+                        grey = x[:, :1].expand_as(x).contiguous()
+                        want = net(grey, relative=torch.ones(1, device=device)).float().cpu()
                     diff = float((fn().float().cpu() - want).abs().max())
             except Exception as err:  # noqa: BLE001 - record the failure, keep measuring the rest
                 logger.warning("%s at %d failed: %s", variant, size, err)

@@ -46,6 +46,8 @@ def test_grey_as_three_channels_equals_grey_and_noiseless_is_unchanged():
     layer = NonLocalMeans()
     with torch.no_grad():
         assert torch.allclose(layer(grey.expand(1, 3, -1, -1))[:, :1], layer(grey), atol=1e-6)
+        rgb = grey.expand(1, 3, -1, -1)  # the grey shortcut computes what the three-channel filter does
+        assert torch.allclose(layer._denoise(rgb, noise_sigma(rgb)), layer(rgb), atol=1e-6)
         flat = torch.full((1, 1, 20, 20), 0.4)
         assert torch.equal(layer(flat), flat)  # sigma 0: returned as it is
 
