@@ -44,11 +44,11 @@ class GlobalLocalNet(nn.Module):
     With ``prefilter_on="relative"`` only images that the intensity contract windowed *relative to themselves*
     (``relative`` = 1: 12/16-bit scans, HU, DICOM windows) take that path, and for them nothing learned acts: they
     come back as ``stretch(NLM(x))`` with the 0.5-99.5 % window measured on every pixel of the *denoised* whole
-    image (the target
-    of such an image is its own percentile window, and noise widens the window measured on the noisy one). The
-    body's residual is switched off for them. Absolute images (8-bit photographs, ``relative`` = 0 or None) take the
-    plain path above, unchanged: no NLM, the learned tone map and the body. This is the measured choice for the
-    shipped weights, whose body costs 4-8 dB on unseen scans against NLM + stretch (``benchmarks/results``).
+    image (the target of such an image is its own percentile window, and noise widens the window measured on the
+    noisy one). The body's residual is switched off for them. Absolute images (8-bit photographs, ``relative`` = 0
+    or None) take the plain path above, unchanged: no NLM, the learned tone map and the body. This is the measured
+    choice for the shipped weights, whose body costs 4-8 dB on unseen scans against NLM + stretch
+    (``benchmarks/results``).
 
     The tone map must come from the *whole* image. Callers that tile a large image (or enhance a volume slice by
     slice) compute it once with :meth:`estimate` and pass it to every tile as ``params``; the

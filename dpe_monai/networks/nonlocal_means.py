@@ -99,7 +99,7 @@ class NonLocalMeans(nn.Module):
         ``x`` by :func:`noise_sigma`); returns the same shape. Images with ``sigma == 0`` come back unchanged."""
         if sigma is None:
             sigma = noise_sigma(x)
-        if x.shape[1] > 1 and not _tracing() and bool((x == x[:, :1]).all()):
+        if x.shape[1] > 1 and x.device.type != "meta" and not _tracing() and bool((x == x[:, :1]).all()):
             # grey replicated to RGB (every scan): the distances and the output are the single channel's, 3x cheaper
             return self._denoise(x[:, :1], sigma).expand_as(x)
         return self._denoise(x, sigma)
