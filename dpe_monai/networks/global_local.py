@@ -47,7 +47,7 @@ class GlobalLocalNet(nn.Module):
     image (the target of such an image is its own percentile window, and noise widens the window measured on the
     noisy one). The body's residual is switched off for them. Absolute images (8-bit photographs, ``relative`` = 0
     or None) take the plain path above, unchanged: no NLM, the learned tone map and the body. This is the measured
-    choice for the shipped weights, whose body costs 4-8 dB on unseen scans against NLM + stretch
+    choice for the shipped weights, whose body costs 5-8 dB on unseen scans against NLM + stretch
     (``benchmarks/results``).
 
     The tone map must come from the *whole* image. Callers that tile a large image (or enhance a volume slice by
