@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import BUNDLE, network_enhancer, parse_network
+from benchmarks.common import BUNDLE, CLASSICAL_METHODS, network_enhancer, parse_network
 
 logger = logging.getLogger("benchmarks.tumour")
 
@@ -94,6 +94,7 @@ def run_tumour(args: argparse.Namespace, methods: dict[str, Any]) -> dict[str, A
     from dpe_monai.evaluators.tumour import score_tumour_items, summarise_tumour
 
     start = time.perf_counter()
+    classical = [m for m in methods if m in CLASSICAL_METHODS]  # the paired differences are taken against the best
     records: dict[str, list] = {s: [] for s in SETTINGS}
     folds: dict[str, Any] = {}
     for fold in range(len(TUMOUR_FOLDS)):
@@ -134,8 +135,10 @@ def run_tumour(args: argparse.Namespace, methods: dict[str, Any]) -> dict[str, A
                 items, use, segmenter, detector, args.seed, "paper", fold, brightness_threshold=None
             )
             records[setting].extend(recs)
-            folds[str(fold)][setting] = summarise_tumour(recs, args.n_boot, args.n_boot_map, args.seed)
-    pooled = {s: summarise_tumour(r, args.n_boot, args.n_boot_map, args.seed) for s, r in records.items() if r}
+            folds[str(fold)][setting] = summarise_tumour(recs, args.n_boot, args.n_boot_map, args.seed, classical)
+    pooled = {
+        s: summarise_tumour(r, args.n_boot, args.n_boot_map, args.seed, classical) for s, r in records.items() if r
+    }
     return {
         "settings": SETTINGS,
         "pooled": pooled,

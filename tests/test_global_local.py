@@ -223,6 +223,30 @@ def test_zero_head_start_is_nlm_then_the_shipped_tone_map(tmp_path):
         assert not torch.allclose(net(x), plain(x), atol=1e-3)  # the source's body no longer acts
 
 
+def test_scan_path_denoises_once():
+    """A scan enhanced in one piece runs the NLM layer once (the tone map's estimate reuses it), and gets exactly
+    what estimating first and passing the parameters gives (the tiled path)."""
+    net = _net(prefilter="nlm", prefilter_on="relative")
+    calls = []
+    net.prefilter.register_forward_hook(lambda *_: calls.append(1))
+    x = (0.3 + 0.2 * _image((1, 48, 48))[None]).expand(2, 3, 48, 48).contiguous()
+    x = (x + 0.02 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    rel = torch.tensor([1.0, 0.0])
+    with torch.no_grad():
+        once = net(x, relative=rel)
+        assert len(calls) == 1
+        calls.clear()
+        twice = net(x, params=net.estimate(x, relative=rel))
+        assert len(calls) == 2 and torch.equal(once, twice)
+        calls.clear()
+        e = Enhancer(net, precision="fp32")
+        assert torch.equal(e(x[:1], relative=True), once[:1]) and len(calls) == 1
+        calls.clear()
+        small = Enhancer(net, precision="fp32", tile_size=32)  # tiled: the estimate first, then every tile
+        small(x[:1], relative=True)
+        assert len(calls) > 2
+
+
 def test_prefilter_on_relative_scans_only():
     """prefilter_on="relative": a relative scan comes back as stretch(NLM(x)) with the window measured on the
     denoised image and nothing learned acting; an absolute image takes the plain network's path unchanged."""

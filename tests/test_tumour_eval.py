@@ -83,3 +83,21 @@ def test_report_section_renders() -> None:
     assert "scored by an earlier definition of the ceiling" in text
     verdict = tumour_verdict(r, ctx)
     assert any("task-driven wins" in line for line in verdict)
+
+
+def test_paired_difference_against_the_best_baseline() -> None:
+    """The best baseline is chosen by point recovery; a clearly better input's paired interval excludes 0, and the
+    report labels it."""
+    from benchmarks.report import fmt
+    from benchmarks.report_tumour import _versus_best
+    from dpe_monai.markdown import markdown_table
+
+    s = summarise_tumour(_records(24), n_boot=200, n_boot_map=20, baselines=("stretch_nlm",))
+    vs = s["versus_best"]["dice"]
+    assert vs["best"] == "stretch_nlm" and set(vs["difference"]) == {"dpe", "dpe_gradprom"}
+    d = vs["difference"]["dpe_gradprom"]
+    want = s["recovery"]["dpe_gradprom"]["dice"]["value"] - s["recovery"]["stretch_nlm"]["dice"]["value"]
+    assert d["value"] == pytest.approx(want) and 0 < d["low"] <= d["value"] <= d["high"]
+    assert "versus_best" not in summarise_tumour(_records(), n_boot=20, n_boot_map=5)  # no baselines: no table
+    text = "\n".join(_versus_best(s, {"fmt": fmt, "table": markdown_table, "labels": {}}))
+    assert "recovery minus stretch_nlm (Dice)" in text and "(wins)" in text

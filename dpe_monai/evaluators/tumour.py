@@ -107,17 +107,30 @@ def _scores(records: Sequence[Mapping[str, Any]], inputs: Sequence[str], metric:
 
 
 def summarise_tumour(
-    records: Sequence[Mapping[str, Any]], n_boot: int = 1000, n_boot_map: int = 200, seed: int = 0
+    records: Sequence[Mapping[str, Any]],
+    n_boot: int = 1000,
+    n_boot_map: int = 200,
+    seed: int = 0,
+    baselines: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Mean scores, recovery and bootstrap intervals (over slices, paired across inputs) of scored records.
 
     Each resample of slices is scored once for every input; recoveries are computed from the same resamples.
 
+    Args:
+        records: from :func:`score_tumour_items`.
+        n_boot: resamples for Dice.
+        n_boot_map: resamples for mAP (each recomputes COCO AP).
+        seed: seed of the resampling.
+        baselines: inputs to compare against (e.g. the classical methods): per metric, the one with the highest
+            point recovery is "best", and every other enhancer gets the paired interval of its recovery minus the
+            best's (the same resamples), so a loss or win can be told from noise.
+
     Returns:
         ``{"n_slices", "n_patients", "patients", "inputs": {input: {dice, mAP_50, psnr, ssim, delta_e}},
-        "recovery": {enhancer: {dice, mAP_50}}}``; every task score and recovery is a
-        :func:`~dpe_monai.evaluators.bootstrap.bootstrap_ci` dict; quality metrics are plain means (the clean
-        input's infinite PSNR left out).
+        "recovery": {enhancer: {dice, mAP_50}}, "versus_best": {metric: {"best", "difference": {enhancer: ...}}}}``;
+        every task score, recovery and difference is a :func:`~dpe_monai.evaluators.bootstrap.bootstrap_ci` dict;
+        quality metrics are plain means (the clean input's infinite PSNR left out).
     """
     n = len(records)
     if n == 0:
@@ -139,9 +152,21 @@ def summarise_tumour(
         draws = [score(idx) for idx in bootstrap_indices(n, boots, seed)]
         for k in inputs:
             out["inputs"][k][metric] = interval(point[k], np.array([d[k] for d in draws]), n)
+        rec_point = {k: recovery(point[k], point["degraded"], point["clean"]) for k in enhanced}
+        rec_draws = {k: np.array([recovery(d[k], d["degraded"], d["clean"]) for d in draws]) for k in enhanced}
         for k in enhanced:
-            rec = [recovery(d[k], d["degraded"], d["clean"]) for d in draws]
-            out["recovery"][k][metric] = interval(recovery(point[k], point["degraded"], point["clean"]), rec, n)
+            out["recovery"][k][metric] = interval(rec_point[k], rec_draws[k], n)
+        ranked = [k for k in baselines if k in rec_point and np.isfinite(rec_point[k])]
+        if ranked:
+            best = max(ranked, key=lambda k: rec_point[k])
+            out.setdefault("versus_best", {})[metric] = {
+                "best": best,
+                "difference": {
+                    k: interval(rec_point[k] - rec_point[best], rec_draws[k] - rec_draws[best], n)
+                    for k in enhanced
+                    if k != best
+                },
+            }
     for k in inputs:
         for q in ("psnr", "ssim", "delta_e"):
             vals = np.asarray([r[q][k] for r in records], dtype=np.float64)

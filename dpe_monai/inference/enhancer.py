@@ -133,11 +133,26 @@ class Enhancer:
         with torch.inference_mode():
             return estimate(x, relative=flag).float()
 
-    def _run(self, x: torch.Tensor, dtype: torch.dtype | None, params: torch.Tensor | None = None) -> torch.Tensor:
+    def _inline_estimate(self, x: torch.Tensor) -> bool:
+        """True when one forward call may estimate the tone map itself: a network with a global branch, an image
+        enhanced in one piece, in fp32 (the estimate is always fp32). It computes what ``estimate`` + forward
+        compute, and a network that denoises to estimate (the scan path) then denoises once, not twice."""
+        untiled = max(x.shape[-2:]) <= self.tile_size
+        return hasattr(self.network, "estimate") and untiled and self._dtype(self.precision) is None
+
+    def _run(
+        self,
+        x: torch.Tensor,
+        dtype: torch.dtype | None,
+        params: torch.Tensor | None = None,
+        relative: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         x = x.to(self.device, torch.float32)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        kwargs = {} if params is None else {"params": params.to(self.device)}
+        kwargs: dict[str, torch.Tensor] = {} if params is None else {"params": params.to(self.device)}
+        if relative is not None:
+            kwargs["relative"] = relative
         with torch.inference_mode(), autocast(self.device, dtype):
             if max(x.shape[-2:]) > self.tile_size:
                 y = self.inferer(x, self.network, **kwargs)
@@ -149,10 +164,13 @@ class Enhancer:
         self, x: torch.Tensor, params: torch.Tensor | None = None, relative: bool | None = None
     ) -> torch.Tensor:
         c = x.shape[1]
-        if params is None:
+        flag = None
+        if params is None and self._inline_estimate(x):
+            flag = None if relative is None else torch.full((x.shape[0],), float(relative), device=self.device)
+        elif params is None:
             params = self.global_params(x, relative)
         if c == self.in_channels:
-            y = self._run(x, self._dtype(self.precision), params)
+            y = self._run(x, self._dtype(self.precision), params, flag)
             if c == 3:  # grey in, grey out: images whose three channels are equal get the channel mean back
                 grey = grey_mask(x)
                 if bool(grey.any()):
@@ -160,7 +178,8 @@ class Enhancer:
                     y = torch.where(grey.view(-1, 1, *([1] * (y.ndim - 2))).to(y.device), mean, y)
             return y
         if c == 1 and self.in_channels == 3:
-            return self._run(x.expand(-1, 3, -1, -1), self._dtype(self.precision), params).mean(dim=1, keepdim=True)
+            y = self._run(x.expand(-1, 3, -1, -1), self._dtype(self.precision), params, flag)
+            return y.mean(dim=1, keepdim=True)
         raise ValueError(f"the network takes {self.in_channels} channels (or 1 if it takes 3); got {c}")
 
     def __call__(self, x: torch.Tensor, slice_batch: int = 8, relative: bool | None = None) -> torch.Tensor:

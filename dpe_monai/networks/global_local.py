@@ -118,14 +118,19 @@ class GlobalLocalNet(nn.Module):
         """Parameters ``(B, P + 1)`` of whole images or volumes ``x``: the tone map (:class:`GlobalIntensity`) and
         the convention flag ``relative`` (``(B,)``, None = 0) as the last column (with ``prefilter``, the noise
         level :func:`noise_sigma` before it)."""
-        return self._with_flag(self._tone(x, None, relative), relative)
+        return self._with_flag(self._tone(x, None, relative)[0], relative)
 
-    def _tone(self, x: torch.Tensor, context: torch.Tensor | None, relative: torch.Tensor | None) -> torch.Tensor:
+    def _tone(
+        self, x: torch.Tensor, context: torch.Tensor | None, relative: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The tone map (and noise level) of ``x``, and ``x`` denoised when that was needed for it (a batch of 2-D
+        images with a relative one), so :meth:`forward` need not run the prefilter a second time; else None."""
         if self.prefilter is None:
-            return self.global_branch(x, summary=context, relative=relative)
+            return self.global_branch(x, summary=context, relative=relative), None
         # the whole image's noise level: from its summary (a crop's context in training) or from x itself
         sigma = context[:, -1] if context is not None else noise_sigma(x)
         summary = context
+        reuse: torch.Tensor | None = None
         if self.relative_only and relative is not None and context is None:
             rel = relative.reshape(-1) > 0.5
             if bool(rel.any()):  # relative images: the window of the denoised whole image (or volume)
@@ -137,8 +142,10 @@ class GlobalLocalNet(nn.Module):
                     den, branch.thumb, branch.n_quantiles, branch.lower, branch.upper, den[0, 0].numel()
                 )
                 summary = torch.where(rel[:, None], every, plain)
+                if x.ndim == self.spatial_dims + 2:  # the whole batch denoised (a volume's view is a sample)
+                    reuse = den
         tone = self.global_branch(x, summary=summary, relative=relative)
-        return torch.cat([tone, sigma[:, None].to(tone.dtype)], dim=1)
+        return torch.cat([tone, sigma[:, None].to(tone.dtype)], dim=1), reuse
 
     def _denoised_view(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """``x`` denoised by the prefilter; a volume given to a 2-D network: up to 16 evenly spaced slices of it
@@ -178,8 +185,10 @@ class GlobalLocalNet(nn.Module):
             relative: ``(B,)`` the intensity convention flag (see :class:`GlobalIntensity`).
         """
         flagged = params is not None or relative is not None  # else no image is relative, known without data
+        denoised: torch.Tensor | None = None  # the prefilter's output, when estimating the tone map needed it
         if params is None:
-            params = self._with_flag(self._tone(x, context, relative), relative)
+            tone, denoised = self._tone(x, context, relative)
+            params = self._with_flag(tone, relative)
         params = params.to(x.dtype)
         if params.shape[0] != x.shape[0]:
             params = params.expand(x.shape[0], -1)
@@ -196,7 +205,7 @@ class GlobalLocalNet(nn.Module):
                     x = torch.where(keep > 0, x, self.prefilter(x, sigma))
                 else:
                     if bool((keep < 1).any()):
-                        x = torch.where(keep > 0, x, self.prefilter(x, sigma))
+                        x = torch.where(keep > 0, x, self.prefilter(x, sigma) if denoised is None else denoised)
                     if not bool((keep > 0).any()):  # only relative images: NLM and the window, nothing learned
                         return apply_global_intensity(x, params[:, :-1]).clamp(0.0, 1.0)
         g = apply_global_intensity(x, params[:, :-1])
