@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dpe_monai.networks.nonlocal_means import noise_sigma
+from dpe_monai.networks.tracing import tracing
 
 __all__ = ["GlobalIntensity", "apply_global_intensity", "global_summary", "grey_thumbnail"]
 
@@ -37,7 +38,7 @@ def grey_thumbnail(x: torch.Tensor, thumb: int = 64) -> torch.Tensor:
     can precompute it from the whole image (``GlobalContextd``) and pass it as the network's ``context``.
     """
     grey = x.float().mean(dim=1, keepdim=True)
-    if _traced_for_export():
+    if tracing():
         # symbolic height and width (ONNX, torch.export): the same rule as data, not as a Python branch, or the
         # exporter would bake in the example's side of it
         plain = F.interpolate(grey, size=(thumb, thumb), mode="bilinear", align_corners=False)
@@ -49,13 +50,6 @@ def grey_thumbnail(x: torch.Tensor, thumb: int = 64) -> torch.Tensor:
     if min(grey.shape[-2:]) >= 2 * thumb:
         grey = F.avg_pool2d(grey, 2)
     return F.interpolate(grey, size=(thumb, thumb), mode="bilinear", align_corners=False)
-
-
-def _traced_for_export() -> bool:
-    """True while ``torch.export`` / ``torch.compile`` / the ONNX exporter trace the code (never in TorchScript)."""
-    if not torch.jit.is_scripting():
-        return torch.compiler.is_compiling()
-    return False
 
 
 def apply_global_intensity(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:

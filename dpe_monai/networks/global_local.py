@@ -10,11 +10,11 @@ from torch import nn
 from dpe_monai.networks.dpenet import DPENet
 from dpe_monai.networks.global_intensity import (
     GlobalIntensity,
-    _traced_for_export,
     apply_global_intensity,
     global_summary,
 )
 from dpe_monai.networks.nonlocal_means import NonLocalMeans, noise_sigma
+from dpe_monai.networks.tracing import tracing
 
 __all__ = ["GlobalLocalNet"]
 
@@ -201,7 +201,7 @@ class GlobalLocalNet(nn.Module):
                 x = self.prefilter(x, sigma)
             elif flagged:
                 keep = (flag <= 0.5).to(x.dtype)
-                if _traced_for_export():  # no data-dependent branches while exporting: both paths, selected
+                if tracing():  # no data-dependent branches while exporting: both paths, selected
                     x = torch.where(keep > 0, x, self.prefilter(x, sigma))
                 else:
                     if bool((keep < 1).any()):

@@ -32,14 +32,9 @@ import torch.nn.functional as F
 from monai.networks.layers.factories import Pool
 from torch import nn
 
+from dpe_monai.networks.tracing import tracing
+
 __all__ = ["NonLocalMeans", "noise_sigma"]
-
-
-def _tracing() -> bool:
-    """True while ``torch.export`` / ``torch.compile`` / the ONNX exporter trace the code (never in TorchScript)."""
-    if not torch.jit.is_scripting():
-        return torch.compiler.is_compiling() or torch.jit.is_tracing()
-    return False
 
 
 def noise_sigma(x: torch.Tensor, samples: int = 65536) -> torch.Tensor:
@@ -106,7 +101,7 @@ class NonLocalMeans(nn.Module):
         ``x`` by :func:`noise_sigma`); returns the same shape. Images with ``sigma == 0`` come back unchanged."""
         if sigma is None:
             sigma = noise_sigma(x)
-        if x.shape[1] > 1 and x.device.type != "meta" and not _tracing() and bool((x == x[:, :1]).all()):
+        if x.shape[1] > 1 and x.device.type != "meta" and not tracing() and bool((x == x[:, :1]).all()):
             # grey replicated to RGB (every scan): the distances and the output are the single channel's, 3x cheaper
             return self._denoise(x[:, :1], sigma).expand_as(x)
         return self._denoise(x, sigma)
