@@ -85,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--bundle", type=Path, default=None, help="MONAI bundle folder (default: $DPE_MONAI_BUNDLE or the repo's)"
     )
     enh.add_argument("--weights", type=Path, default=None, help="weights file (default: <bundle>/models/model.pt)")
+    enh.add_argument(
+        "--network-config",
+        default="inference.json",
+        metavar="CONFIG",
+        help="bundle config whose network_def the weights belong to: a file in <bundle>/configs or a path "
+        "(default inference.json; task_driven.json for a task-driven fine-tune)",
+    )
     enh.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
     enh.add_argument("--axis", type=int, choices=(0, 1, 2), default=2, help="slicing axis of 3-D volumes (default 2)")
     enh.add_argument(
@@ -173,21 +180,25 @@ def _load_enhancer(args: argparse.Namespace):
     import torch
 
     from dpe_monai.inference import Enhancer
+    from dpe_monai.inference.enhancer import bundle_config
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: CUDA is not available on this machine (use --device cpu)")
     bundle = args.bundle or default_bundle()
-    config = bundle / "configs" / "inference.json"
+    config = bundle_config(bundle, args.network_config)
     weights = args.weights or bundle / "models" / "model.pt"
-    if not config.is_file():
+    if not (bundle / "configs" / "inference.json").is_file():
         raise UsageError(
             f"{bundle}: not a DPE bundle (no configs/inference.json); pass --bundle or set DPE_MONAI_BUNDLE"
         )
+    if not config.is_file():
+        raise UsageError(f"{args.network_config}: no such bundle config (looked in {bundle / 'configs'})")
     _check_weights(weights)
     try:
         return Enhancer.from_bundle(
             bundle,
             weights=weights,
+            config=config,
             device=args.device,
             precision=args.precision,
             tile_size=args.tile_size,

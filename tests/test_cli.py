@@ -209,3 +209,36 @@ def test_data_build_and_demo_are_delegated(monkeypatch):
     assert main(["demo", "--fast"]) == 0
     assert main(["data", "build", "--out", "x"]) == 0
     assert calls == [("dpe_monai.demo", ["--fast"]), ("dpe_monai.data.build", ["--out", "x"])]
+
+
+def test_network_config_picks_the_network_the_weights_belong_to(bundle, tmp_path, capsys):
+    """--network-config: the same weights in the scan-path network and in the plain one (a task-driven fine-tune's)
+    give different results on a 16-bit scan; a path works like a name in <bundle>/configs; a missing one is a usage
+    error."""
+    import json
+
+    from dpe_monai.networks import GlobalLocalNet
+
+    root = shutil.copytree(bundle, tmp_path / "bundle")
+    torch.manual_seed(0)
+    net = GlobalLocalNet(channels=(8, 16, 24))
+    last = net.body.tail.conv if hasattr(net.body.tail, "conv") else net.body.tail
+    torch.nn.init.normal_(last.weight, std=0.05)  # a body that acts (its head is zero-initialised)
+    torch.save({"model": net.state_dict()}, root / "models" / "gl.pt")
+    nd = {"_target_": "dpe_monai.networks.GlobalLocalNet", "channels": [8, 16, 24]}
+    for name, extra in (("scan", {"prefilter": "nlm", "prefilter_on": "relative"}), ("plain", {})):
+        cfg = {"imports": ["$import dpe_monai"], "bundle_root": ".", "network_def": {**nd, **extra}}
+        (root / "configs" / f"{name}.json").write_text(json.dumps(cfg))
+    src = tmp_path / "scan.tif"
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(src, (smooth((64, 72), 5) * 20000 + 8000 + rng.normal(0, 600, (64, 72))).astype(np.uint16))
+    outs = {}
+    for name, cfg in (("scan", "scan.json"), ("plain", "plain.json"), ("path", str(root / "configs" / "plain.json"))):
+        args = (str(src), "-o", str(tmp_path / name), "--weights", str(root / "models" / "gl.pt"))
+        assert _enhance(root, *args, "--network-config", cfg) == 0
+        outs[name] = tifffile.imread(tmp_path / name / "scan_dpe.tif").astype(np.float64)
+    assert np.array_equal(outs["plain"], outs["path"])
+    assert np.abs(outs["scan"] - outs["plain"]).mean() > 50  # the scan path ignores the body; the plain net uses it
+    capsys.readouterr()
+    assert _enhance(root, str(src), "-o", str(tmp_path / "x"), "--network-config", "nowhere.json") == 1
+    assert "nowhere.json: no such bundle config" in capsys.readouterr().err

@@ -220,7 +220,11 @@ class Enhancer:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_bundle(
-        cls, bundle_dir: str | os.PathLike, weights: str | os.PathLike | None = None, **kwargs: Any
+        cls,
+        bundle_dir: str | os.PathLike,
+        weights: str | os.PathLike | None = None,
+        config: str | os.PathLike = "inference.json",
+        **kwargs: Any,
     ) -> Enhancer:
         """Build from a MONAI bundle: ``network_def`` from ``configs/inference.json`` and ``models/model.pt``.
 
@@ -228,18 +232,27 @@ class Enhancer:
             bundle_dir: the bundle folder.
             weights: checkpoint path (default ``<bundle_dir>/models/model.pt``); a plain state dict or a dict
                 with a ``"model"``/``"network"`` entry.
+            config: the bundle config whose ``network_def`` the weights belong to: a file in
+                ``<bundle_dir>/configs`` or a path (e.g. ``task_driven.json`` for a task-driven fine-tune, whose
+                network has no scan path).
             kwargs: forwarded to :class:`Enhancer`.
         """
         from monai.bundle import ConfigParser
 
         bundle_dir = Path(bundle_dir)
         parser = ConfigParser()
-        parser.read_config(str(bundle_dir / "configs" / "inference.json"))
+        parser.read_config(str(bundle_config(bundle_dir, config)))
         parser["bundle_root"] = str(bundle_dir)
         network = parser.get_parsed_content("network_def")
         path = Path(weights) if weights is not None else bundle_dir / "models" / "model.pt"
         network.load_state_dict(load_weights(path))
         return cls(network, **kwargs)
+
+
+def bundle_config(bundle_dir: str | os.PathLike, config: str | os.PathLike = "inference.json") -> Path:
+    """``config`` as a path: itself when it names a file, else ``<bundle_dir>/configs/<config>``."""
+    path = Path(config)
+    return path if path.is_file() else Path(bundle_dir) / "configs" / path
 
 
 def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
