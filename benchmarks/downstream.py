@@ -34,7 +34,17 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import ALL_METHODS, RESULTS, WORK, build_methods, json_arg, machine_info, parse_cli, write_json
+from benchmarks.common import (
+    ALL_METHODS,
+    CLASSICAL_METHODS,
+    RESULTS,
+    WORK,
+    build_methods,
+    json_arg,
+    machine_info,
+    parse_cli,
+    write_json,
+)
 from benchmarks.tumour import add_arguments, run_tumour
 
 logger = logging.getLogger("benchmarks.downstream")
@@ -97,7 +107,7 @@ def run_task(task: str, args: argparse.Namespace, methods: dict) -> dict[str, An
     logger.info("%s: training on %d clean items", task, len(train_items))
     ev.fit(train_items, cache=root / "task_model.pt")  # retrained only when its items or settings change
     logger.info("%s: evaluating %d held-out items x %d inputs", task, len(test_items), len(methods) + 2)
-    result = ev.evaluate(test_items, methods)
+    result = ev.evaluate(test_items, methods, baselines=[m for m in methods if m in CLASSICAL_METHODS])
     result.update(
         n_train=len(train_items),
         seconds=time.perf_counter() - start,

@@ -18,17 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import FIGURES, LABELS, REPO, RESULTS
+from benchmarks.report_downstream import downstream_section, is_weak_task, small_test_set
 from benchmarks.report_quality import passthrough_section, quality_section
-from benchmarks.report_sections import (
-    LOWER,
-    ablation_section,
-    downstream_section,
-    group_mean,
-    is_nan,
-    is_weak_task,
-    small_test_set,
-    speed_section,
-)
+from benchmarks.report_sections import LOWER, ablation_section, group_mean, is_nan, speed_section
 from benchmarks.report_tumour import task_floor_section, tumour_section, tumour_verdict
 from dpe_monai.markdown import markdown_table as table
 

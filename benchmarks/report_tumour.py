@@ -5,17 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from benchmarks.report_downstream import ci_text, versus_best_table
+
 __all__ = ["tumour_section", "tumour_verdict"]
 
 CLASSICAL_EXCLUDED = ("degraded", "clean", "oracle")
-
-
-def _ci(v: dict | None, fmt: Any, digits: int = 3) -> str:
-    if not v or v.get("value") is None or (isinstance(v["value"], float) and math.isnan(v["value"])):
-        return "n/a"
-    low, high = v.get("low"), v.get("high")
-    band = f" [{fmt(low, digits)}, {fmt(high, digits)}]" if low is not None and high is not None else ""
-    return f"{fmt(v['value'], digits)}{band}"
 
 
 def _value(v: dict | None) -> float:
@@ -74,10 +68,10 @@ def tumour_section(r: dict | None, ctx: dict) -> list[str]:
             rows.append(
                 [
                     labels.get(name, name),
-                    _ci(v.get("dice"), fmt),
-                    _ci(rec.get("dice"), fmt, 2) if rec else "",
-                    _ci(v.get("mAP_50"), fmt),
-                    _ci(rec.get("mAP_50"), fmt, 2) if rec else "",
+                    ci_text(v.get("dice"), fmt),
+                    ci_text(rec.get("dice"), fmt, 2) if rec else "",
+                    ci_text(v.get("mAP_50"), fmt),
+                    ci_text(rec.get("mAP_50"), fmt, 2) if rec else "",
                     fmt(v.get("psnr")),
                     fmt(v.get("ssim"), 3),
                     fmt(v.get("delta_e")),
@@ -93,7 +87,7 @@ def tumour_section(r: dict | None, ctx: dict) -> list[str]:
                 continue
             best, best_rec = _best_classical(s, "dice")
             row = [fold, ", ".join(f["test_patients"]), setting, str(s["n_slices"])]
-            row += [_ci(s["recovery"].get(k, {}).get("dice"), fmt, 2) for k in ("dpe", "dpe_gradprom")]
+            row += [ci_text(s["recovery"].get(k, {}).get("dice"), fmt, 2) for k in ("dpe", "dpe_gradprom")]
             row += [f"{labels.get(best, best)} {fmt(best_rec)}" if best else "n/a"]
             fold_rows.append(row)
     header = ["fold", "test patients", "degradation", "slices", "DPE recovery (Dice)", "GradProm recovery (Dice)",
@@ -103,35 +97,11 @@ def tumour_section(r: dict | None, ctx: dict) -> list[str]:
 
 
 def _versus_best(summary: dict, ctx: dict) -> list[str]:
-    """Each network's (and the oracle's) recovery minus the best classical method's, paired over the same
-    bootstrap resamples: an interval that holds 0 is a tie within the noise of these slices."""
-    vs = summary.get("versus_best")
-    if not vs:
-        return []
-    fmt, table, labels = ctx["fmt"], ctx["table"], ctx["labels"]
-    metrics = [m for m in ("dice", "mAP_50") if m in vs]
+    """Each network's (and the oracle's) recovery minus the best classical method's, per task metric."""
+    vs = summary.get("versus_best") or {}
     names = [k for k in summary["recovery"] if k.startswith("dpe") or k == "oracle"]
-    rows = []
-    for name in names:
-        cells = []
-        for m in metrics:
-            d = vs[m]["difference"].get(name)
-            verdict = ""
-            if d and d.get("low") == d.get("low") and d.get("high") == d.get("high"):
-                verdict = " (loses)" if d["high"] < 0 else (" (wins)" if d["low"] > 0 else " (tie)")
-            cells.append(_ci(d, fmt, 2) + verdict if d else "n/a")
-        rows.append([labels.get(name, name), *cells])
-    header = ["input"] + [
-        f"recovery minus {labels.get(vs[m]['best'], vs[m]['best'])} ({'Dice' if m == 'dice' else 'AP'})"
-        for m in metrics
-    ]
-    return [
-        "Against the best classical method (recovery difference, paired bootstrap over the same slice resamples; "
-        "an interval holding 0 is a tie):",
-        "",
-        table(header, rows),
-        "",
-    ]
+    sample = f"{summary['n_slices']} slices"
+    return versus_best_table({"Dice": vs.get("dice"), "AP": vs.get("mAP_50")}, names, ctx, sample)
 
 
 def _fine_tune_lines(r: dict, fmt: Any) -> list[str]:

@@ -112,11 +112,16 @@ def test_segmentation_evaluator(synthetic):
         train_kwargs={"iterations": 4, "batch_size": 2, "network": build_segmenter(2, channels=(4, 8))},
     )
     ev.fit(load_datalist(synthetic, "training"))
-    out = ev.evaluate(load_datalist(synthetic, "test"), {"identity": lambda x: x})
-    assert out["n_test"] == 3 and list(out["inputs"]) == ["degraded", "identity", "clean"]
+    out = ev.evaluate(load_datalist(synthetic, "test"), {"identity": lambda x: x, "again": lambda x: x}, ["identity"])
+    assert out["n_test"] == 3 and list(out["inputs"]) == ["degraded", "identity", "again", "clean"]
     assert out["inputs"]["identity"] == out["inputs"]["degraded"]
     assert set(out["inputs"]["clean"]["dice"]) == {"background", "square"}
     assert out["train"]["iterations"] == 4 and "identity" in out["recovery"]
+    boot = out["bootstrap"]  # per-image Dice resampled: the full sample reproduces DiceMetric's aggregate
+    for k, v in out["inputs"].items():
+        assert boot["scores"][k]["value"] == pytest.approx(v["mean_dice"], abs=1e-6)
+        assert boot["scores"][k]["low"] <= v["mean_dice"] + 1e-9 and boot["scores"][k]["high"] >= v["mean_dice"] - 1e-9
+    assert boot["versus_best"] is None or boot["versus_best"]["best"] == "identity"
 
 
 def test_detection_evaluator_without_torchvision(synthetic):
@@ -129,6 +134,8 @@ def test_detection_evaluator_without_torchvision(synthetic):
     assert out["n_test"] == 3 and out["n_test_boxes"] == 6
     assert out["inputs"]["identity"] == out["inputs"]["degraded"]
     assert all(0.0 <= v["mAP_50"] <= 1.0 for v in out["inputs"].values())
+    for k, v in out["inputs"].items():  # AP recomputed on the full sample is the reported AP
+        assert out["bootstrap"]["scores"][k]["value"] == pytest.approx(v["mAP_50"])
 
 
 def test_coco_map_of_perfect_detections():

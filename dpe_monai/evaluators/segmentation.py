@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dpe_monai.evaluators.bootstrap import paired_recovery
 from dpe_monai.evaluators.common import EnhanceFn, degrade, enhance, for_item, item_id, load_clean
 from dpe_monai.evaluators.recovery import recovery_table
 
@@ -201,11 +203,16 @@ def evaluate_segmentation(
     seed: int = 0,
     mode: str = "paper",
     max_side: int | None = 1024,
+    baselines: Sequence[str] = (),
+    n_boot: int = 1000,
     **degrade_kwargs: Any,
 ) -> dict[str, Any]:
     """Dice per class of ``network`` on degraded, enhanced (one entry per enhancer) and clean versions of ``items``.
 
-    Items the simulator leaves untouched (luminance gate) are skipped and listed in ``"skipped"``.
+    Items the simulator leaves untouched (luminance gate) are skipped and listed in ``"skipped"``. ``"bootstrap"``
+    holds paired bootstrap intervals over the test images of the mean foreground Dice, of each recovery and of each
+    enhancer's recovery minus the best of ``baselines``
+    (:func:`~dpe_monai.evaluators.bootstrap.paired_recovery`, ``n_boot`` resamples).
     """
     from monai.metrics import DiceMetric
 
@@ -244,7 +251,24 @@ def evaluate_segmentation(
         "n_test": n,
         "skipped": skipped,
         "class_names": names,
+        "bootstrap": _bootstrap(metrics, inputs, baselines, n_boot, seed) if n else None,
     }
+
+
+def _bootstrap(
+    metrics: Mapping[str, Any], inputs: Sequence[str], baselines: Sequence[str], n_boot: int, seed: int
+) -> dict[str, Any]:
+    """Paired intervals of the mean foreground Dice over resampled test images (classes absent from an image left
+    out, as ``DiceMetric(ignore_empty=True)`` aggregates them)."""
+    per_image = {k: metrics[k].get_buffer().double().numpy()[:, 1:] for k in inputs}  # (images, fg classes)
+
+    def score(idx: np.ndarray) -> dict[str, float]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a class absent from every resampled image
+            return {k: float(np.nanmean(np.nanmean(a[idx], axis=0))) for k, a in per_image.items()}
+
+    n = next(iter(per_image.values())).shape[0]
+    return {"n_boot": n_boot, **paired_recovery(score, n, inputs, baselines, n_boot, seed)}
 
 
 class SegmentationEvaluator:
@@ -292,8 +316,11 @@ class SegmentationEvaluator:
         )
         return self
 
-    def evaluate(self, items: Sequence[Mapping[str, Any]], enhancers: Mapping[str, EnhanceFn]) -> dict[str, Any]:
-        """Dice and recovery on held-out ``items`` for every enhancer (see :func:`evaluate_segmentation`)."""
+    def evaluate(
+        self, items: Sequence[Mapping[str, Any]], enhancers: Mapping[str, EnhanceFn], baselines: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """Dice and recovery on held-out ``items`` for every enhancer, with paired bootstrap intervals and the
+        differences to the best of ``baselines`` (see :func:`evaluate_segmentation`)."""
         if self.network is None:
             raise RuntimeError("call fit() first")
         out = evaluate_segmentation(
@@ -304,6 +331,7 @@ class SegmentationEvaluator:
             self.class_names,
             self.seed,
             self.mode,
+            baselines=baselines,
             **self.degrade_kwargs,
         )
         out["train"] = self.train_log

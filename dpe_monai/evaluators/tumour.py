@@ -16,10 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from dpe_monai.evaluators.bootstrap import bootstrap_indices, interval
+from dpe_monai.evaluators.bootstrap import paired_recovery
 from dpe_monai.evaluators.common import EnhanceFn, degrade, enhance, for_item, item_id, load_clean
 from dpe_monai.evaluators.detection import _coco, _map, _target, detect
-from dpe_monai.evaluators.recovery import recovery
 from dpe_monai.evaluators.segmentation import segment
 
 __all__ = ["score_tumour_items", "summarise_tumour"]
@@ -147,26 +146,13 @@ def summarise_tumour(
     for metric, boots in (("dice", n_boot), ("mAP_50", n_boot_map)):
         if not records[0]["dice" if metric == "dice" else "detections"]:
             continue
-        score = _scores(records, inputs, metric, coco)
-        point = score(np.arange(n))
-        draws = [score(idx) for idx in bootstrap_indices(n, boots, seed)]
+        res = paired_recovery(_scores(records, inputs, metric, coco), n, inputs, baselines, boots, seed)
         for k in inputs:
-            out["inputs"][k][metric] = interval(point[k], np.array([d[k] for d in draws]), n)
-        rec_point = {k: recovery(point[k], point["degraded"], point["clean"]) for k in enhanced}
-        rec_draws = {k: np.array([recovery(d[k], d["degraded"], d["clean"]) for d in draws]) for k in enhanced}
+            out["inputs"][k][metric] = res["scores"][k]
         for k in enhanced:
-            out["recovery"][k][metric] = interval(rec_point[k], rec_draws[k], n)
-        ranked = [k for k in baselines if k in rec_point and np.isfinite(rec_point[k])]
-        if ranked:
-            best = max(ranked, key=lambda k: rec_point[k])
-            out.setdefault("versus_best", {})[metric] = {
-                "best": best,
-                "difference": {
-                    k: interval(rec_point[k] - rec_point[best], rec_draws[k] - rec_draws[best], n)
-                    for k in enhanced
-                    if k != best
-                },
-            }
+            out["recovery"][k][metric] = res["recovery"][k]
+        if res["versus_best"]:
+            out.setdefault("versus_best", {})[metric] = res["versus_best"]
     for k in inputs:
         for q in ("psnr", "ssim", "delta_e"):
             vals = np.asarray([r[q][k] for r in records], dtype=np.float64)
