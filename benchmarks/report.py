@@ -167,7 +167,7 @@ def verdict_section(res: dict, ctx: dict) -> list[str]:
         for task, r in d["tasks"].items():
             if task == "tumour":
                 continue
-            rec = {m: v for m, v in r["recovery"].items() if not is_nan(v)}
+            rec = {m: v for m, v in r["recovery"].items() if not is_nan(v) and m != "oracle"}  # the ceiling: unranked
             if "dpe" not in rec:
                 continue
             order = sorted(rec, key=rec.get, reverse=True)
@@ -178,7 +178,9 @@ def verdict_section(res: dict, ctx: dict) -> list[str]:
                 f"- downstream {task}: {verdict}, recovery {fmt(rec['dpe'])}; {word} "
                 f"{labels.get(best, best)} {fmt(rec[best])}"
                 + (" (task model flagged weak in section 4: not evidence either way)" if is_weak_task(r) else "")
-                + (f" ({r['n_test_boxes']} test boxes: close rankings are within noise)." if small_test_set(r) else ".")
+                + (f" ({r['n_test_boxes']} test boxes: close rankings are within noise)" if small_test_set(r) else "")
+                + _paired(r, ctx)
+                + "."
             )
     s = res.get("speed")
     if s:
@@ -195,6 +197,17 @@ def verdict_section(res: dict, ctx: dict) -> list[str]:
     if len(out) == 4:
         out.append("No results yet.")
     return out + [""]
+
+
+def _paired(r: dict, ctx: dict) -> str:
+    """``; DPE minus the best classical method: d [low, high] (tie)`` from the task's paired bootstrap, if any."""
+    vs = (r.get("bootstrap") or {}).get("versus_best") or {}
+    d = vs.get("difference", {}).get("dpe")
+    if not d or is_nan(d.get("low")) or is_nan(d.get("high")):
+        return ""
+    word = "loses" if d["high"] < 0 else ("wins" if d["low"] > 0 else "a tie within the test set's noise")
+    best = ctx["labels"].get(vs["best"], vs["best"])
+    return f"; DPE minus {best}: {ctx['fmt'](d['value'])} [{ctx['fmt'](d['low'])}, {ctx['fmt'](d['high'])}], {word}"
 
 
 def _quality_verdict(q: dict | None, key: str, ctx: dict) -> list[str]:
