@@ -150,9 +150,20 @@ def tumour_verdict(r: dict | None, ctx: dict) -> list[str]:
                     else ("**task-driven wins**" if wins else "task-driven does not win")
                 )
                 + f", recovery GradProm {fmt(tuned)} vs DPE {fmt(plain)} vs best classical "
-                f"{labels.get(best, best)} {fmt(best_rec)}; PSNR change vs DPE {fmt(dpsnr)} dB."
+                f"{labels.get(best, best)} {fmt(best_rec)}; PSNR change vs DPE {fmt(dpsnr)} dB"
+                + _paired_dpe(s, metric, fmt)
+                + "."
             )
     return out
+
+
+def _paired_dpe(summary: dict, metric: str, fmt: Any) -> str:
+    """``; DPE minus the best classical: d [low, high], tie`` from the paired bootstrap, if recorded."""
+    d = ((summary.get("versus_best") or {}).get(metric) or {}).get("difference", {}).get("dpe")
+    if not d or any(x is None or math.isnan(x) for x in (d.get("low"), d.get("high"))):
+        return ""
+    word = "loses" if d["high"] < 0 else ("wins" if d["low"] > 0 else "a tie within the slices' noise")
+    return f"; DPE minus best classical {fmt(d['value'])} [{fmt(d['low'])}, {fmt(d['high'])}], {word}"
 
 
 def task_floor_section(r: dict | None, ctx: dict) -> list[str]:
