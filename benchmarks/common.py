@@ -35,6 +35,11 @@ CLASSICAL_METHODS = (
 NETWORK_METHODS = ("basicunet", "dpe_paper", "dpe")
 CEILINGS = ("oracle",)
 ALL_METHODS = CLASSICAL_METHODS + NETWORK_METHODS + CEILINGS
+#: what-if variants of the shipped model, measured for ``results/candidates`` (never part of a default run):
+#: ``dpe_scan_path`` sends every image down the scan path (NLM + the denoised image's window), as if the contract had
+#: flagged it relative to itself; the question it answers is whether 8-bit grey images (exports of scans, the
+#: downstream tasks' slices) should take that path too
+CANDIDATE_METHODS = ("dpe_scan_path",)
 #: the paper-faithful DPENet checkpoint (27 x 100 iterations, L1, CPU), kept as a variant beside the shipped model
 DPE_PAPER_CHECKPOINT = BUNDLE / "models" / "dpenet_paper.pt"
 LABELS = {
@@ -52,6 +57,7 @@ LABELS = {
     "dual": "DUAL",
     "basicunet": "BasicUNet",
     "dpe": "DPE (shipped)",
+    "dpe_scan_path": "DPE, every image on the scan path (candidate)",
     "dpe_gradprom": "DPE task-driven (GradProm)",
     "dpe_sum": "DPE task-driven (plain sum)",
     "dpe_alternate": "DPE task-driven (HQG-style alternation)",
@@ -212,6 +218,11 @@ def build_methods(
             ckpt = dpe_checkpoint or BUNDLE / "models" / "model.pt"
             methods[name], info[name] = network_enhancer(net, ckpt, precision, device)
             info[name]["kind"] = "network"
+        elif name == "dpe_scan_path":
+            net = parse_network([BUNDLE / "configs" / "inference.json"])
+            enhancer, info[name] = network_enhancer(net, dpe_checkpoint or BUNDLE / "models" / "model.pt", precision)
+            methods[name] = _ScanPath(enhancer)
+            info[name].update(kind="candidate", route="relative=True for every image")
         elif name == "basicunet":
             if basicunet_network is not None:
                 net = ConfigParser({"network_def": dict(basicunet_network)}).get_parsed_content("network_def")
@@ -221,8 +232,20 @@ def build_methods(
             methods[name], info[name] = network_enhancer(net, ckpt, precision, device)
             info[name]["kind"] = "network"
         else:
-            raise ValueError(f"unknown method {name!r}; choose from {ALL_METHODS}")
+            raise ValueError(f"unknown method {name!r}; choose from {ALL_METHODS + CANDIDATE_METHODS}")
     return methods, info
+
+
+class _ScanPath:
+    """An :class:`~dpe_monai.inference.Enhancer` given ``relative=True`` whatever the image (``dpe_scan_path``)."""
+
+    uses_convention = True
+
+    def __init__(self, enhancer: Callable[..., torch.Tensor]) -> None:
+        self.enhancer = enhancer
+
+    def __call__(self, x: torch.Tensor, relative: bool | None = None) -> torch.Tensor:
+        return self.enhancer(x, relative=True)
 
 
 def write_json(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:

@@ -294,3 +294,17 @@ def test_report(env):
     assert "tiny CI-sized configurations" in text
     for fig in ("quality_psnr.png", "quality_delta_e.png", "speed_latency.png", "downstream_recovery.png"):
         assert (env["figures"] / fig).is_file()
+
+
+def test_scan_path_candidate_sends_every_image_down_the_scan_path():
+    """``dpe_scan_path`` (results/candidates only) is the shipped enhancer with relative=True whatever it is told."""
+    from benchmarks.common import ALL_METHODS, build_methods
+    from dpe_monai.evaluators.common import for_item
+
+    assert "dpe_scan_path" not in ALL_METHODS  # never part of a default run
+    methods, info = build_methods(["dpe", "dpe_scan_path"], precision="fp32")
+    x = (0.2 + 0.3 * torch.rand(1, 1, 48, 48, generator=torch.Generator().manual_seed(0))).expand(1, 3, 48, 48)
+    want = methods["dpe"](x, relative=True)
+    assert torch.equal(for_item(methods["dpe_scan_path"], False)(x), want)
+    assert not torch.equal(for_item(methods["dpe"], False)(x), want)
+    assert info["dpe_scan_path"]["kind"] == "candidate"
