@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import FIGURES, LABELS, REPO, RESULTS
-from benchmarks.report_downstream import downstream_section, is_weak_task, small_test_set
+from benchmarks.report_downstream import downstream_section, is_weak_task, paired_verdict, small_test_set
 from benchmarks.report_quality import passthrough_section, quality_section
 from benchmarks.report_sections import LOWER, ablation_section, group_mean, is_nan, speed_section
 from benchmarks.report_tumour import task_floor_section, tumour_section, tumour_verdict
@@ -203,9 +203,10 @@ def _paired(r: dict, ctx: dict) -> str:
     """``; DPE minus the best classical method: d [low, high] (tie)`` from the task's paired bootstrap, if any."""
     vs = (r.get("bootstrap") or {}).get("versus_best") or {}
     d = vs.get("difference", {}).get("dpe")
-    if not d or is_nan(d.get("low")) or is_nan(d.get("high")):
+    word = paired_verdict(d)
+    if word is None:
         return ""
-    word = "loses" if d["high"] < 0 else ("wins" if d["low"] > 0 else "a tie within the test set's noise")
+    word = "a tie within the test set's noise" if word == "tie" else word
     best = ctx["labels"].get(vs["best"], vs["best"])
     return f"; DPE minus {best}: {ctx['fmt'](d['value'])} [{ctx['fmt'](d['low'])}, {ctx['fmt'](d['high'])}], {word}"
 

@@ -10,7 +10,7 @@ from typing import Any
 from benchmarks.plots import grouped_bars
 from benchmarks.report_sections import _img
 
-__all__ = ["ci_text", "downstream_section", "is_weak_task", "small_test_set", "versus_best_table"]
+__all__ = ["ci_text", "downstream_section", "is_weak_task", "paired_verdict", "small_test_set", "versus_best_table"]
 
 
 def ci_text(v: dict | None, fmt: Any, digits: int = 3) -> str:
@@ -20,6 +20,14 @@ def ci_text(v: dict | None, fmt: Any, digits: int = 3) -> str:
     low, high = v.get("low"), v.get("high")
     band = f" [{fmt(low, digits)}, {fmt(high, digits)}]" if low is not None and high is not None else ""
     return f"{fmt(v['value'], digits)}{band}"
+
+
+def paired_verdict(d: dict | None) -> str | None:
+    """``"wins"``, ``"loses"`` or ``"tie"`` for a paired difference interval (above, below or holding 0); None when
+    it is missing or NaN."""
+    if not d or any(x is None or math.isnan(x) for x in (d.get("low"), d.get("high"))):
+        return None
+    return "loses" if d["high"] < 0 else ("wins" if d["low"] > 0 else "tie")
 
 
 def versus_best_table(versus: dict[str, dict | None], names: list[str], ctx: dict, sample: str) -> list[str]:
@@ -42,10 +50,8 @@ def versus_best_table(versus: dict[str, dict | None], names: list[str], ctx: dic
         cells = []
         for v in versus.values():
             d = v["difference"].get(name)
-            verdict = ""
-            if d and not any(x is None or math.isnan(x) for x in (d.get("low"), d.get("high"))):
-                verdict = " (loses)" if d["high"] < 0 else (" (wins)" if d["low"] > 0 else " (tie)")
-            cells.append(ci_text(d, fmt, 2) + verdict if d else "n/a")
+            word = paired_verdict(d)
+            cells.append(ci_text(d, fmt, 2) + (f" ({word})" if word else "") if d else "n/a")
         rows.append([labels.get(name, name), *cells])
     header = ["input"] + [f"recovery minus {labels.get(v['best'], v['best'])} ({m})" for m, v in versus.items()]
     caption = (

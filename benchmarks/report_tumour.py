@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from benchmarks.report_downstream import ci_text, versus_best_table
+from benchmarks.report_downstream import ci_text, paired_verdict, versus_best_table
 
 __all__ = ["tumour_section", "tumour_verdict"]
 
@@ -160,9 +160,10 @@ def tumour_verdict(r: dict | None, ctx: dict) -> list[str]:
 def _paired_dpe(summary: dict, metric: str, fmt: Any) -> str:
     """``; DPE minus the best classical: d [low, high], tie`` from the paired bootstrap, if recorded."""
     d = ((summary.get("versus_best") or {}).get(metric) or {}).get("difference", {}).get("dpe")
-    if not d or any(x is None or math.isnan(x) for x in (d.get("low"), d.get("high"))):
+    word = paired_verdict(d)
+    if word is None:
         return ""
-    word = "loses" if d["high"] < 0 else ("wins" if d["low"] > 0 else "a tie within the slices' noise")
+    word = "a tie within the slices' noise" if word == "tie" else word
     return f"; DPE minus best classical {fmt(d['value'])} [{fmt(d['low'])}, {fmt(d['high'])}], {word}"
 
 
