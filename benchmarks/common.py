@@ -39,7 +39,7 @@ ALL_METHODS = CLASSICAL_METHODS + NETWORK_METHODS + CEILINGS
 #: ``dpe_scan_path`` sends every image down the scan path (NLM + the denoised image's window), as if the contract had
 #: flagged it relative to itself; the question it answers is whether 8-bit grey images (exports of scans, the
 #: downstream tasks' slices) should take that path too
-CANDIDATE_METHODS = ("dpe_scan_path",)
+CANDIDATE_METHODS = ("dpe_scan_path", "dpe_nlm_learned")
 #: the paper-faithful DPENet checkpoint (27 x 100 iterations, L1, CPU), kept as a variant beside the shipped model
 DPE_PAPER_CHECKPOINT = BUNDLE / "models" / "dpenet_paper.pt"
 LABELS = {
@@ -58,6 +58,7 @@ LABELS = {
     "basicunet": "BasicUNet",
     "dpe": "DPE (shipped)",
     "dpe_scan_path": "DPE, every image on the scan path (candidate)",
+    "dpe_nlm_learned": "DPE, NLM first, then the learned path (candidate)",
     "dpe_gradprom": "DPE task-driven (GradProm)",
     "dpe_sum": "DPE task-driven (plain sum)",
     "dpe_alternate": "DPE task-driven (HQG-style alternation)",
@@ -105,6 +106,15 @@ def machine_info() -> dict[str, Any]:
     except (OSError, ValueError, IndexError):
         pass
     return info
+
+
+#: how the benchmarks hand the route flag to ``dpe`` (``load_clean``'s ``relative``), recorded in every result
+ROUTE = "relative = dpe_monai.contract.is_scan(rule, grey) of the clean image (bundle >= 0.6.0)"
+
+
+def bundle_version() -> str:
+    """The bundle's version (``configs/metadata.json``)."""
+    return str(json.loads((BUNDLE / "configs" / "metadata.json").read_text())["version"])
 
 
 def sha256(path: str | os.PathLike, limit: int = 12) -> str:
@@ -217,12 +227,17 @@ def build_methods(
                 net = parse_network([BUNDLE / "configs" / "inference.json"])
             ckpt = dpe_checkpoint or BUNDLE / "models" / "model.pt"
             methods[name], info[name] = network_enhancer(net, ckpt, precision, device)
-            info[name]["kind"] = "network"
+            info[name].update(kind="network", bundle_version=bundle_version(), route=ROUTE)
         elif name == "dpe_scan_path":
             net = parse_network([BUNDLE / "configs" / "inference.json"])
             enhancer, info[name] = network_enhancer(net, dpe_checkpoint or BUNDLE / "models" / "model.pt", precision)
             methods[name] = _ScanPath(enhancer)
             info[name].update(kind="candidate", route="relative=True for every image")
+        elif name == "dpe_nlm_learned":
+            net = parse_network([BUNDLE / "configs" / "inference.json"])
+            enhancer, info[name] = network_enhancer(net, dpe_checkpoint or BUNDLE / "models" / "model.pt", precision)
+            methods[name] = _NLMLearned(enhancer)
+            info[name].update(kind="candidate", route="the network's NLM layer, then relative=False for every image")
         elif name == "basicunet":
             if basicunet_network is not None:
                 net = ConfigParser({"network_def": dict(basicunet_network)}).get_parsed_content("network_def")
@@ -246,6 +261,23 @@ class _ScanPath:
 
     def __call__(self, x: torch.Tensor, relative: bool | None = None) -> torch.Tensor:
         return self.enhancer(x, relative=True)
+
+
+class _NLMLearned:
+    """The network's NLM layer at the image's noise level, then the learned path (``dpe_nlm_learned``)."""
+
+    uses_convention = True
+
+    def __init__(self, enhancer: Callable[..., torch.Tensor]) -> None:
+        self.enhancer = enhancer
+
+    def __call__(self, x: torch.Tensor, relative: bool | None = None) -> torch.Tensor:
+        from dpe_monai.networks.nonlocal_means import noise_sigma
+
+        net = self.enhancer.network
+        with torch.no_grad():
+            den = net.prefilter(x.float(), noise_sigma(x.float()))
+        return self.enhancer(den, relative=False)
 
 
 def write_json(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:

@@ -11,8 +11,8 @@ Two sets, both *clean* (never degraded):
    out, in the scan's units): PSNR(output, input) in the contract's [0, 1] and whether the output stays inside the
    scan's own range;
 3. 8-bit grey exports: the test split's percentile-windowed grey scans rounded to 8 bits, as a viewer's PNG export
-   would store them (:class:`~dpe_monai.transforms.EightBitExport`), enhanced as the contract treats 8-bit data
-   (absolute, convention flag 0).
+   would store them (:class:`~dpe_monai.transforms.EightBitExport`), enhanced as the CLI treats such a file:
+   the 0..255 window, and the scan route because the image is grey (:func:`~dpe_monai.contract.is_scan`).
 
 Writes ``benchmarks/results/passthrough.json``. The issue's bar: mean PSNR(output, input) >= 35 dB.
 """
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Score every network on the clean test split and on the real DICOMs; write the JSON."""
     from pydicom.data import get_testdata_file
 
-    from dpe_monai.contract import to_unit
+    from dpe_monai.contract import is_scan, to_unit
     from dpe_monai.data import ensure_collection
     from dpe_monai.evaluators.common import enhance, for_item, item_id, load_clean, load_datalist
     from dpe_monai.inference.files import enhance_native, native_window
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         payload["collection"][name] = {"summary": _summary(rows), "per_image": rows}
         rows = []
         for item, img in exports:
-            out = enhance(for_item(fn, False), img)
+            out = enhance(for_item(fn, is_scan("container", is_grey(img))), img)  # 8-bit grey: as the CLI routes it
             rows.append({"id": item_id(item), "group": str(item.get("modality_group", "all")), "psnr": _psnr(out, img)})
         payload["grey_exports"][name] = {"summary": _summary(rows), "per_image": rows}
         dic = []

@@ -125,6 +125,8 @@ def downstream_section(d: dict | None, ctx: dict) -> list[str]:
             "test_prefilter_on_relative_scans_only`), so the rows hold for it.",
             "",
         ]
+    if dpe.get("bundle_version"):
+        out += [f"DPE: bundle {dpe['bundle_version']}; {dpe.get('route', '')}.", ""]
     chart: dict[str, dict[str, Any]] = {}
     for task, r in d["tasks"].items():
         if task == "tumour":

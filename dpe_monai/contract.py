@@ -42,6 +42,7 @@ __all__ = [
     "dicom_window_tags",
     "from_unit",
     "is_relative",
+    "is_scan",
     "output_range",
     "to_unit",
     "window_bounds",
@@ -127,6 +128,21 @@ def is_relative(rule: str | None) -> bool:
     recorded) counts as the container rule.
     """
     return (rule or "container") != "container"
+
+
+def is_scan(rule: str | None, grey: bool) -> bool:
+    """Whether the network should treat an image as a *scan*: windowed relative to itself (:func:`is_relative`), or
+    grey whatever its bit depth (an 8-bit grey PNG/JPEG/DICOM is an export of a scan or a micrograph; photographs
+    and dermoscopy are colour). This is the flag handed to the network as ``relative``: a
+    :class:`~dpe_monai.networks.GlobalLocalNet` with ``prefilter_on="relative"`` sends such images down its scan path
+    (non-local means, then the denoised image's own percentile window, nothing learned).
+
+    Args:
+        rule: the window rule the contract applied (``None``: none recorded, the container rule).
+        grey: the image has one channel, or three equal ones (:func:`dpe_monai.transforms.is_grey` on the *file's*
+            values, before any simulator adds per-channel noise).
+    """
+    return bool(grey) or is_relative(rule)
 
 
 def to_unit(values: np.ndarray, lo: float, hi: float) -> np.ndarray:

@@ -126,3 +126,34 @@ def test_good_8bit_grey_exports_pass_through(enhancer, name, tmp_path):
     a, b = png.array.astype(np.float64) / 255.0, out.astype(np.float64) / 255.0
     psnr = 10 * math.log10(1.0 / max(float(np.mean((a - b) ** 2)), 1e-12))
     assert psnr >= 35.0, f"{name} as an 8-bit PNG: output is only {psnr:.1f} dB of its input"
+
+
+def test_grey_files_take_the_scan_path(tmp_path):
+    """The route flag comes from the file: an 8-bit grey PNG is a scan (``relative=True``), an 8-bit colour PNG is
+    not, in the CLI's path (``enhance_native``) and in the benchmarks' loader (``load_clean``) alike."""
+    from PIL import Image
+
+    from dpe_monai.evaluators.common import load_clean
+
+    rng = np.random.default_rng(0)
+    grey = (rng.random((40, 48)) * 120).astype(np.uint8)
+    colour = np.stack([grey, grey // 2, grey], axis=-1)
+    seen: dict[str, bool] = {}
+
+    class Recorder:
+        uses_convention = True
+
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __call__(self, x: torch.Tensor, relative: bool | None = None) -> torch.Tensor:
+            seen[self.name] = relative
+            return x
+
+    for name, arr in (("grey", grey), ("colour", colour)):
+        path = tmp_path / f"{name}.png"
+        Image.fromarray(arr).save(path)
+        jobs, _ = discover([path])
+        enhance_native(read_image(jobs[0].paths, jobs[0].kind), Recorder(name))
+        assert load_clean({"image": str(path)})["relative"] is (name == "grey")
+    assert seen == {"grey": True, "colour": False}

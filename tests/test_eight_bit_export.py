@@ -27,8 +27,23 @@ def test_grey_relative_image_becomes_absolute_export():
     d = RandEightBitExportd(keys="image", prob=1.0)(_item(3))
     assert d["image_window"]["rule"] == "container" and d["image_window"]["exported_from"] == "percentile"
     assert torch.allclose(d["image"] * 255, torch.round(d["image"] * 255), atol=1e-4)
-    flag = RelativeFlagd(keys="image_window")(d)["relative"]
-    assert float(flag) == 0.0
+    # the export is absolute 8-bit data, yet grey: a scan for the route, as the CLI flags such a file
+    assert float(RelativeFlagd(keys="image_window")(d)["relative"]) == 1.0
+    assert float(RelativeFlagd(keys="image_window", image_key=None)(d)["relative"]) == 0.0
+
+
+def test_route_flag_reads_the_clean_image():
+    """Colour 8-bit images take the learned path; grey ones and relative-windowed ones the scan path; the flag is
+    read from the clean image, so a grey image stays a scan after the simulator adds per-channel noise to ``lq``."""
+    colour = _item(3, rule="container")
+    colour["image"][0] *= 0.5
+    assert float(RelativeFlagd(keys="image_window")(colour)["relative"]) == 0.0
+    grey = _item(3, rule="container")
+    grey["lq"] = grey["image"] + 0.05 * torch.randn(grey["image"].shape, generator=torch.Generator().manual_seed(1))
+    assert float(RelativeFlagd(keys="image_window")(grey)["relative"]) == 1.0
+    relative_colour = _item(3, rule="percentile")
+    relative_colour["image"][2] *= 0.5
+    assert float(RelativeFlagd(keys="image_window")(relative_colour)["relative"]) == 1.0
 
 
 def test_colour_and_absolute_images_are_left_alone():

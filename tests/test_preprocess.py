@@ -5,7 +5,7 @@ import pytest
 import torch
 from monai.data import CacheDataset, MetaTensor
 
-from dpe_monai.contract import is_relative
+from dpe_monai.contract import is_relative, is_scan
 from dpe_monai.transforms import EnsureMinSize, EnsureMinSized, SeededLowQualityd, ToRGB, ToRGBd, grey_mask, is_grey
 
 
@@ -24,6 +24,12 @@ def test_grey_mask_and_is_grey():
 def test_is_relative_rule():
     assert is_relative("percentile") and is_relative("dicom") and is_relative("minmax")
     assert not is_relative("container") and not is_relative(None)
+
+
+def test_is_scan_route():
+    """Grey images of any bit depth and relative-windowed ones are scans; colour 8-bit images are not."""
+    assert is_scan("container", grey=True) and is_scan("percentile", grey=False) and is_scan("dicom", grey=True)
+    assert not is_scan("container", grey=False) and not is_scan(None, grey=False)
 
 
 def test_to_rgb():

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from dpe_monai.contract import is_relative
+from dpe_monai.contract import is_scan
+from dpe_monai.transforms.preprocess import is_grey
 
 __all__ = [
     "EnhanceFn",
@@ -98,7 +99,8 @@ def load_clean(item: Mapping[str, Any], label: bool = False, max_side: int | Non
     loaded too, as ``(H, W)`` int64 (same crop).
 
     Returns:
-        ``{"image": Tensor, "label": Tensor | None}``.
+        ``{"image": Tensor, "label": Tensor | None, "relative": bool}``; ``relative`` is the network's route flag
+        (:func:`~dpe_monai.contract.is_scan`), decided from the clean values as the CLI decides it from the file.
     """
     from monai.transforms import Compose
 
@@ -110,7 +112,7 @@ def load_clean(item: Mapping[str, Any], label: bool = False, max_side: int | Non
     lab = None
     if label:
         lab = torch.as_tensor(data["label"]).as_subclass(torch.Tensor)[0].round().long()
-    return {"image": img, "label": lab, "relative": is_relative(rule)}
+    return {"image": img, "label": lab, "relative": is_scan(rule, is_grey(img))}
 
 
 def degrade(
@@ -141,8 +143,9 @@ def degrade(
 
 def for_item(fn: EnhanceFn, relative: bool | None = None, lq_params: Mapping[str, Any] | None = None) -> EnhanceFn:
     """``fn`` bound to what one item may tell it: the true degradation for the oracle ceiling (``uses_params``),
-    else the intensity contract's rule (``uses_convention``: ``relative=True`` for percentile/DICOM-windowed
-    images, as the CLI passes it). Other callables are returned as they are."""
+    else the network's route flag (``uses_convention``: ``relative=True`` for scans, i.e. grey images and
+    percentile/DICOM-windowed ones, :func:`~dpe_monai.contract.is_scan`, as the CLI passes it). Other callables are
+    returned as they are."""
     if getattr(fn, "uses_params", False):
         return lambda x: fn(x, lq_params)
     if getattr(fn, "uses_convention", False):

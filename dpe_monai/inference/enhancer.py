@@ -110,7 +110,7 @@ class Enhancer:
         return "bf16" if accepted else "fp32"
 
     # ------------------------------------------------------------------ running
-    #: callers that know the intensity contract's rule pass ``relative=`` (see :meth:`__call__`)
+    #: callers that know the file pass the route flag ``relative=`` (see :meth:`__call__`)
     uses_convention = True
 
     def global_params(self, x: torch.Tensor, relative: bool | None = None) -> torch.Tensor | None:
@@ -120,8 +120,9 @@ class Enhancer:
             x: ``(B, C, H, W)`` images or ``(B, C, H, W, D)`` volumes in [0, 1], C = 1 or ``in_channels``. They are
                 estimated once, in fp32, on the whole input, so tiles and slices share one tone map (no seams, no
                 slice-to-slice flicker).
-            relative: the contract windowed the image relative to itself (percentile or DICOM window) rather than
-                by the absolute 8-bit range; None when unknown (see :class:`~dpe_monai.networks.GlobalIntensity`).
+            relative: the image is a scan (:func:`~dpe_monai.contract.is_scan`: grey, or windowed relative to
+                itself) rather than an 8-bit colour photograph; None when unknown
+                (see :class:`~dpe_monai.networks.GlobalIntensity`).
         """
         estimate = getattr(self.network, "estimate", None)
         if estimate is None:
@@ -185,8 +186,9 @@ class Enhancer:
     def __call__(self, x: torch.Tensor, slice_batch: int = 8, relative: bool | None = None) -> torch.Tensor:
         """Enhance ``x``: ``(B, C, H, W)`` or ``(B, C, H, W, D)`` in [0, 1]; returns the same shape, float32, on CPU.
 
-        ``relative``: how the intensity contract windowed ``x`` (True: percentile/DICOM window, False: 8-bit range,
-        None: unknown); used by networks with a global branch.
+        ``relative``: the route flag of ``x`` (True: a scan, :func:`~dpe_monai.contract.is_scan`: a grey image or
+        one the contract windowed relative to itself; False: an 8-bit colour photograph; None: unknown); used by
+        networks with a global branch.
         """
         x = torch.as_tensor(x)
         if x.ndim == 4:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dpe_monai.contract import from_unit, is_relative, to_unit, window_bounds
+from dpe_monai.contract import from_unit, is_scan, to_unit, window_bounds
 from dpe_monai.io import (
     BadImageError,
     InputJob,
@@ -24,6 +24,7 @@ from dpe_monai.io import (
     read_image,
     write_image,
 )
+from dpe_monai.transforms.preprocess import is_grey
 
 __all__ = ["discover_inputs", "enhance_native", "enhance_files", "EnhanceSummary", "native_window"]
 
@@ -64,8 +65,9 @@ def enhance_native(
     """Enhance a :class:`NativeImage`; returns values in the file's units, same layout as ``image.array``.
 
     The image is mapped to [0, 1] by the intensity contract (:mod:`dpe_monai.contract`; ``window`` is one of its
-    modes, default ``"auto"``: 0..255 for 8-bit data, else the DICOM window, else the 0.5-99.5 % percentiles over
-    the body), enhanced (2-D directly, 3-D slice by slice through the enhancer's 5-D path), and the network's
+    modes, default ``"auto"``: 0..255 for 8-bit data, else the 0.5-99.5 % percentiles over the body), enhanced
+    (2-D directly, 3-D slice by slice through the enhancer's 5-D path; a scan, i.e. a grey image or one windowed
+    relative to itself, with the flag :func:`~dpe_monai.contract.is_scan` that routes it), and the network's
     change is applied back in the file's units (values outside the window keep their distance from it) and
     clipped to the scan's own range. The window used is recorded in ``image.info["window"]`` (``(lo, hi)``) so
     writers can set display tags (DICOM WindowCenter/WindowWidth) that show the result as the network made it.
@@ -74,7 +76,7 @@ def enhance_native(
     x = to_unit(image.array, lo, hi)
     t = torch.from_numpy(np.ascontiguousarray(x))[None]
     if getattr(enhancer, "uses_convention", False):
-        y = enhancer(t, relative=is_relative(rule))[0].numpy()
+        y = enhancer(t, relative=is_scan(rule, is_grey(x)))[0].numpy()
     else:
         y = enhancer(t)[0].numpy()
     try:

@@ -223,11 +223,12 @@ class GlobalIntensity(nn.Module):
         Args:
             x: the whole images (ignored when ``summary`` is given).
             summary: precomputed :meth:`summary` of the whole images, ``(B, 2 * n_quantiles + 29)``.
-            relative: ``(B,)`` 1 for images whose values were windowed *relative to themselves* by the intensity
-                contract (percentile or DICOM window: 12/16-bit, HU), 0 for absolute 8-bit data. The target of a
-                relative image is its own percentile window, which the base stretch already recovers, so its
-                learned correction is switched off; absolute images (photographs) keep it, because their
-                brightness convention must be learned. ``None``: the learned correction for all.
+            relative: ``(B,)`` 1 for scans (:func:`dpe_monai.contract.is_scan`): images whose values the intensity
+                contract windowed *relative to themselves* (percentile or DICOM window: 12/16-bit, HU), and grey
+                images of any bit depth; 0 for colour 8-bit data (photographs). The target of a scan is its own
+                percentile window, which the base stretch already recovers, so its learned correction is switched
+                off; photographs keep it, because their brightness convention must be learned. ``None``: the
+                learned correction for all.
 
         Returns:
             ``(B, 2 + knots + 1)`` parameters for :func:`apply_global_intensity`.

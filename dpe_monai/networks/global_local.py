@@ -41,11 +41,12 @@ class GlobalLocalNet(nn.Module):
     on the denoised input: the network starts from "NLM, then the tone map" and learns what those miss. The noise
     level then travels in ``params`` (second to last column) like the tone map.
 
-    With ``prefilter_on="relative"`` only images that the intensity contract windowed *relative to themselves*
-    (``relative`` = 1: 12/16-bit scans, HU, DICOM windows) take that path, and for them nothing learned acts: they
+    With ``prefilter_on="relative"`` only scans (``relative`` = 1, :func:`dpe_monai.contract.is_scan`: images the
+    intensity contract windowed *relative to themselves*, i.e. 12/16-bit, HU, DICOM windows, and grey images of any
+    bit depth, i.e. 8-bit exports too) take that path, and for them nothing learned acts: they
     come back as ``stretch(NLM(x))`` with the 0.5-99.5 % window measured on every pixel of the *denoised* whole
     image (the target of such an image is its own percentile window, and noise widens the window measured on the
-    noisy one). The body's residual is switched off for them. Absolute images (8-bit photographs, ``relative`` = 0
+    noisy one). The body's residual is switched off for them. Colour 8-bit images (photographs, ``relative`` = 0
     or None) take the plain path above, unchanged: no NLM, the learned tone map and the body. This is the measured
     choice for the shipped weights, whose body costs 5-8 dB on unseen scans against NLM + stretch
     (``benchmarks/results``).

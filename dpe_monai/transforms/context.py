@@ -10,8 +10,9 @@ from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import convert_to_tensor
 
-from dpe_monai.contract import is_relative
+from dpe_monai.contract import is_scan
 from dpe_monai.networks.global_intensity import global_summary
+from dpe_monai.transforms.preprocess import is_grey
 
 __all__ = ["GlobalContext", "GlobalContextd", "GlobalContextD", "GlobalContextDict", "RelativeFlagd"]
 
@@ -70,24 +71,34 @@ class GlobalContextd(MapTransform):
 
 
 class RelativeFlagd(MapTransform):
-    """Write the intensity-convention flag of an image windowed by ``IntensityWindowd(..., params_postfix=...)``.
+    """Write the network's route flag (``relative``) of an image windowed by ``IntensityWindowd(..., params_postfix=)``.
 
-    ``1.0`` when the contract windowed it relative to itself (``rule`` ``"percentile"`` or ``"dicom"``), ``0.0`` for
-    the absolute ``"container"`` rule (8-bit data). See :class:`~dpe_monai.networks.GlobalIntensity`.
+    ``1.0`` for a scan (:func:`dpe_monai.contract.is_scan`): the contract windowed it relative to itself (``rule``
+    ``"percentile"``, ``"dicom"``, ``"minmax"``), or the clean image ``image_key`` is grey (any bit depth, so 8-bit
+    grey exports too). ``0.0`` for colour images under the absolute ``"container"`` rule (8-bit photographs). The
+    CLI (:func:`~dpe_monai.inference.enhance_native`) and the benchmarks
+    (:func:`~dpe_monai.evaluators.common.load_clean`) decide it the same way. See
+    :class:`~dpe_monai.networks.GlobalLocalNet`.
 
     Args:
         keys: the window records (e.g. ``"image_window"``).
         flag_key: where to write the float32 scalar tensor.
+        image_key: the *clean* image ``(C, *spatial)`` whose greyness counts (the simulator's output would carry
+            per-channel noise); None, or absent from the data: the rule alone decides.
     """
 
-    def __init__(self, keys: KeysCollection = "image_window", flag_key: str = "relative") -> None:
+    def __init__(
+        self, keys: KeysCollection = "image_window", flag_key: str = "relative", image_key: str | None = "image"
+    ) -> None:
         super().__init__(keys)
         self.flag_key = flag_key
+        self.image_key = image_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
+        grey = self.image_key is not None and self.image_key in d and is_grey(d[self.image_key])
         for key in self.key_iterator(d):
-            d[self.flag_key] = torch.tensor(float(is_relative(d[key].get("rule"))))
+            d[self.flag_key] = torch.tensor(float(is_scan(d[key].get("rule"), grey)))
         return d
 
 

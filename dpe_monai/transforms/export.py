@@ -7,8 +7,11 @@ was chosen by the exporting viewer. If the only 8-bit grey images in training co
 learns that source's brightness as *the* convention of every 8-bit grey image (measured: the first shipped
 checkpoint came back at 32 dB of clean 8-bit tumour slices, and made degraded ones 3 dB worse than its own tone
 map). This transform turns a relative-windowed grey training image into such an export: the windowed values
-``u`` in [0, 1] are rounded to 8 bits and the window record's ``rule`` becomes ``"container"``, so
-:class:`~dpe_monai.transforms.RelativeFlagd` writes flag 0 and the target is the exported image itself.
+``u`` in [0, 1] are rounded to 8 bits and the window record's ``rule`` becomes ``"container"``; the target is
+the exported image itself. Since bundle 0.6.0 :class:`~dpe_monai.transforms.RelativeFlagd` flags every grey image
+as a scan (:func:`~dpe_monai.contract.is_scan`), the export included, as the CLI does: a network with the scan route
+(``GlobalLocalNet(prefilter_on="relative")``) learns nothing from such a sample; the export still teaches the
+networks without the route (the paper's ``DPENet``, ``prefilter_on="all"``) the 8-bit rounding.
 """
 
 from __future__ import annotations
