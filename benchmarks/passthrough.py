@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Score every network on the clean test split and on the real DICOMs; write the JSON."""
     from pydicom.data import get_testdata_file
 
-    from dpe_monai.contract import is_scan, to_unit
+    from dpe_monai.contract import is_relative, is_scan, to_unit
     from dpe_monai.data import ensure_collection
     from dpe_monai.evaluators.common import enhance, for_item, item_id, load_clean, load_datalist
     from dpe_monai.inference.files import enhance_native, native_window
@@ -89,10 +89,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "dicoms": {},
         "grey_exports": {},
     }
-    exports = [(i, EightBitExport()(d["image"])) for i, d in clean if d["relative"] and is_grey(d["image"])]
+    exports = [(i, EightBitExport()(d["image"])) for i, d in clean if is_relative(d["rule"]) and is_grey(d["image"])]
     for name, fn in methods.items():
         rows = []
-        for item, loaded in clean:  # with the contract's rule, as the CLI and the quality protocol pass it
+        for item, loaded in clean:  # with the route flag the CLI and the quality protocol pass
             img = loaded["image"]
             out = enhance(for_item(fn, loaded["relative"]), img)
             rows.append({"id": item_id(item), "group": str(item.get("modality_group", "all")), "psnr": _psnr(out, img)})

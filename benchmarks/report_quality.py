@@ -211,7 +211,7 @@ def passthrough_section(p: dict | None, ctx: dict) -> list[str]:
         heads = [f"{g} 8-bit export" for g in exports[names[0]]["summary"]["groups"]]
         out += [
             "8-bit grey exports (the same test scans rounded to 8 bits, as a viewer's PNG export stores them; enhanced"
-            " as absolute 8-bit data):",
+            " as the CLI treats such a file: the 0..255 window, and the scan route because it is grey):",
             "",
             table(["method"] + heads, rows),
             "",

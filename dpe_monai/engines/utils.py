@@ -25,7 +25,8 @@ class PairedBatch:
         context_key: batch key of a whole-image context (``GlobalContextd``); when set and present, the batch is
             returned as MONAI's 4-tuple ``(inputs, targets, (), {"context": ...})`` so the engine's inferer
             passes it to the network (:class:`~dpe_monai.networks.GlobalLocalNet`).
-        relative_key: batch key of the intensity-convention flag (``RelativeFlagd``), passed as ``relative``.
+        relative_key: batch key of the route flag (``RelativeFlagd``, :func:`dpe_monai.contract.is_scan`), passed as
+            ``relative``.
     """
 
     def __init__(

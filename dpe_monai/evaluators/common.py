@@ -99,8 +99,9 @@ def load_clean(item: Mapping[str, Any], label: bool = False, max_side: int | Non
     loaded too, as ``(H, W)`` int64 (same crop).
 
     Returns:
-        ``{"image": Tensor, "label": Tensor | None, "relative": bool}``; ``relative`` is the network's route flag
-        (:func:`~dpe_monai.contract.is_scan`), decided from the clean values as the CLI decides it from the file.
+        ``{"image": Tensor, "label": Tensor | None, "rule": str | None, "relative": bool}``; ``rule`` is the
+        contract's window rule, ``relative`` the network's route flag (:func:`~dpe_monai.contract.is_scan`), decided
+        from the clean values as the CLI decides it from the file.
     """
     from monai.transforms import Compose
 
@@ -112,7 +113,7 @@ def load_clean(item: Mapping[str, Any], label: bool = False, max_side: int | Non
     lab = None
     if label:
         lab = torch.as_tensor(data["label"]).as_subclass(torch.Tensor)[0].round().long()
-    return {"image": img, "label": lab, "relative": is_scan(rule, is_grey(img))}
+    return {"image": img, "label": lab, "rule": rule, "relative": is_scan(rule, is_grey(img))}
 
 
 def degrade(

@@ -26,8 +26,9 @@ class GlobalLocalNet(nn.Module):
     ``y = clip(g + 2 * (body([x, g, r]) - 0.5), 0, 1)`` where ``body`` is a :class:`DPENet` (residual blocks, gated
     skips) whose last convolution is zero-initialised, so an untrained model is exactly the percentile stretch and
     training only has to learn denoising, detail and the correction of the stretch. ``r`` is a constant plane
-    holding the intensity-convention flag (1: the image was windowed relative to itself, e.g. a 12/16-bit scan,
-    whose tone is already right and which only needs local restoration; 0: absolute 8-bit data, or unknown).
+    holding the route flag (1: a scan, :func:`dpe_monai.contract.is_scan`, i.e. an image windowed relative to
+    itself such as a 12/16-bit scan, or any grey image, whose tone target is its own window and which only needs
+    local restoration; 0: colour 8-bit data, or unknown).
 
     With ``denoise_first`` the body also restores in the *input's* units, before the tone map:
     ``y = clip(T(x + input_scale * tanh(b_in)) + tanh(b_out), 0, 1)`` with ``T`` the tone map and ``b_in``,
@@ -117,7 +118,7 @@ class GlobalLocalNet(nn.Module):
 
     def estimate(self, x: torch.Tensor, relative: torch.Tensor | None = None) -> torch.Tensor:
         """Parameters ``(B, P + 1)`` of whole images or volumes ``x``: the tone map (:class:`GlobalIntensity`) and
-        the convention flag ``relative`` (``(B,)``, None = 0) as the last column (with ``prefilter``, the noise
+        the route flag ``relative`` (``(B,)``, None = 0) as the last column (with ``prefilter``, the noise
         level :func:`noise_sigma` before it)."""
         return self._with_flag(self._tone(x, None, relative)[0], relative)
 
@@ -183,7 +184,7 @@ class GlobalLocalNet(nn.Module):
                 from ``context``, else from ``x`` itself, with the flag ``relative``.
             context: :func:`~dpe_monai.networks.global_intensity.global_summary` of the whole image the crop
                 ``x`` came from, ``(B, S)`` (``GlobalContextd`` in training).
-            relative: ``(B,)`` the intensity convention flag (see :class:`GlobalIntensity`).
+            relative: ``(B,)`` the route flag (:func:`dpe_monai.contract.is_scan`; see :class:`GlobalIntensity`).
         """
         flagged = params is not None or relative is not None  # else no image is relative, known without data
         denoised: torch.Tensor | None = None  # the prefilter's output, when estimating the tone map needed it

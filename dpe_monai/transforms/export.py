@@ -1,7 +1,7 @@
 """An 8-bit export of a windowed scan: the same image as a grey PNG/JPEG from a viewer would give it.
 
 Under the intensity contract (:mod:`dpe_monai.contract`) a 12/16-bit or HU scan is windowed *relative to itself*
-(percentile or DICOM window, convention flag 1), while 8-bit data keeps its absolute 0..255 range (flag 0). Users
+(percentile or DICOM window), while 8-bit data keeps its absolute 0..255 range. Users
 also bring 8-bit grey exports of scans (chest X-ray PNGs, CT/MR screenshots): absolute data whose display window
 was chosen by the exporting viewer. If the only 8-bit grey images in training come from one source, the network
 learns that source's brightness as *the* convention of every 8-bit grey image (measured: the first shipped

@@ -53,6 +53,7 @@ def _instances(
 ):
     """Summaries, sampled degraded pixels and clean pixels of ``per_image`` degradations of each 8-bit item (and,
     with ``grey_exports``, of the 8-bit export of each relative-windowed grey item, as ``RandEightBitExportd``)."""
+    from dpe_monai.contract import is_relative
     from dpe_monai.evaluators.common import load_clean
     from dpe_monai.networks.global_intensity import global_summary
     from dpe_monai.transforms import EightBitExport, RandLowQuality, is_grey
@@ -63,7 +64,7 @@ def _instances(
     summaries, lows, cleans = [], [], []
     for item in items:
         loaded = load_clean(item, max_side=max_side)
-        if loaded["relative"]:
+        if is_relative(loaded["rule"]):
             if not (grey_exports and is_grey(loaded["image"])):
                 continue
             loaded["image"] = EightBitExport()(loaded["image"])
