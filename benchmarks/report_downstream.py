@@ -116,13 +116,11 @@ def downstream_section(d: dict | None, ctx: dict) -> list[str]:
     out += [f"Latest run: `{d['command']}`  ", f"Machine: {ctx['machine_line'](d)}", "", "Protocol:", ""]
     out += [f"- {k}: {v}" for k, v in d["protocol"].items()] + [""]
     dpe = d.get("methods", {}).get("dpe") or {}
-    if dpe and "options" not in dpe:  # scored before results recorded the network's options (bundle 0.4.0)
+    if dpe and "bundle_version" not in dpe:  # scored before results recorded the bundle and the route (< 0.6.0)
         out += [
-            f"DPE was scored with the weights `{dpe.get('checkpoint')}` (sha256 {dpe.get('checkpoint_sha256')}) in "
-            "bundle 0.4.0's network, before bundle 0.5.0 added the scan path (`prefilter_on='relative'`). Every "
-            "input of these tasks (the tumour ones too) is an 8-bit PNG, which 0.5.0 enhances on 0.4.0's path with "
-            "the same weights, identically to 1e-6 (`tests/test_global_local.py::"
-            "test_prefilter_on_relative_scans_only`), so the rows hold for it.",
+            f"DPE was scored with the weights `{dpe.get('checkpoint')}` (sha256 {dpe.get('checkpoint_sha256')}) "
+            "before results recorded the bundle version and the route flag; since bundle 0.6.0 every grey input "
+            "(all of these tasks' inputs) takes the scan path, so these rows may not describe the shipped bundle.",
             "",
         ]
     if dpe.get("bundle_version"):
