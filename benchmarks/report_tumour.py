@@ -174,7 +174,7 @@ def task_floor_section(r: dict | None, ctx: dict) -> list[str]:
     fmt, table = ctx["fmt"], ctx["table"]
     st = r["settings"]
     out = [
-        "### Why the task-driven fine-tune cannot beat DPE here: the task loss is at its floor",
+        "### Why the task-driven fine-tune has nothing to gain here: the task loss is at its floor",
         "",
         f"Command: `{r['command']}` ({st['config']}, {st['split']} folds, {st['epochs']} x {st['epoch_length']} "
         f"iterations, U-Net of {st['segmenter_iterations']} iterations, seed {st['seed']}). Per epoch (means over its "
