@@ -137,7 +137,8 @@ def measure_peak(device: torch.device, size: int, repeats: int = 3) -> dict[str,
 
 def _onnx_session(net: nn.Module, path: Path) -> Any:
     """Export ``net`` with the bundle's own ONNX export (``scripts/export_onnx.py``: dynamic height and width,
-    batch 1, opset 18) and open it in ONNX Runtime."""
+    batch 1, opset 18; the single-input graph, i.e. the learned path the other network rows time) and open it in
+    ONNX Runtime."""
     import importlib.util
 
     import onnxruntime as ort
@@ -145,7 +146,7 @@ def _onnx_session(net: nn.Module, path: Path) -> Any:
     spec = importlib.util.spec_from_file_location("export_onnx", BUNDLE / "scripts" / "export_onnx.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.export_network(net.eval(), path)
+    module.export_network(net.eval(), path, route=False)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = torch.get_num_threads()
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])

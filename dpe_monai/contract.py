@@ -141,8 +141,9 @@ def is_scan(rule: str | None, grey: bool) -> bool:
 
     Args:
         rule: the window rule the contract applied (``None``: none recorded, the container rule).
-        grey: the image has one channel, or three equal ones (:func:`dpe_monai.transforms.is_grey` on the *file's*
-            values, before any simulator adds per-channel noise).
+        grey: the image has one channel, or three equal ones, or three within the chroma noise of lossy colour
+            storage (:func:`dpe_monai.transforms.is_near_grey` on the *file's* values, before any simulator adds
+            per-channel noise).
     """
     return bool(grey) or is_relative(rule)
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from monai.networks.nets import BasicUNet
 
-from benchmarks import ablation, downstream, passthrough, quality, report, speed
+from benchmarks import ablation, downstream, passthrough, quality, report, route_census, speed
 from benchmarks.common import BUNDLE, parse_network
 from dpe_monai.networks import DPENet
 from dpe_monai.networks.residual_wrapper import GlobalResidualNet
@@ -56,6 +56,17 @@ def env(tmp_path_factory):
         "figures": root / "figures",
         "nets": nets,
     }
+
+
+def test_route_census(env):
+    """The tiny collection's 16-bit grey images are scans, its 8-bit colour ones take the learned path, under both
+    greyness rules."""
+    out = route_census.main(["--datalist", env["datalist"], "--output", str(env["results"] / "route.json")])
+    assert out["counts"] == {
+        "training/all/learned": 2, "training/all/scan": 2, "validation/all/learned": 1, "validation/all/scan": 1,
+        "test/all/learned": 1, "test/all/scan": 1,
+    }  # fmt: skip
+    assert out["moved_by_near_grey"] == [] and (env["results"] / "route.json").exists()
 
 
 def test_quality(env):

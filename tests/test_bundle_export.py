@@ -6,6 +6,7 @@ import importlib.util
 import subprocess
 import sys
 
+import numpy as np
 import torch
 
 from dpe_monai.networks import GlobalLocalNet
@@ -47,10 +48,38 @@ def test_torchscript_export_matches_eager(tmp_path):
         assert (scripted(x) - net(x)).abs().max() < 1e-5
 
 
-def test_onnx_export_matches_eager(tmp_path):
-    _random_checkpoint(tmp_path / "model.pt")
+def _export_module():
     spec = importlib.util.spec_from_file_location("export_onnx", BUNDLE / "scripts" / "export_onnx.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    out = mod.export(tmp_path / "model.pt", tmp_path / "model.onnx")
+    return mod
+
+
+def test_onnx_export_matches_eager(tmp_path):
+    """The single-input export (``--no_route``) of the bundle's network: the learned path."""
+    _random_checkpoint(tmp_path / "model.pt")
+    mod = _export_module()
+    out = mod.export(tmp_path / "model.pt", tmp_path / "model.onnx", route=False)
     assert mod.check(out, tmp_path / "model.pt") < 1e-4
+
+
+def test_routed_onnx_export_takes_the_flag(tmp_path):
+    """The default export has the route flag as an input: grey images with flag 1 take the scan path (NLM and the
+    denoised image's window) in ONNX Runtime as in eager PyTorch, colour ones with flag 0 the learned path. The
+    NLM search is cut to 3x3 here to keep the export short; the bundle's 13x13 graph is the same, only longer."""
+    import onnxruntime as ort
+
+    from dpe_monai.networks.nonlocal_means import NonLocalMeans
+
+    torch.manual_seed(0)
+    net = GlobalLocalNet(prefilter="nlm", prefilter_on="relative").eval()
+    net.prefilter = NonLocalMeans(2, patch_distance=1)
+    mod = _export_module()
+    out = mod.export_network(net, tmp_path / "routed.onnx")
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image", "relative"]
+    assert mod.check_session(session, net, ((1, 3, 97, 131), (1, 3, 64, 80))) < 1e-4
+    grey = torch.rand(1, 1, 64, 80).expand(1, 3, 64, 80).contiguous().numpy()
+    scan = session.run(None, {"image": grey, "relative": np.ones(1, np.float32)})[0]
+    learned = session.run(None, {"image": grey, "relative": np.zeros(1, np.float32)})[0]
+    assert np.abs(scan - learned).max() > 1e-3  # the flag selects a different path

@@ -138,6 +138,12 @@ def test_grey_files_take_the_scan_path(tmp_path):
     rng = np.random.default_rng(0)
     grey = (rng.random((40, 48)) * 120).astype(np.uint8)
     colour = np.stack([grey, grey // 2, grey], axis=-1)
+    # a grey scan stored in colour: channels a level or two apart (lossy colour storage), and a faint tint, which
+    # is colour
+    chroma = np.clip(grey[..., None].astype(int) + rng.integers(-2, 3, (40, 48, 3)), 0, 255).astype(np.uint8)
+    tint = np.clip(grey[..., None].astype(int) + np.array([12, 0, -6]), 0, 255).astype(np.uint8)
+    images = {"grey": grey, "colour": colour, "chroma": chroma, "tint": tint, "grey_rgb_jpeg": np.stack([grey] * 3, -1)}
+    expect = {"grey": True, "colour": False, "chroma": True, "tint": False, "grey_rgb_jpeg": True}
     seen: dict[str, bool] = {}
 
     class Recorder:
@@ -150,10 +156,10 @@ def test_grey_files_take_the_scan_path(tmp_path):
             seen[self.name] = relative
             return x
 
-    for name, arr in (("grey", grey), ("colour", colour)):
-        path = tmp_path / f"{name}.png"
-        Image.fromarray(arr).save(path)
+    for name, arr in images.items():
+        path = tmp_path / (f"{name}.jpg" if name.endswith("jpeg") else f"{name}.png")
+        Image.fromarray(arr).save(path, **({"quality": 75} if name.endswith("jpeg") else {}))
         jobs, _ = discover([path])
         enhance_native(read_image(jobs[0].paths, jobs[0].kind), Recorder(name))
-        assert load_clean({"image": str(path)})["relative"] is (name == "grey")
-    assert seen == {"grey": True, "colour": False}
+        assert load_clean({"image": str(path)})["relative"] is expect[name], name
+    assert seen == expect

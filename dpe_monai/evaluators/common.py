@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from dpe_monai.contract import is_scan
-from dpe_monai.transforms.preprocess import is_grey
+from dpe_monai.transforms.preprocess import is_near_grey
 
 __all__ = [
     "EnhanceFn",
@@ -113,7 +113,7 @@ def load_clean(item: Mapping[str, Any], label: bool = False, max_side: int | Non
     lab = None
     if label:
         lab = torch.as_tensor(data["label"]).as_subclass(torch.Tensor)[0].round().long()
-    return {"image": img, "label": lab, "rule": rule, "relative": is_scan(rule, is_grey(img))}
+    return {"image": img, "label": lab, "rule": rule, "relative": is_scan(rule, is_near_grey(img))}
 
 
 def degrade(

@@ -24,7 +24,7 @@ from dpe_monai.io import (
     read_image,
     write_image,
 )
-from dpe_monai.transforms.preprocess import is_grey
+from dpe_monai.transforms.preprocess import is_near_grey
 
 __all__ = ["discover_inputs", "enhance_native", "enhance_files", "EnhanceSummary", "native_window"]
 
@@ -76,7 +76,7 @@ def enhance_native(
     x = to_unit(image.array, lo, hi)
     t = torch.from_numpy(np.ascontiguousarray(x))[None]
     if getattr(enhancer, "uses_convention", False):
-        y = enhancer(t, relative=is_scan(rule, is_grey(x)))[0].numpy()
+        y = enhancer(t, relative=is_scan(rule, is_near_grey(x)))[0].numpy()
     else:
         y = enhancer(t)[0].numpy()
     try:

@@ -135,7 +135,9 @@ class GlobalLocalNet(nn.Module):
         reuse: torch.Tensor | None = None
         if self.relative_only and relative is not None and context is None:
             rel = relative.reshape(-1) > 0.5
-            if bool(rel.any()):  # relative images: the window of the denoised whole image (or volume)
+            # relative images: the window of the denoised whole image (or volume); while exporting, always computed
+            # and selected, as the flag is an input of the graph
+            if tracing() or bool(rel.any()):
                 plain = self.global_branch.summary(x)
                 den = self._denoised_view(x, sigma)
                 branch = self.global_branch

@@ -41,6 +41,7 @@ from dpe_monai.transforms.preprocess import (
     ToRGBDict,
     grey_mask,
     is_grey,
+    is_near_grey,
 )
 from dpe_monai.transforms.seeded import SeededLowQualityD, SeededLowQualityd, SeededLowQualityDict
 
@@ -51,6 +52,7 @@ __all__ = [
     "RandEightBitExportd",
     "grey_mask",
     "is_grey",
+    "is_near_grey",
     "GlobalContext",
     "GlobalContextD",
     "GlobalContextDict",

@@ -12,7 +12,7 @@ from monai.utils import convert_to_tensor
 
 from dpe_monai.contract import is_scan
 from dpe_monai.networks.global_intensity import global_summary
-from dpe_monai.transforms.preprocess import is_grey
+from dpe_monai.transforms.preprocess import is_near_grey
 
 __all__ = ["GlobalContext", "GlobalContextd", "GlobalContextD", "GlobalContextDict", "RelativeFlagd"]
 
@@ -96,7 +96,7 @@ class RelativeFlagd(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
-        grey = self.image_key is not None and self.image_key in d and is_grey(d[self.image_key])
+        grey = self.image_key is not None and self.image_key in d and is_near_grey(d[self.image_key])
         for key in self.key_iterator(d):
             d[self.flag_key] = torch.tensor(float(is_scan(d[key].get("rule"), grey)))
         return d

@@ -22,7 +22,11 @@ __all__ = [
     "EnsureMinSizeDict",
     "grey_mask",
     "is_grey",
+    "is_near_grey",
 ]
+
+#: :func:`is_near_grey`'s tolerances in [0, 1] units: the mean and the 99th percentile of the channel spread.
+NEAR_GREY_MEAN, NEAR_GREY_P99 = 3.0 / 255.0, 10.0 / 255.0
 
 
 def grey_mask(x: torch.Tensor) -> torch.Tensor:
@@ -42,6 +46,25 @@ def grey_mask(x: torch.Tensor) -> torch.Tensor:
 def is_grey(img: NdarrayOrTensor) -> bool:
     """Whether one channel-first image ``(C, *spatial)`` (array or tensor) is grey, as :func:`grey_mask` decides."""
     return bool(grey_mask(torch.as_tensor(img)[None])[0])
+
+
+def is_near_grey(img: NdarrayOrTensor, mean_tol: float = NEAR_GREY_MEAN, p99_tol: float = NEAR_GREY_P99) -> bool:
+    """Whether ``img`` ``(C, *spatial)`` in [0, 1] is grey up to the chroma noise of lossy colour storage.
+
+    A grey scan saved as an RGB JPEG (or through a colour video or screen capture) has channels that differ by a few
+    levels. It counts as grey when the per-pixel channel spread (max - min) has a mean <= ``mean_tol`` and a 99th
+    percentile <= ``p99_tol`` (3 and 10 levels of 255). Stained slides, dermoscopy and photographs spread by tens of
+    levels. Exactly grey images (:func:`is_grey`) always count.
+    """
+    if is_grey(img):
+        return True
+    x = torch.as_tensor(img).float()
+    if x.shape[0] != 3:
+        return False
+    spread = (x.amax(0) - x.amin(0)).flatten()
+    if spread.numel() > 1_000_000:  # a strided sample keeps big images fast
+        spread = spread[:: spread.numel() // 500_000]
+    return bool(spread.mean() <= mean_tol) and bool(torch.quantile(spread, 0.99) <= p99_tol)
 
 
 class ToRGB(Transform):
