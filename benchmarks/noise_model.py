@@ -129,7 +129,7 @@ def image_sets(args: argparse.Namespace) -> dict[str, list[dict]]:
     from dpe_monai.evaluators import load_datalist
     from dpe_monai.evaluators.datasets import tumour_datalist
 
-    tdl = tumour_datalist(Path(args.work_dir) / "data_fold0", test_fold=0)
+    tdl = tumour_datalist(Path(args.work_dir).resolve() / "data_fold0", test_fold=0)
     tumour = load_datalist(tdl, "training") + load_datalist(tdl, "test")
     col = load_datalist(args.datalist or ensure_collection(args.dataset_dir), "test")
     return {

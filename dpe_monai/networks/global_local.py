@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dpe_monai.networks.dpenet import DPENet
@@ -13,7 +14,7 @@ from dpe_monai.networks.global_intensity import (
     apply_global_intensity,
     global_summary,
 )
-from dpe_monai.networks.nonlocal_means import NonLocalMeans, noise_sigma
+from dpe_monai.networks.nonlocal_means import NonLocalMeans, noise_level_function, noise_sigma
 from dpe_monai.networks.tracing import tracing
 
 __all__ = ["GlobalLocalNet"]
@@ -71,6 +72,13 @@ class GlobalLocalNet(nn.Module):
         input_scale: largest input-domain correction, in the input's [0, 1] units.
         prefilter: None, or ``"nlm"`` (see above).
         prefilter_on: ``"all"`` images, or only ``"relative"`` ones (see above).
+        noise_model: the prefilter's noise model: ``"gaussian"`` (one level per image, :func:`noise_sigma`) or
+            ``"auto"``: a signal-dependent (Poisson-Gaussian) model where the image shows one
+            (:func:`noise_level_function`), denoised in its variance-stabilised domain, and a scan's window keeps
+            the input's maximum where the input has a saturated plateau there (denoising would pull a clipped
+            plateau below the clip level; see :meth:`_keep_saturation`). The parameters from :meth:`estimate` then
+            carry the gain as a column before the flag. Eager only: TorchScript and ONNX graphs keep the Gaussian
+            model.
     """
 
     def __init__(
@@ -85,6 +93,7 @@ class GlobalLocalNet(nn.Module):
         input_scale: float = 0.25,
         prefilter: str | None = None,
         prefilter_on: str = "all",
+        noise_model: str = "gaussian",
     ) -> None:
         super().__init__()
         if in_channels != out_channels:
@@ -98,7 +107,11 @@ class GlobalLocalNet(nn.Module):
             raise ValueError(f"prefilter must be None or 'nlm', got {prefilter!r}.")
         if prefilter_on not in ("all", "relative"):
             raise ValueError(f"prefilter_on must be 'all' or 'relative', got {prefilter_on!r}.")
+        if noise_model not in ("gaussian", "auto"):
+            raise ValueError(f"noise_model must be 'gaussian' or 'auto', got {noise_model!r}.")
         self.prefilter_on = prefilter_on
+        self.noise_model = noise_model
+        self.auto_noise = noise_model == "auto" and prefilter == "nlm"
         self.relative_only = prefilter_on == "relative"
         # 13^2 shifts in 2-D; 7^3 in 3-D (13^3 would cost 13x more for little gain)
         search = 6 if spatial_dims == 2 else 3
@@ -119,7 +132,8 @@ class GlobalLocalNet(nn.Module):
     def estimate(self, x: torch.Tensor, relative: torch.Tensor | None = None) -> torch.Tensor:
         """Parameters ``(B, P + 1)`` of whole images or volumes ``x``: the tone map (:class:`GlobalIntensity`) and
         the route flag ``relative`` (``(B,)``, None = 0) as the last column (with ``prefilter``, the noise
-        level :func:`noise_sigma` before it)."""
+        level :func:`noise_sigma` before it; with ``noise_model="auto"``, the noise level and then the gain of
+        :func:`noise_level_function`)."""
         return self._with_flag(self._tone(x, None, relative)[0], relative)
 
     def _tone(
@@ -131,6 +145,9 @@ class GlobalLocalNet(nn.Module):
             return self.global_branch(x, summary=context, relative=relative), None
         # the whole image's noise level: from its summary (a crop's context in training) or from x itself
         sigma = context[:, -1] if context is not None else noise_sigma(x)
+        gain = torch.zeros_like(sigma)
+        if self.auto_noise and context is None and not torch.jit.is_scripting() and not tracing():
+            sigma, gain = noise_level_function(x)
         summary = context
         reuse: torch.Tensor | None = None
         if self.relative_only and relative is not None and context is None:
@@ -139,29 +156,55 @@ class GlobalLocalNet(nn.Module):
             # and selected, as the flag is an input of the graph
             if tracing() or bool(rel.any()):
                 plain = self.global_branch.summary(x)
-                den = self._denoised_view(x, sigma)
+                den = self._denoised_view(x, sigma, gain)
                 branch = self.global_branch
                 # every pixel, as the contract's window is measured (a strided sample costs up to 2 dB on a dark CT)
                 every = global_summary(
                     den, branch.thumb, branch.n_quantiles, branch.lower, branch.upper, den[0, 0].numel()
                 )
+                if self.auto_noise and not torch.jit.is_scripting() and not tracing():
+                    every = self._keep_saturation(every, x)
                 summary = torch.where(rel[:, None], every, plain)
                 if x.ndim == self.spatial_dims + 2:  # the whole batch denoised (a volume's view is a sample)
                     reuse = den
         tone = self.global_branch(x, summary=summary, relative=relative)
-        return torch.cat([tone, sigma[:, None].to(tone.dtype)], dim=1), reuse
+        cols = [tone, sigma[:, None].to(tone.dtype)]
+        if self.auto_noise:
+            cols.append(gain[:, None].to(tone.dtype))
+        return torch.cat(cols, dim=1), reuse
 
-    def _denoised_view(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    def _keep_saturation(self, summary: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``summary`` with its upper window end set to ``x``'s maximum where ``x`` has a saturated *plateau* there:
+        at least the share of the body above the upper percentile sits at the maximum, and those pixels have on
+        average at least 40 % of their 3x3 neighbours at it too (a structure clipped at the window's top, e.g. bone
+        in a soft-tissue CT window, rather than noise tails of bright tissue crossing the clip level)."""
+        b = x.shape[0]
+        grey = x.float().mean(dim=1)
+        if grey.ndim == 4:  # a volume given to a 2-D network: its slices
+            grey = grey.movedim(-1, 1).reshape(-1, grey.shape[1], grey.shape[2])
+        flat = grey.reshape(b, -1)
+        top, bottom = flat.amax(dim=1, keepdim=True), flat.amin(dim=1, keepdim=True)
+        at_top = (flat == top) & (flat > bottom)
+        body = (flat > bottom).sum(dim=1).clamp_min(1)
+        frequent = at_top.sum(dim=1).float() >= (1.0 - self.global_branch.upper) * body.float()
+        ind = at_top.reshape(grey.shape).float()[:, None]
+        share = F.avg_pool2d(ind, 3, stride=1, padding=1, count_include_pad=False).reshape(b, -1)
+        clustered = (share * at_top).sum(dim=1) / at_top.sum(dim=1).clamp_min(1) >= 0.4
+        out = summary.clone()
+        out[:, 1] = torch.where(frequent & clustered, top[:, 0].to(out.dtype), summary[:, 1])
+        return out
+
+    def _denoised_view(self, x: torch.Tensor, sigma: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` denoised by the prefilter; a volume given to a 2-D network: up to 16 evenly spaced slices of it
         (the ones :func:`~dpe_monai.networks.global_intensity.global_summary` reads), ``(B, C, H, W, S)``."""
         assert self.prefilter is not None
         if x.ndim == self.spatial_dims + 2:
-            return self.prefilter(x, sigma)
+            return self.prefilter(x, sigma, gain)
         step = max(1, x.shape[-1] // 16)
         sl = x[..., ::step]
         b, c, h, w, n = sl.shape
         flat = sl.movedim(-1, 1).reshape(b * n, c, h, w)
-        den = self.prefilter(flat, sigma.repeat_interleave(n))
+        den = self.prefilter(flat, sigma.repeat_interleave(n), None if gain is None else gain.repeat_interleave(n))
         return den.reshape(b, n, c, h, w).movedim(1, -1)
 
     @staticmethod
@@ -199,17 +242,23 @@ class GlobalLocalNet(nn.Module):
         flag = params[:, -1:].reshape([x.shape[0], 1] + [1] * (x.ndim - 2)).expand_as(x[:, :1])
         keep = torch.ones_like(flag)  # where the body's residual acts
         if self.prefilter is not None:
-            sigma = params[:, -2]
-            params = torch.cat([params[:, :-2], params[:, -1:]], dim=1)
+            gain: torch.Tensor | None = None
+            if self.auto_noise:
+                sigma, gain = params[:, -3], params[:, -2]
+                params = torch.cat([params[:, :-3], params[:, -1:]], dim=1)
+            else:
+                sigma = params[:, -2]
+                params = torch.cat([params[:, :-2], params[:, -1:]], dim=1)
             if not self.relative_only:
-                x = self.prefilter(x, sigma)
+                x = self.prefilter(x, sigma, gain)
             elif flagged:
                 keep = (flag <= 0.5).to(x.dtype)
                 if tracing():  # no data-dependent branches while exporting: both paths, selected
-                    x = torch.where(keep > 0, x, self.prefilter(x, sigma))
+                    x = torch.where(keep > 0, x, self.prefilter(x, sigma, gain))
                 else:
                     if bool((keep < 1).any()):
-                        x = torch.where(keep > 0, x, self.prefilter(x, sigma) if denoised is None else denoised)
+                        den = self.prefilter(x, sigma, gain) if denoised is None else denoised
+                        x = torch.where(keep > 0, x, den)
                     if not bool((keep > 0).any()):  # only relative images: NLM and the window, nothing learned
                         return apply_global_intensity(x, params[:, :-1]).clamp(0.0, 1.0)
         g = apply_global_intensity(x, params[:, :-1])

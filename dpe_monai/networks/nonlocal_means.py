@@ -34,7 +34,7 @@ from torch import nn
 
 from dpe_monai.networks.tracing import tracing
 
-__all__ = ["NonLocalMeans", "noise_sigma"]
+__all__ = ["NonLocalMeans", "noise_level_function", "noise_sigma"]
 
 
 def noise_sigma(x: torch.Tensor, samples: int = 65536) -> torch.Tensor:
@@ -58,6 +58,58 @@ def noise_sigma(x: torch.Tensor, samples: int = 65536) -> torch.Tensor:
     med = diff[:, mid : mid + 1]
     dev = torch.sort((diff - med).abs(), dim=1).values[:, mid]
     return 1.4826 * dev / math.sqrt(2.0)
+
+
+@torch.jit.unused
+def noise_level_function(
+    x: torch.Tensor, samples: int = 262144, bins: int = 16, margin: float = 3.0, min_ratio: float = 2.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image Poisson-Gaussian noise model ``var(v) = gain * v + sigma^2``: ``(sigma, gain)``, each ``(B,)``.
+
+    Quantum-limited images (low-dose CT, radiographs, fluorescence) have a noise variance that grows with the
+    signal; one whole-image level then smooths the bright parts too little and the dark parts too much. The fit:
+    2x2 mixed second differences of the grey image (they cancel a linear ramp; their variance is the pixel
+    variance) binned by the 2x2 mean into ``bins`` equal-count bins, robust (MAD) variance per bin, least squares
+    over the bins. Blocks within ``margin`` noise levels (:func:`noise_sigma`) of the image's extremes are left out
+    (clipping makes their noise one-sided). An image counts as signal-dependent when the fitted variance at the
+    90th percentile of the mean is at least ``min_ratio`` times the one at the 10th; otherwise (and when too few
+    blocks remain) it gets ``gain = 0`` and ``sigma = noise_sigma(x)``, the Gaussian model exactly.
+    Measured in ``benchmarks/results/candidates/noise_model.json`` (``python -m benchmarks.noise_model``).
+    Eager only (TorchScript and ONNX graphs keep the Gaussian model).
+
+    Args:
+        x: ``(B, C, H, W)`` or ``(B, C, H, W, D)`` in [0, 1].
+    """
+    b = x.shape[0]
+    base = noise_sigma(x)
+    grey = x.float().mean(dim=1)
+    r = ((grey[:, :-1, :-1] - grey[:, :-1, 1:] - grey[:, 1:, :-1] + grey[:, 1:, 1:]) / 2).reshape(b, -1)
+    m = ((grey[:, :-1, :-1] + grey[:, :-1, 1:] + grey[:, 1:, :-1] + grey[:, 1:, 1:]) / 4).reshape(b, -1)
+    step = max(1, m.shape[1] // samples)
+    r, m = r[:, ::step], m[:, ::step]
+    flat = grey.reshape(b, -1)
+    lo, hi = flat.amin(dim=1) + margin * base, flat.amax(dim=1) - margin * base
+    sigma, gain = base.clone(), torch.zeros_like(base)
+    for i in range(b):
+        keep = (m[i] > lo[i]) & (m[i] < hi[i])
+        mi, ri = m[i][keep], r[i][keep]
+        if mi.numel() < 50 * bins:
+            continue
+        chunks = torch.tensor_split(torch.argsort(mi), bins)
+        mk = torch.stack([mi[c].median() for c in chunks]).double()
+        vk = torch.stack([(1.4826 * ri[c].abs().median()) ** 2 for c in chunks]).double()
+        mean_m, mean_v = mk.mean(), vk.mean()
+        a = ((mk - mean_m) * (vk - mean_v)).sum() / ((mk - mean_m).square().sum()).clamp_min(1e-30)
+        v0 = mean_v - a * mean_m
+        if v0 < 0:  # through the origin
+            v0, a = torch.zeros_like(v0), ((mk * vk).sum() / mk.square().sum()).clamp_min(0.0)
+        if a < 0:  # flat
+            a, v0 = torch.zeros_like(a), mean_v
+        q10, q90 = torch.quantile(mi.double(), torch.tensor([0.1, 0.9], dtype=torch.float64, device=mi.device))
+        ratio = (a * q90 + v0) / (a * q10 + v0).clamp_min(1e-30)
+        if bool(ratio >= min_ratio):
+            gain[i], sigma[i] = a.to(gain.dtype), v0.sqrt().to(sigma.dtype)
+    return sigma, gain
 
 
 class NonLocalMeans(nn.Module):
@@ -96,15 +148,35 @@ class NonLocalMeans(nn.Module):
             return xp[:, :, start[0] : start[0] + size[0], start[1] : start[1] + size[1]]
         return xp[:, :, start[0] : start[0] + size[0], start[1] : start[1] + size[1], start[2] : start[2] + size[2]]
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, sigma: torch.Tensor | None = None, gain: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Denoise ``x`` ``(B, C, *spatial)`` in [0, 1] at noise level ``sigma`` ``(B,)`` (default: estimated from
-        ``x`` by :func:`noise_sigma`); returns the same shape. Images with ``sigma == 0`` come back unchanged."""
+        ``x`` by :func:`noise_sigma`); returns the same shape. Images with ``sigma == 0`` come back unchanged.
+
+        ``gain`` ``(B,)``: a signal-dependent model ``var(v) = gain * v + sigma^2`` (:func:`noise_level_function`).
+        Images with ``gain > 0`` are denoised at unit noise in the generalised Anscombe domain of that model and
+        mapped back with the asymptotically unbiased inverse; images with ``gain == 0`` exactly as without it."""
         if sigma is None:
             sigma = noise_sigma(x)
         if x.shape[1] > 1 and x.device.type != "meta" and not tracing() and bool((x == x[:, :1]).all()):
             # grey replicated to RGB (every scan): the distances and the output are the single channel's, 3x cheaper
-            return self._denoise(x[:, :1], sigma).expand_as(x)
-        return self._denoise(x, sigma)
+            return self._stabilised(x[:, :1], sigma, gain).expand_as(x)
+        return self._stabilised(x, sigma, gain)
+
+    def _stabilised(self, x: torch.Tensor, sigma: torch.Tensor, gain: torch.Tensor | None) -> torch.Tensor:
+        plain = self._denoise(x, sigma)
+        if gain is None or tracing() or not bool((gain > 0).any()):
+            return plain
+        view = [x.shape[0]] + [1] * (x.ndim - 1)
+        a = gain.to(x.dtype).clamp_min(0.0).reshape(view)
+        c = 0.375 * a * a + sigma.to(x.dtype).square().reshape(view)
+        sc = c.clamp_min(1e-12).sqrt()
+        # 2 (sqrt(a v + c) - sqrt(c)) / a, written so that a -> 0 gives v / sqrt(c)
+        t = 2.0 * x / ((a * x + c).clamp_min(0.0).sqrt() + sc)
+        d = self._denoise(t, torch.ones_like(sigma))
+        back = (d * sc + a * d * d / 4.0 + a / 4.0).clamp(0.0, 1.0)
+        return torch.where(a > 0, back, plain)
 
     def _denoise(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         b = x.shape[0]
