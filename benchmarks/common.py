@@ -109,7 +109,10 @@ def machine_info() -> dict[str, Any]:
 
 
 #: how the benchmarks hand the route flag to ``dpe`` (``load_clean``'s ``relative``), recorded in every result
-ROUTE = "relative = dpe_monai.contract.is_scan(rule, grey) of the clean image (bundle >= 0.6.0)"
+ROUTE = (
+    "relative = dpe_monai.contract.is_scan(rule, grey) of the clean image (bundle >= 0.6.0; "
+    "grey: is_near_grey since 0.6.1)"
+)
 
 
 def bundle_version() -> str:
@@ -172,6 +175,7 @@ def network_options(network: torch.nn.Module) -> dict[str, Any]:
         "denoise_first": bool(network.denoise_first),
         "prefilter": None if network.prefilter is None else "nlm",
         "prefilter_on": network.prefilter_on,
+        "noise_model": getattr(network, "noise_model", "gaussian"),
     }
 
 

@@ -13,8 +13,12 @@ with the noise-level function (NLF) estimated from the image itself. This probe 
 * ``stretch_nlm``: the window first, then NLM;
 * ``vst_nlm``: NLM in the stabilised domain with the estimated NLF, no window;
 * ``vst_nlm_window``: that, then the denoised image's window;
-* ``vst_nlm_window_clip``: the same, but a window end where the *input* is saturated (>= 0.5 % of the body at its
-  maximum) stays at the input's maximum (denoising pulls a clipped plateau below the clip level);
+* ``vst_nlm_window_clip``: the same, but the upper window end stays at the *input's* maximum where the input has a
+  saturated plateau there (>= 0.5 % of the body at the maximum, those pixels with on average >= 40 % of their 3x3
+  neighbours at it too: the rule of ``GlobalLocalNet._keep_saturation``); denoising pulls a clipped plateau below
+  the clip level;
+* ``auto``: what ``GlobalLocalNet(noise_model="auto")`` does, ``vst_nlm_window_clip`` where the NLF ratio (below)
+  is >= 2, else ``nlm_window``;
 
 and, per image, the NLF fit's variance ratio between the 90th and the 10th percentile of the local mean, the
 statistic a switch between the two noise models would read. Images: the pyradiomics tumour slices (CT and MR,
@@ -41,7 +45,8 @@ FAMILIES = {  # name: (simulator mode, noise order)
     "alg1_before": ("paper", "before"),
     "alg1_after": ("paper", "after"),
 }
-METHODS = ("nlm_window", "stretch_nlm", "vst_nlm", "vst_nlm_window", "vst_nlm_window_clip")
+METHODS = ("nlm_window", "stretch_nlm", "vst_nlm", "vst_nlm_window", "vst_nlm_window_clip", "auto")
+MIN_RATIO = 2.0  # noise_level_function's default
 
 
 def noise_level_function(img: np.ndarray, bins: int = 16, margin: float = 3.0) -> tuple[float, float, float]:
@@ -89,14 +94,22 @@ def vst_nlm(img: np.ndarray, gain: float, var0: float) -> np.ndarray:
 
 def window(den: np.ndarray, inp: np.ndarray, clip_aware: bool = False) -> np.ndarray:
     """The contract's percentile window of ``den``; with ``clip_aware`` a saturated input keeps its maximum."""
+    from scipy.ndimage import convolve
+
     from dpe_monai.contract import UPPER, body_percentiles
 
     lo, hi = body_percentiles(den)
     if clip_aware:
-        flat = inp.ravel()
-        body = flat[flat > flat.min()]
-        if (body == flat.max()).sum() >= (1 - UPPER / 100) * body.size:
-            hi = float(flat.max())
+        top, bottom = inp.max(), inp.min()
+        at_top = (inp == top) & (inp > bottom)
+        kernel = np.ones((3, 3))
+        share = convolve(at_top.astype(float), kernel, mode="constant") / convolve(
+            np.ones_like(inp), kernel, mode="constant"
+        )
+        frequent = at_top.sum() >= (1 - UPPER / 100) * max((inp > bottom).sum(), 1)
+        clustered = share[at_top].mean() >= 0.4 if at_top.any() else False
+        if frequent and clustered:
+            hi = float(top)
     return np.clip((den - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
 
 
@@ -117,6 +130,7 @@ def score(img: np.ndarray, clean: np.ndarray) -> dict[str, Any]:
         "vst_nlm_window": window(v, img),
         "vst_nlm_window_clip": window(v, img, clip_aware=True),
     }
+    out["auto"] = out["vst_nlm_window_clip"] if ratio >= MIN_RATIO else out["nlm_window"]
     nlf = {"gain_8bit": gain * 255, "var0_8bit": var0 * 255**2, "ratio": ratio}
     return {"psnr": {k: _psnr(o, clean) for k, o in out.items()}, "nlf": nlf}
 
@@ -135,7 +149,9 @@ def image_sets(args: argparse.Namespace) -> dict[str, list[dict]]:
     return {
         "tumour_CT": [it for it in tumour if it.get("modality") == "CT"][:: args.stride],
         "tumour_MR": [it for it in tumour if it.get("modality") == "MR"][:: args.stride],
-        "collection_radiology": [it for it in col if it.get("modality_group") == "radiology"][:: args.stride // 2],
+        "collection_radiology": [it for it in col if it.get("modality_group") == "radiology"][
+            :: max(1, args.stride // 2)
+        ],
     }
 
 
@@ -161,6 +177,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "n": len(rs),
             "psnr": {m: float(np.mean([r["psnr"][m] for r in rs])) for m in METHODS},
             "nlf_ratio_p10_p50_p90": [float(q) for q in np.percentile([r["nlf"]["ratio"] for r in rs], [10, 50, 90])],
+            "share_stabilised": float(np.mean([r["nlf"]["ratio"] >= MIN_RATIO for r in rs])),
         }
         for (s, f), rs in sorted(cells.items())
     }
@@ -174,12 +191,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "wall_seconds": time.perf_counter() - start,
     }
     write_json(args.output, payload)
-    print("| set / degradation | n | " + " | ".join(METHODS) + " | NLF ratio p10 / p50 / p90 |")
-    print("|---" * (len(METHODS) + 3) + "|")
+    print("| set / degradation | n | " + " | ".join(METHODS) + " | NLF ratio p10 / p50 / p90 | stabilised |")
+    print("|---" * (len(METHODS) + 4) + "|")
     for key, cell in summary.items():
         ps = " | ".join(f"{cell['psnr'][m]:.2f}" for m in METHODS)
         q = " / ".join(f"{v:.2f}" for v in cell["nlf_ratio_p10_p50_p90"])
-        print(f"| {key} | {cell['n']} | {ps} | {q} |")
+        print(f"| {key} | {cell['n']} | {ps} | {q} | {cell['share_stabilised']:.0%} |")
     return payload
 
 

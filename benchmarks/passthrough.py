@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from dpe_monai.evaluators.common import enhance, for_item, item_id, load_clean, load_datalist
     from dpe_monai.inference.files import enhance_native, native_window
     from dpe_monai.io import discover, read_image
-    from dpe_monai.transforms import EightBitExport, is_grey
+    from dpe_monai.transforms import EightBitExport, is_grey, is_near_grey
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         payload["collection"][name] = {"summary": _summary(rows), "per_image": rows}
         rows = []
         for item, img in exports:
-            out = enhance(for_item(fn, is_scan("container", is_grey(img))), img)  # 8-bit grey: as the CLI routes it
+            out = enhance(for_item(fn, is_scan("container", is_near_grey(img))), img)  # as the CLI routes it
             rows.append({"id": item_id(item), "group": str(item.get("modality_group", "all")), "psnr": _psnr(out, img)})
         payload["grey_exports"][name] = {"summary": _summary(rows), "per_image": rows}
         dic = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from monai.networks.nets import BasicUNet
@@ -67,6 +68,25 @@ def test_route_census(env):
         "test/all/learned": 1, "test/all/scan": 1,
     }  # fmt: skip
     assert out["moved_by_near_grey"] == [] and (env["results"] / "route.json").exists()
+    # a grey scan stored in colour with 1-level channel noise: a scan only under the near-grey rule
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    grey = (rng.random((32, 40)) * 200).astype(int)
+    noisy = np.clip(grey[..., None] + rng.integers(-1, 2, (32, 40, 3)), 0, 255).astype(np.uint8)
+    Image.fromarray(noisy).save(env["root"] / "near_grey.png")
+    (env["root"] / "near.json").write_text(json.dumps({"test": [{"image": "near_grey.png"}]}))
+    out = route_census.main(
+        [
+            "--datalist",
+            str(env["root"] / "near.json"),
+            "--splits",
+            "test",
+            "--output",
+            str(env["root"] / "near_out.json"),
+        ]
+    )
+    assert out["counts"] == {"test/all/scan": 1} and [m["id"] for m in out["moved_by_near_grey"]] != []
 
 
 def test_quality(env):

@@ -54,6 +54,8 @@ def test_stabilised_nlm_beats_one_level_on_poisson_noise_and_is_plain_without_ga
 
 
 def test_auto_noise_model_changes_only_signal_dependent_scans():
+    """Additive noise (with or without a clipped plateau) keeps the Gaussian model exactly; quantum noise is
+    stabilised and comes closer to the noiseless image's own window."""
     torch.manual_seed(0)
     kw = {"channels": (8, 12, 16), "prefilter": "nlm", "prefilter_on": "relative"}
     gaussian, auto = GlobalLocalNet(**kw).eval(), GlobalLocalNet(noise_model="auto", **kw).eval()
@@ -62,6 +64,10 @@ def test_auto_noise_model_changes_only_signal_dependent_scans():
     rel = torch.ones(1)
     with torch.no_grad():
         additive = _t(_gauss(clean))
+        assert torch.equal(auto(additive, relative=rel), gaussian(additive, relative=rel))
+        plateau = clean.copy()
+        plateau[:, -20:] = 1.0
+        additive = _t(_gauss(plateau))
         assert torch.equal(auto(additive, relative=rel), gaussian(additive, relative=rel))
         quantum = _t(_poisson(clean))
         target = gaussian(_t(clean), relative=rel)[0, 0].numpy()  # the noiseless image's own window
@@ -76,6 +82,19 @@ def test_auto_noise_model_changes_only_signal_dependent_scans():
         assert torch.allclose(scripted(quantum, relative=rel), gaussian(quantum, relative=rel), atol=1e-5)
     with pytest.raises(ValueError, match="noise_model"):
         GlobalLocalNet(noise_model="poisson")
+    with pytest.raises(ValueError, match="prefilter"):
+        GlobalLocalNet(noise_model="auto")
+
+
+def test_auto_noise_model_reads_a_volume():
+    """A volume given to a 2-D network: the model is fitted on its slices and travels with the volume's params."""
+    torch.manual_seed(0)
+    net = GlobalLocalNet(channels=(8, 12, 16), prefilter="nlm", prefilter_on="relative", noise_model="auto").eval()
+    vol = np.stack([_poisson(_clean((48, 56)), seed=s) for s in range(6)], -1)
+    x = torch.tensor(vol, dtype=torch.float32)[None, None].expand(1, 3, -1, -1, -1).contiguous()
+    with torch.no_grad():
+        params = net.estimate(x, relative=torch.ones(1))
+    assert params.shape[0] == 1 and float(params[0, -2]) == pytest.approx(1.0 / PHOTONS, rel=0.3)
 
 
 def test_a_saturated_scan_keeps_its_clip_level():

@@ -32,6 +32,24 @@ def test_is_scan_route():
     assert not is_scan("container", grey=False) and not is_scan(None, grey=False)
 
 
+def test_is_near_grey_tolerates_storage_chroma_noise_only():
+    """Grey up to the chroma noise of lossy colour storage: mean channel spread <= 3 and p99 <= 10 levels of 255."""
+    from dpe_monai.transforms import is_grey, is_near_grey
+
+    rng = np.random.default_rng(0)
+    grey = rng.random((1, 40, 50)).astype(np.float32)
+    assert is_near_grey(grey) and is_near_grey(np.repeat(grey, 3, 0))  # one channel; three equal ones
+    assert not is_near_grey(np.repeat(grey, 2, 0))  # neither grey nor RGB
+    cast = np.repeat(grey, 3, 0)
+    cast[0] += 2.5 / 255  # a constant 2.5-level cast: mean spread 2.5
+    assert not is_grey(cast) and is_near_grey(cast) and is_near_grey(torch.from_numpy(cast))
+    cast[0] += 1.0 / 255  # 3.5 levels: colour
+    assert not is_near_grey(cast)
+    spots = np.repeat(grey, 3, 0)
+    spots[1, :4] += 20.0 / 255  # 8 % of the pixels 20 levels apart: mean 1.6, but the 99th percentile is 20
+    assert not is_near_grey(spots)
+
+
 def test_to_rgb():
     g = np.random.rand(1, 5, 6).astype(np.float32)
     out = ToRGB()(g)

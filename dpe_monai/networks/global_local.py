@@ -77,8 +77,9 @@ class GlobalLocalNet(nn.Module):
             (:func:`noise_level_function`), denoised in its variance-stabilised domain, and a scan's window keeps
             the input's maximum where the input has a saturated plateau there (denoising would pull a clipped
             plateau below the clip level; see :meth:`_keep_saturation`). The parameters from :meth:`estimate` then
-            carry the gain as a column before the flag. Eager only: TorchScript and ONNX graphs keep the Gaussian
-            model.
+            carry the gain as a column before the flag. Images whose noise shows no signal dependence get exactly
+            the Gaussian model. The estimate is eager only: a TorchScript or ONNX graph that estimates its own
+            parameters keeps the Gaussian model.
     """
 
     def __init__(
@@ -109,6 +110,8 @@ class GlobalLocalNet(nn.Module):
             raise ValueError(f"prefilter_on must be 'all' or 'relative', got {prefilter_on!r}.")
         if noise_model not in ("gaussian", "auto"):
             raise ValueError(f"noise_model must be 'gaussian' or 'auto', got {noise_model!r}.")
+        if noise_model == "auto" and prefilter != "nlm":
+            raise ValueError("noise_model='auto' is the prefilter's noise model: it needs prefilter='nlm'.")
         self.prefilter_on = prefilter_on
         self.noise_model = noise_model
         self.auto_noise = noise_model == "auto" and prefilter == "nlm"
@@ -163,7 +166,7 @@ class GlobalLocalNet(nn.Module):
                     den, branch.thumb, branch.n_quantiles, branch.lower, branch.upper, den[0, 0].numel()
                 )
                 if self.auto_noise and not torch.jit.is_scripting() and not tracing():
-                    every = self._keep_saturation(every, x)
+                    every = self._keep_saturation(every, x, gain > 0)
                 summary = torch.where(rel[:, None], every, plain)
                 if x.ndim == self.spatial_dims + 2:  # the whole batch denoised (a volume's view is a sample)
                     reuse = den
@@ -173,14 +176,16 @@ class GlobalLocalNet(nn.Module):
             cols.append(gain[:, None].to(tone.dtype))
         return torch.cat(cols, dim=1), reuse
 
-    def _keep_saturation(self, summary: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``summary`` with its upper window end set to ``x``'s maximum where ``x`` has a saturated *plateau* there:
-        at least the share of the body above the upper percentile sits at the maximum, and those pixels have on
-        average at least 40 % of their 3x3 neighbours at it too (a structure clipped at the window's top, e.g. bone
-        in a soft-tissue CT window, rather than noise tails of bright tissue crossing the clip level)."""
+    def _keep_saturation(self, summary: torch.Tensor, x: torch.Tensor, stabilised: torch.Tensor) -> torch.Tensor:
+        """``summary`` with its upper window end set to ``x``'s maximum for the images ``stabilised`` (``(B,)``
+        bool: denoised under the signal-dependent model, which pulls a clipped plateau below the clip level) where
+        ``x`` has a saturated *plateau* there: at least the share of the body above the upper percentile sits at the
+        maximum, and those pixels have on average at least 40 % of their 3x3 in-slice neighbours at it too (a
+        structure clipped at the window's top, e.g. bone in a soft-tissue CT window, rather than noise tails of
+        bright tissue crossing the clip level). Other images keep the Gaussian model's window exactly."""
         b = x.shape[0]
         grey = x.float().mean(dim=1)
-        if grey.ndim == 4:  # a volume given to a 2-D network: its slices
+        if grey.ndim == 4:  # a volume (to a 2-D or a 3-D network): the test runs within its slices
             grey = grey.movedim(-1, 1).reshape(-1, grey.shape[1], grey.shape[2])
         flat = grey.reshape(b, -1)
         top, bottom = flat.amax(dim=1, keepdim=True), flat.amin(dim=1, keepdim=True)
@@ -191,7 +196,7 @@ class GlobalLocalNet(nn.Module):
         share = F.avg_pool2d(ind, 3, stride=1, padding=1, count_include_pad=False).reshape(b, -1)
         clustered = (share * at_top).sum(dim=1) / at_top.sum(dim=1).clamp_min(1) >= 0.4
         out = summary.clone()
-        out[:, 1] = torch.where(frequent & clustered, top[:, 0].to(out.dtype), summary[:, 1])
+        out[:, 1] = torch.where(frequent & clustered & stabilised, top[:, 0].to(out.dtype), summary[:, 1])
         return out
 
     def _denoised_view(self, x: torch.Tensor, sigma: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
@@ -254,7 +259,8 @@ class GlobalLocalNet(nn.Module):
             elif flagged:
                 keep = (flag <= 0.5).to(x.dtype)
                 if tracing():  # no data-dependent branches while exporting: both paths, selected
-                    x = torch.where(keep > 0, x, self.prefilter(x, sigma, gain))
+                    den = self.prefilter(x, sigma, gain) if denoised is None else denoised  # one NLM in the graph
+                    x = torch.where(keep > 0, x, den)
                 else:
                     if bool((keep < 1).any()):
                         den = self.prefilter(x, sigma, gain) if denoised is None else denoised

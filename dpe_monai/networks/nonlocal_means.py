@@ -78,11 +78,21 @@ def noise_level_function(
     Eager only (TorchScript and ONNX graphs keep the Gaussian model).
 
     Args:
-        x: ``(B, C, H, W)`` or ``(B, C, H, W, D)`` in [0, 1].
+        x: ``(B, C, H, W)`` or ``(B, C, H, W, D)`` in [0, 1] (a volume is read on up to 16 evenly spaced slices).
+        samples: about this many 2x2 blocks per image are read (strided).
+        bins: equal-count bins of the local mean.
+        margin: blocks within this many noise levels of the extremes are left out.
+        min_ratio: the variance ratio from which an image counts as signal-dependent.
+
+    Returns:
+        ``(sigma, gain)``, each ``(B,)`` in ``x``'s units: the Gaussian part's standard deviation and the gain
+        (0 for images kept on the Gaussian model).
     """
     b = x.shape[0]
     base = noise_sigma(x)
     grey = x.float().mean(dim=1)
+    if grey.ndim == 4:  # a volume: up to 16 evenly spaced slices, as the global summary reads it
+        grey = grey[..., :: max(1, grey.shape[-1] // 16)]
     r = ((grey[:, :-1, :-1] - grey[:, :-1, 1:] - grey[:, 1:, :-1] + grey[:, 1:, 1:]) / 2).reshape(b, -1)
     m = ((grey[:, :-1, :-1] + grey[:, :-1, 1:] + grey[:, 1:, :-1] + grey[:, 1:, 1:]) / 4).reshape(b, -1)
     step = max(1, m.shape[1] // samples)
@@ -165,9 +175,9 @@ class NonLocalMeans(nn.Module):
         return self._stabilised(x, sigma, gain)
 
     def _stabilised(self, x: torch.Tensor, sigma: torch.Tensor, gain: torch.Tensor | None) -> torch.Tensor:
-        plain = self._denoise(x, sigma)
+        """:meth:`_denoise` at ``sigma``, or in the stabilised domain for the images with ``gain > 0``."""
         if gain is None or tracing() or not bool((gain > 0).any()):
-            return plain
+            return self._denoise(x, sigma)
         view = [x.shape[0]] + [1] * (x.ndim - 1)
         a = gain.to(x.dtype).clamp_min(0.0).reshape(view)
         c = 0.375 * a * a + sigma.to(x.dtype).square().reshape(view)
@@ -176,7 +186,9 @@ class NonLocalMeans(nn.Module):
         t = 2.0 * x / ((a * x + c).clamp_min(0.0).sqrt() + sc)
         d = self._denoise(t, torch.ones_like(sigma))
         back = (d * sc + a * d * d / 4.0 + a / 4.0).clamp(0.0, 1.0)
-        return torch.where(a > 0, back, plain)
+        if not bool((gain <= 0).any()):
+            return back
+        return torch.where(a > 0, back, self._denoise(x, sigma))
 
     def _denoise(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         b = x.shape[0]

@@ -74,8 +74,9 @@ class RelativeFlagd(MapTransform):
     """Write the network's route flag (``relative``) of an image windowed by ``IntensityWindowd(..., params_postfix=)``.
 
     ``1.0`` for a scan (:func:`dpe_monai.contract.is_scan`): the contract windowed it relative to itself (``rule``
-    ``"percentile"``, ``"dicom"``, ``"minmax"``), or the clean image ``image_key`` is grey (any bit depth, so 8-bit
-    grey exports too). ``0.0`` for colour images under the absolute ``"container"`` rule (8-bit photographs). The
+    ``"percentile"``, ``"dicom"``, ``"minmax"``), or the clean image ``image_key`` is grey
+    (:func:`~dpe_monai.transforms.is_near_grey`: any bit depth, so 8-bit grey exports too, and grey scans stored in
+    colour). ``0.0`` for colour images under the absolute ``"container"`` rule (8-bit photographs). The
     CLI (:func:`~dpe_monai.inference.enhance_native`) and the benchmarks
     (:func:`~dpe_monai.evaluators.common.load_clean`) decide it the same way. See
     :class:`~dpe_monai.networks.GlobalLocalNet`.

@@ -5,7 +5,8 @@ Usage (from the bundle folder)::
     python scripts/export_onnx.py --checkpoint models/model.pt --output models/model.onnx
 
 The graph has two inputs, ``image`` ``(1, 3, H, W)`` float32 in [0, 1] and ``relative`` ``(1,)`` float32, the route
-flag the CLI passes (:func:`dpe_monai.contract.is_scan`: 1 for grey images and images windowed relative to
+flag the CLI passes (:func:`dpe_monai.contract.is_scan` of the window rule and
+:func:`dpe_monai.transforms.is_near_grey` of the image: 1 for grey images and images windowed relative to
 themselves, which take the scan path; 0 for colour 8-bit images). Both paths are in the graph, selected by the flag,
 so the export computes what the CLI computes for either kind. The export takes minutes (the non-local-means layer
 unrolls into many nodes; the ONNX optimiser pass is skipped, it would take longer than the export).
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,6 +36,7 @@ class Routed(torch.nn.Module):
         self.in_channels = network.in_channels
 
     def forward(self, image: torch.Tensor, relative: torch.Tensor) -> torch.Tensor:
+        """``image`` ``(1, C, H, W)`` in [0, 1] and its flag ``relative`` ``(1,)`` -> the enhanced image."""
         return self.network(image, relative=relative)
 
 
@@ -105,9 +108,9 @@ def check(
     return check_session(session, network, shapes)
 
 
-def check_session(session: object, network: torch.nn.Module, shapes: tuple[tuple[int, ...], ...]) -> float:
+def check_session(session: Any, network: torch.nn.Module, shapes: tuple[tuple[int, ...], ...]) -> float:
     """Largest |``session`` - ``network``| (see :func:`check`)."""
-    routed = "relative" in [i.name for i in session.get_inputs()]  # type: ignore[attr-defined]
+    routed = "relative" in [i.name for i in session.get_inputs()]
     worst = 0.0
     gen = torch.Generator().manual_seed(0)
     for shape in shapes:
@@ -123,7 +126,7 @@ def check_session(session: object, network: torch.nn.Module, shapes: tuple[tuple
                     feed["relative"] = np.full((1,), flag, dtype=np.float32)
                 else:
                     ref = network(x).numpy()
-            out = session.run(None, feed)[0]  # type: ignore[attr-defined]
+            out = session.run(None, feed)[0]
             worst = max(worst, float(np.abs(out - ref).max()))
     return worst
 
