@@ -19,6 +19,8 @@ with the noise-level function (NLF) estimated from the image itself. This probe 
   the clip level;
 * ``auto``: what ``GlobalLocalNet(noise_model="auto")`` does, ``vst_nlm_window_clip`` where the NLF ratio (below)
   is >= 2, else ``nlm_window``;
+* ``nlm_full`` / ``auto_full`` (an idea, in no network): ``nlm_window`` / ``auto``, but a denoised image whose
+  percentile window is already at least ``FULL`` wide keeps its own scale instead of being re-windowed;
 
 and, per image, the NLF fit's variance ratio between the 90th and the 10th percentile of the local mean, the
 statistic a switch between the two noise models would read. Images: the pyradiomics tumour slices (CT and MR,
@@ -45,7 +47,17 @@ FAMILIES = {  # name: (simulator mode, noise order)
     "alg1_before": ("paper", "before"),
     "alg1_after": ("paper", "after"),
 }
-METHODS = ("nlm_window", "stretch_nlm", "vst_nlm", "vst_nlm_window", "vst_nlm_window_clip", "auto")
+METHODS = (
+    "nlm_window",
+    "stretch_nlm",
+    "vst_nlm",
+    "vst_nlm_window",
+    "vst_nlm_window_clip",
+    "auto",
+    "nlm_full",
+    "auto_full",
+)
+FULL = 0.9  # a denoised window at least this wide counts as already full: the image keeps its own scale
 MIN_RATIO = 2.0  # noise_level_function's default
 
 
@@ -131,6 +143,12 @@ def score(img: np.ndarray, clean: np.ndarray) -> dict[str, Any]:
         "vst_nlm_window_clip": window(v, img, clip_aware=True),
     }
     out["auto"] = out["vst_nlm_window_clip"] if ratio >= MIN_RATIO else out["nlm_window"]
+    # the next-step idea: no re-window when the denoised image already spans its range (noise, no exposure loss)
+    from dpe_monai.contract import body_percentiles
+
+    full_n, full_v = np.subtract(*body_percentiles(n)[::-1]) >= FULL, np.subtract(*body_percentiles(v)[::-1]) >= FULL
+    out["nlm_full"] = n if full_n else out["nlm_window"]
+    out["auto_full"] = (v if full_v else out["vst_nlm_window_clip"]) if ratio >= MIN_RATIO else out["nlm_full"]
     nlf = {"gain_8bit": gain * 255, "var0_8bit": var0 * 255**2, "ratio": ratio}
     return {"psnr": {k: _psnr(o, clean) for k, o in out.items()}, "nlf": nlf}
 
