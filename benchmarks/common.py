@@ -176,6 +176,7 @@ def network_options(network: torch.nn.Module) -> dict[str, Any]:
         "prefilter": None if network.prefilter is None else "nlm",
         "prefilter_on": network.prefilter_on,
         "noise_model": getattr(network, "noise_model", "gaussian"),
+        "keep_scale": getattr(network, "keep_scale", None),
     }
 
 

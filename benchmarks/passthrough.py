@@ -13,6 +13,10 @@ Two sets, both *clean* (never degraded):
 3. 8-bit grey exports: the test split's percentile-windowed grey scans rounded to 8 bits, as a viewer's PNG export
    would store them (:class:`~dpe_monai.transforms.EightBitExport`), enhanced as the CLI treats such a file:
    the 0..255 window, and the scan route because the image is grey (:func:`~dpe_monai.contract.is_scan`).
+4. 8-bit grey scans at their source's own scale: MNI152's T1 (nilearn, uint8, black background, brightest tissue
+   at about 235, as the segmentation benchmark stores it), every ``--mni_step``-th axial slice with at least 15 %
+   brain, enhanced as the CLI treats such a file (as in 3). One subject: a check that a scan which does not fill
+   0..255 is not brightened (bundle >= 0.7.0's ``keep_scale``), not a headline.
 
 Writes ``benchmarks/results/passthrough.json``. The issue's bar: mean PSNR(output, input) >= 35 dB.
 """
@@ -38,7 +42,7 @@ DICOMS = ("CT_small.dcm", "MR_small.dcm", "693_UNCR.dcm", "MR-SIEMENS-DICOM-With
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return 100.0 if mse == 0 else 10 * math.log10(1.0 / mse)
+    return 100.0 if mse <= 1e-10 else 10 * math.log10(1.0 / mse)  # identical to float precision: capped at 100 dB
 
 
 def _summary(rows: list[dict]) -> dict[str, Any]:
@@ -55,6 +59,19 @@ def _summary(rows: list[dict]) -> dict[str, Any]:
         "average_of": headline,
         "pooled": float(np.mean([r["psnr"] for r in rows])) if rows else math.nan,
     }
+
+
+def _mni_slices(step: int) -> list[tuple[str, torch.Tensor]]:
+    """MNI152 T1 axial slices (display orientation, stored uint8 values / 255, 3 channels) with >= 15 % brain."""
+    from dpe_monai.data.sources import mni152
+
+    t1 = next(mni152()).load()[0].array
+    keep = [z for z in range(t1.shape[2]) if (t1[:, :, z] > 0).mean() >= 0.15][::step]
+    out = []
+    for z in keep:
+        plane = np.ascontiguousarray(np.rot90(t1[:, :, z])).astype(np.uint8).astype(np.float32) / 255.0
+        out.append((f"mni152_axial{z:03d}", torch.from_numpy(plane)[None].repeat(3, 1, 1)))
+    return out
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -88,8 +105,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "collection": {},
         "dicoms": {},
         "grey_exports": {},
+        "source_scale": {},
     }
     exports = [(i, EightBitExport()(d["image"])) for i, d in clean if is_relative(d["rule"]) and is_grey(d["image"])]
+    mni = _mni_slices(args.mni_step)
     for name, fn in methods.items():
         rows = []
         for item, loaded in clean:  # with the route flag the CLI and the quality protocol pass
@@ -102,6 +121,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             out = enhance(for_item(fn, is_scan("container", is_near_grey(img))), img)  # as the CLI routes it
             rows.append({"id": item_id(item), "group": str(item.get("modality_group", "all")), "psnr": _psnr(out, img)})
         payload["grey_exports"][name] = {"summary": _summary(rows), "per_image": rows}
+        rows = []
+        for sid, img in mni:
+            out = enhance(for_item(fn, is_scan("container", True)), img)
+            rows.append({"id": sid, "group": "radiology (MNI152, one subject)", "psnr": _psnr(out, img)})
+        payload["source_scale"][name] = {"summary": _summary(rows), "per_image": rows}
         dic = []
         for fname in DICOMS:
             path = get_testdata_file(fname, download=False)
@@ -135,6 +159,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dpe_checkpoint", default=None, help="default: bundles/dpe_enhancement/models/model.pt")
     p.add_argument("--dpe_network", default=None, help="network_def JSON (default: inference.json's)")
     p.add_argument("--per_group", type=int, default=None, help="N evenly spaced items per group")
+    p.add_argument("--mni_step", type=int, default=8, help="every N-th MNI152 axial slice (set 4)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--output", default=str(RESULTS / "passthrough.json"))
     return p

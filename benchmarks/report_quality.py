@@ -201,22 +201,37 @@ def passthrough_section(p: dict | None, ctx: dict) -> list[str]:
         )
     out += ["Real pydicom-data DICOMs through the CLI's path (the contract in and out):", ""]
     out += [table(["method"] + files, rows), ""]
-    exports = p.get("grey_exports") or {}
-    if exports:
-        rows = []
-        for n in names:
-            s = exports[n]["summary"]
-            cells = [f"{fmt(v['mean'])} (min {fmt(v['min'])}, n={v['n']})" for v in s["groups"].values()]
-            rows.append([labels.get(n, n)] + cells)
-        heads = [f"{g} 8-bit export" for g in exports[names[0]]["summary"]["groups"]]
-        out += [
-            "8-bit grey exports (the same test scans rounded to 8 bits, as a viewer's PNG export stores them; enhanced"
-            " as the CLI treats such a file: the 0..255 window, and the scan route because it is grey):",
-            "",
-            table(["method"] + heads, rows),
-            "",
-        ]
+    out += _grey_set(
+        p.get("grey_exports") or {},
+        names,
+        ctx,
+        "8-bit export",
+        "8-bit grey exports (the same test scans rounded to 8 bits, as a viewer's PNG export stores them; enhanced"
+        " as the CLI treats such a file: the 0..255 window, and the scan route because it is grey):",
+    )
+    out += _grey_set(
+        p.get("source_scale") or {},
+        names,
+        ctx,
+        "slices",
+        "8-bit grey scans at their source's own scale (MNI152's T1 from nilearn: black background, brightest tissue"
+        " at about 235 of 255; enhanced as the CLI treats such a file; one subject, a check, not a headline):",
+    )
     return out
+
+
+def _grey_set(res: dict, names: list[str], ctx: dict, suffix: str, caption: str) -> list[str]:
+    """A table of one of the passthrough benchmark's grey-file sets (empty when the run did not have it)."""
+    if not res:
+        return []
+    fmt, table, labels = ctx["fmt"], ctx["table"], ctx["labels"]
+    rows = []
+    for n in names:
+        s = res[n]["summary"]
+        cells = [f"{fmt(v['mean'])} (min {fmt(v['min'])}, n={v['n']})" for v in s["groups"].values()]
+        rows.append([labels.get(n, n)] + cells)
+    heads = [f"{g} {suffix}" for g in res[names[0]]["summary"]["groups"]]
+    return [caption, "", table(["method"] + heads, rows), ""]
 
 
 def _options(info: dict) -> str:

@@ -168,3 +168,30 @@ def test_grey_files_take_the_scan_path(tmp_path):
         if name in ("chroma", "grey_rgb_jpeg"):  # the near-grey rule decides, not exact greyness
             assert not is_grey(loaded["image"]), name
     assert seen == expect
+
+
+def _png_roundtrip(plane: np.ndarray, path, enhancer) -> tuple[np.ndarray, np.ndarray]:
+    from PIL import Image
+
+    Image.fromarray(plane).save(path)
+    jobs, _ = discover([path])
+    png = read_image(jobs[0].paths, jobs[0].kind)
+    return png.array.astype(np.float64) / 255.0, enhance_native(png, enhancer).astype(np.float64) / 255.0
+
+
+def test_good_8bit_scan_that_does_not_fill_the_range_keeps_its_scale(enhancer, tmp_path):
+    """A real 8-bit grey scan whose values end below 255 (MNI152's T1 from nilearn: black background, brightest
+    tissue at about 235) comes back at >= 35 dB of itself (the scan path's window would otherwise stretch it, 25 dB
+    before ``keep_scale``), while the same slice with its contrast and brightness cut is still stretched."""
+    from dpe_monai.data.sources import mni152
+
+    t1 = next(mni152()).load()[0].array
+    plane = np.ascontiguousarray(np.rot90(t1[:, :, t1.shape[2] // 2])).astype(np.uint8)
+    assert 200 < plane.max() < 250  # the source does not fill 0..255
+    a, b = _png_roundtrip(plane, tmp_path / "mni.png", enhancer)
+    psnr = 10 * math.log10(1.0 / max(float(np.mean((a - b) ** 2)), 1e-12))
+    assert psnr >= 35.0, f"a good 8-bit MNI slice comes back at only {psnr:.1f} dB of itself"
+    m = plane.astype(np.float64).mean()
+    dark = np.round(0.6 * (m + 0.5 * (plane - m))).astype(np.uint8)  # Algorithm 1: contrast 0.5, brightness 0.6
+    a, b = _png_roundtrip(dark, tmp_path / "dark.png", enhancer)
+    assert np.percentile(a, 99.5) < 0.5 and np.percentile(b, 99.5) > 0.9, "a dim, flat scan is no longer stretched"

@@ -278,3 +278,36 @@ def test_prefilter_on_relative_scans_only():
         vol = torch.stack([x[0] * (0.8 + 0.05 * s) for s in range(5)], dim=-1)[None]  # a volume, 2-D network
         out = e(vol, relative=True)
         assert out.shape == vol.shape and float(out.min()) >= 0 and float(out.max()) <= 1
+
+
+def test_well_exposed_scans_keep_their_own_scale():
+    """keep_scale=(0.65, 0.8): a scan whose denoised values span >= 0.8 (minimum to 99.5th percentile) comes back as
+    NLM(x) on its own scale; one spanning <= 0.65 gets its window exactly as with keep_scale=None; in between the
+    output moves continuously from one to the other."""
+    from dpe_monai.networks.nonlocal_means import NonLocalMeans, noise_sigma
+
+    net = _net(prefilter="nlm", prefilter_on="relative")
+    ref = _net(prefilter="nlm", prefilter_on="relative", keep_scale=None)
+    ref.load_state_dict(net.state_dict())
+    with pytest.raises(ValueError, match="keep_scale"):
+        _net(prefilter="nlm", keep_scale=(0.9, 0.8))
+    g = torch.Generator().manual_seed(1)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
+    body = ((yy - 0.5) ** 2 + (xx - 0.5) ** 2 < 0.16).float()  # a disc on a black background, as a brain slice
+
+    def scan(top: float) -> torch.Tensor:
+        x = body * (0.3 + (top - 0.3) * (yy - 0.1) / 0.8) + 0.005 * torch.randn(64, 64, generator=g) * body
+        return x.clamp(0, 1)[None, None].expand(1, 3, 64, 64).contiguous()
+
+    rel = torch.ones(1)
+    with torch.no_grad():
+        good = scan(0.95)
+        den = NonLocalMeans()(good, noise_sigma(good))
+        assert torch.allclose(net(good, relative=rel), den.clamp(0, 1), atol=1e-5)
+        assert (ref(good, relative=rel) - good).abs().max() > 0.2  # the window alone would change it that much
+        dim = scan(0.55)
+        assert torch.allclose(net(dim, relative=rel), ref(dim, relative=rel), atol=1e-6)
+        outs = [net(scan(t), relative=rel) for t in (0.72, 0.725, 0.73)]
+        assert (outs[0] - outs[1]).abs().max() < 0.06 and (outs[1] - outs[2]).abs().max() < 0.06  # no jump
+        vol = torch.stack([good[0]] * 4, dim=-1)[None]  # a volume to a 2-D network: the same rule
+        assert torch.allclose(Enhancer(net, precision="fp32")(vol, relative=True)[..., 0], den[0], atol=1e-4)

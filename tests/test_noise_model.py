@@ -100,7 +100,8 @@ def test_auto_noise_model_reads_a_volume():
 def test_a_saturated_scan_keeps_its_clip_level():
     """Denoising pulls a clipped plateau below the clip level; the auto model's window keeps the input's maximum."""
     torch.manual_seed(0)
-    kw = {"channels": (8, 12, 16), "prefilter": "nlm", "prefilter_on": "relative"}
+    # the window itself (keep_scale would give these full-range scans their own scale whatever the window)
+    kw = {"channels": (8, 12, 16), "prefilter": "nlm", "prefilter_on": "relative", "keep_scale": None}
     gaussian, auto = GlobalLocalNet(**kw).eval(), GlobalLocalNet(noise_model="auto", **kw).eval()
     clean = _clean()
     clean[:, -20:] = 1.0  # a structure clipped at the top of the window (bone in a soft-tissue CT export)

@@ -80,6 +80,12 @@ class GlobalLocalNet(nn.Module):
             carry the gain as a column before the flag. Images whose noise shows no signal dependence get exactly
             the Gaussian model. The estimate is eager only: a TorchScript or ONNX graph that estimates its own
             parameters keeps the Gaussian model.
+        keep_scale: ``(a, b)`` with ``0 < a < b <= 1``: a scan whose denoised values span at least ``b`` (from
+            their minimum to the window's upper end, the 99.5th percentile) keeps its own scale (window ``[0, 1]``:
+            it comes back as ``NLM(x)``); one spanning at most ``a`` is stretched to its window; in between the
+            window moves linearly from one to the other (no jump in the output for a small change of the input).
+            Algorithm 1's contrast and brightness factors (at most 0.8 each) leave a span of at most 0.64. None:
+            always the window.
     """
 
     def __init__(
@@ -95,6 +101,7 @@ class GlobalLocalNet(nn.Module):
         prefilter: str | None = None,
         prefilter_on: str = "all",
         noise_model: str = "gaussian",
+        keep_scale: tuple[float, float] | None = (0.65, 0.8),
     ) -> None:
         super().__init__()
         if in_channels != out_channels:
@@ -113,6 +120,9 @@ class GlobalLocalNet(nn.Module):
         if noise_model == "auto" and prefilter != "nlm":
             raise ValueError("noise_model='auto' is the prefilter's noise model: it needs prefilter='nlm'.")
         self.prefilter_on = prefilter_on
+        if keep_scale is not None and not 0.0 < keep_scale[0] < keep_scale[1] <= 1.0:
+            raise ValueError(f"keep_scale must be (a, b) with 0 < a < b <= 1, or None; got {keep_scale!r}.")
+        self.keep_scale = None if keep_scale is None else (float(keep_scale[0]), float(keep_scale[1]))
         self.noise_model = noise_model
         self.auto_noise = noise_model == "auto" and prefilter == "nlm"
         self.relative_only = prefilter_on == "relative"
@@ -167,6 +177,7 @@ class GlobalLocalNet(nn.Module):
                 )
                 if self.auto_noise and not torch.jit.is_scripting() and not tracing():
                     every = self._keep_saturation(every, x, gain > 0)
+                every = self._keep_own_scale(every, den.float().mean(dim=1).reshape(den.shape[0], -1).amin(dim=1))
                 summary = torch.where(rel[:, None], every, plain)
                 if x.ndim == self.spatial_dims + 2:  # the whole batch denoised (a volume's view is a sample)
                     reuse = den
@@ -198,6 +209,17 @@ class GlobalLocalNet(nn.Module):
         out = summary.clone()
         out[:, 1] = torch.where(frequent & clustered & stabilised, top[:, 0].to(out.dtype), summary[:, 1])
         return out
+
+    def _keep_own_scale(self, summary: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
+        """``summary`` with its window ``[q_lo, q_hi]`` moved towards ``[0, 1]`` by ``t = clip((w - a) / (b - a), 0,
+        1)``, ``w = q_hi - floor`` (``floor``: ``(B,)`` the denoised image's minimum, so a black background counts
+        as the image's black point) and ``(a, b) = keep_scale``: a scan exposed well enough keeps its own scale."""
+        keep = self.keep_scale
+        if keep is None:
+            return summary
+        lo, hi = summary[:, :1], summary[:, 1:2]
+        t = ((hi - floor[:, None].to(hi.dtype) - keep[0]) / (keep[1] - keep[0])).clamp(0.0, 1.0)
+        return torch.cat([lo * (1.0 - t), hi + t * (1.0 - hi), summary[:, 2:]], dim=1)
 
     def _denoised_view(self, x: torch.Tensor, sigma: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` denoised by the prefilter; a volume given to a 2-D network: up to 16 evenly spaced slices of it
