@@ -116,10 +116,13 @@ def test_quality(env):
 def test_passthrough(env):
     out = passthrough.main(
         ["--datalist", env["datalist"], "--methods", "dpe", "--output", str(env["results"] / "passthrough.json")]
+        + ["--mni_step", "60"]
         + env["nets"][:4]
     )
     rows = out["collection"]["dpe"]["per_image"]
     assert len(rows) == 2 and all(r["psnr"] > 0 for r in rows)
+    mni = out["source_scale"]["dpe"]["per_image"]
+    assert len(mni) >= 2 and all(r["id"].startswith("mni152_axial") and r["psnr"] > 0 for r in mni)
     assert out["dicoms"]["dpe"] and all(d["inside_own_range"] for d in out["dicoms"]["dpe"])
 
 

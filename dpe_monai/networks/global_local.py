@@ -101,7 +101,7 @@ class GlobalLocalNet(nn.Module):
         prefilter: str | None = None,
         prefilter_on: str = "all",
         noise_model: str = "gaussian",
-        keep_scale: tuple[float, float] | None = (0.65, 0.8),
+        keep_scale: tuple[float, float] | None = (0.8, 0.9),
     ) -> None:
         super().__init__()
         if in_channels != out_channels:
