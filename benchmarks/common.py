@@ -171,12 +171,14 @@ def network_options(network: torch.nn.Module) -> dict[str, Any]:
     other networks), so a result records *which* variant scored it, not only its weights."""
     if not hasattr(network, "prefilter_on"):
         return {}
+    scan_path = network.prefilter_on == "relative"
     return {
         "denoise_first": bool(network.denoise_first),
         "prefilter": None if network.prefilter is None else "nlm",
         "prefilter_on": network.prefilter_on,
         "noise_model": getattr(network, "noise_model", "gaussian"),
-        "keep_scale": getattr(network, "keep_scale", None),
+        # acts on the scan path only (prefilter on relative images); recorded as None where it cannot act
+        "keep_scale": getattr(network, "keep_scale", None) if network.prefilter is not None and scan_path else None,
     }
 
 

@@ -286,7 +286,7 @@ def test_well_exposed_scans_keep_their_own_scale():
     output moves continuously from one to the other."""
     from dpe_monai.networks.nonlocal_means import NonLocalMeans, noise_sigma
 
-    net = _net(prefilter="nlm", prefilter_on="relative")
+    net = _net(prefilter="nlm", prefilter_on="relative", keep_scale=(0.8, 0.9))
     ref = _net(prefilter="nlm", prefilter_on="relative", keep_scale=None)
     ref.load_state_dict(net.state_dict())
     with pytest.raises(ValueError, match="keep_scale"):
@@ -309,5 +309,9 @@ def test_well_exposed_scans_keep_their_own_scale():
         assert torch.allclose(net(dim, relative=rel), ref(dim, relative=rel), atol=1e-6)
         outs = [net(scan(t), relative=rel) for t in (0.86, 0.865, 0.87)]
         assert (outs[0] - outs[1]).abs().max() < 0.06 and (outs[1] - outs[2]).abs().max() < 0.06  # no jump
+        mid = scan(0.865)  # inside the ramp: neither the window nor the own scale
+        mid_den = NonLocalMeans()(mid, noise_sigma(mid)).clamp(0, 1)
+        assert (net(mid, relative=rel) - ref(mid, relative=rel)).abs().max() > 0.01
+        assert (net(mid, relative=rel) - mid_den).abs().max() > 0.01
         vol = torch.stack([good[0]] * 4, dim=-1)[None]  # a volume to a 2-D network: the same rule
         assert torch.allclose(Enhancer(net, precision="fp32")(vol, relative=True)[..., 0], den[0], atol=1e-4)

@@ -45,11 +45,15 @@ class GlobalLocalNet(nn.Module):
 
     With ``prefilter_on="relative"`` only scans (``relative`` = 1, :func:`dpe_monai.contract.is_scan`: images the
     intensity contract windowed *relative to themselves*, i.e. 12/16-bit, HU, DICOM windows, and grey images of any
-    bit depth, i.e. 8-bit exports too) take that path, and for them nothing learned acts: they
-    come back as ``stretch(NLM(x))`` with the 0.5-99.5 % window measured on every pixel of the *denoised* whole
-    image (the target of such an image is its own percentile window, and noise widens the window measured on the
-    noisy one). The body's residual is switched off for them. Colour 8-bit images (photographs, ``relative`` = 0
-    or None) take the plain path above, unchanged: no NLM, the learned tone map and the body. This is the measured
+    bit depth, i.e. 8-bit exports too) take that path, and for them nothing learned acts. A scan whose denoised
+    values span at most ``keep_scale[0]`` (a dim or flat one) comes back as ``stretch(NLM(x))`` with the 0.5-99.5 %
+    window measured on every pixel of the *denoised* whole image (the target of such an image is its own percentile
+    window, and noise widens the window measured on the noisy one); one spanning at least ``keep_scale[1]`` (exposed
+    well: typically a scan the contract windowed relative to itself, a good 8-bit export) keeps its own scale and comes
+    back as ``NLM(x)`` (re-windowing would only brighten an export that does not fill 0..255 and clip its tails);
+    in between the window moves linearly (:meth:`_keep_own_scale`). The body's residual is switched off for them.
+    Colour 8-bit images (photographs, ``relative`` = 0 or None) take the plain path above, unchanged: no NLM, the
+    learned tone map and the body. This is the measured
     choice for the shipped weights, whose body costs 5-8 dB on unseen scans against NLM + stretch
     (``benchmarks/results``).
 
@@ -85,7 +89,8 @@ class GlobalLocalNet(nn.Module):
             it comes back as ``NLM(x)``); one spanning at most ``a`` is stretched to its window; in between the
             window moves linearly from one to the other (no jump in the output for a small change of the input).
             Algorithm 1's contrast and brightness factors (at most 0.8 each) leave a span of at most 0.64. None:
-            always the window.
+            always the window. Acts only on the scan path (``prefilter="nlm"``, ``prefilter_on="relative"``) when
+            the network estimates the tone map from the whole image (``estimate``, or no ``params``/``context``).
     """
 
     def __init__(
