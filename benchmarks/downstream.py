@@ -45,7 +45,8 @@ from benchmarks.common import (
     parse_cli,
     write_json,
 )
-from benchmarks.tumour import add_arguments, run_tumour
+from benchmarks.tumour import add_arguments, run_tumour, task_augmentation_kwargs
+from dpe_monai.evaluators.augmentation import TASK_AUGMENTATIONS
 
 logger = logging.getLogger("benchmarks.downstream")
 
@@ -80,10 +81,14 @@ def run_task(task: str, args: argparse.Namespace, methods: dict) -> dict[str, An
 
     root = Path(args.work_dir) / task
     start = time.perf_counter()
+    augment = task_augmentation_kwargs(args)
     if task == "segmentation":
         datalist = ds.mni_slab_datalist(root, test_slab=tuple(args.test_slab), gap=args.gap, step=args.train_step)
         ev: Any = SegmentationEvaluator(
-            4, ds.TISSUE_CLASSES, seed=args.seed, train_kwargs={"iterations": args.seg_iterations, "batch_size": 8}
+            4,
+            ds.TISSUE_CLASSES,
+            seed=args.seed,
+            train_kwargs={"iterations": args.seg_iterations, "batch_size": 8, **augment},
         )
     elif task == "nuclei":
         datalist = ds.stardist_crops_datalist(root)
@@ -91,14 +96,14 @@ def run_task(task: str, args: argparse.Namespace, methods: dict) -> dict[str, An
             ["nucleus"],
             seed=args.seed,
             degrade_kwargs={"brightness_threshold": None},
-            train_kwargs={"iterations": args.det_iterations, "batch_size": 4},
+            train_kwargs={"iterations": args.det_iterations, "batch_size": 4, **augment},
         )
     elif task == "lesions":
         datalist = ds.mni_lesion_datalist(
             root, test_slab=tuple(args.test_slab), gap=args.gap, seed=args.seed, step=args.train_step
         )
         ev = DetectionEvaluator(
-            ["lesion"], seed=args.seed, train_kwargs={"iterations": args.det_iterations, "batch_size": 4}
+            ["lesion"], seed=args.seed, train_kwargs={"iterations": args.det_iterations, "batch_size": 4, **augment}
         )
     else:
         raise ValueError(f"unknown task {task!r}; choose from {TASKS}")
@@ -151,7 +156,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "settings": {k: v for k, v in vars(args).items() if k != "argv"},
         "protocol": {
             "degradation": f"RandLowQuality(mode={args.mode!r}) seeded per item by (seed={args.seed}, item id)",
-            "task_models": "trained on clean images only; never on the held-out test region",
+            "task_models": "trained on clean images only; never on the held-out test region; intensity augmentation: "
+            + args.task_augmentation,
             "recovery": "(score_enh - score_LQ) / (score_clean - score_LQ); NaN if the degradation costs < 0.001",
             "segmentation_score": "mean Dice over CSF/GM/WM (MONAI DiceMetric, include_background, per image mean)",
             "detection_score": "COCOMetric AP at IoU 0.5 (and mAP 0.5:0.95), max 100 detections per image",
@@ -180,6 +186,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--train_step", type=int, default=1, help="keep every n-th training slice (CI)")
     p.add_argument("--seg_iterations", type=int, default=1500)
     p.add_argument("--det_iterations", type=int, default=1500)
+    p.add_argument(
+        "--task_augmentation",
+        default="none",
+        choices=TASK_AUGMENTATIONS,
+        help="intensity augmentation of the task models (nnunet: dpe_monai.evaluators.augmentation)",
+    )
     p.add_argument("--limit_test", type=int, default=None, help="evaluate N test items per task (CI)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--work_dir", default=str(WORK / "downstream"))

@@ -86,6 +86,13 @@ def fine_tune_curves(out: Path, epoch_length: int) -> dict[str, list[float]]:
     return epoch_means(runs[-1]["history"], epoch_length) if runs else {}
 
 
+def task_augmentation_kwargs(args: argparse.Namespace) -> dict[str, str]:
+    """The task models' ``augmentation`` keyword, only when it is not ``"none"`` (so caches trained before the
+    option existed keep their keys)."""
+    name = getattr(args, "task_augmentation", "none")
+    return {} if name == "none" else {"augmentation": name}
+
+
 def run_tumour(args: argparse.Namespace, methods: dict[str, Any]) -> dict[str, Any]:
     """Both folds, both degradations; returns the task's JSON section."""
     from dpe_monai.evaluators import DetectionEvaluator, load_datalist
@@ -101,9 +108,14 @@ def run_tumour(args: argparse.Namespace, methods: dict[str, Any]) -> dict[str, A
         data_dir = Path(args.work_dir) / "tumour" / args.tumour_split / f"data_fold{fold}"
         datalist = tumour_datalist(data_dir, test_fold=fold, split=args.tumour_split)
         train, test = load_datalist(datalist, "training"), load_datalist(datalist, "test")
-        segmenter = task_segmenter(train, data_dir / "task_segmenter.pt", 2, args.seed, iterations=args.seg_iterations)
+        augment = task_augmentation_kwargs(args)
+        segmenter = task_segmenter(
+            train, data_dir / "task_segmenter.pt", 2, args.seed, iterations=args.seg_iterations, **augment
+        )
         positives = [it for it in train if it["has_tumour"]]
-        det = DetectionEvaluator(["tumour"], seed=args.seed, train_kwargs={"iterations": args.det_iterations})
+        det = DetectionEvaluator(
+            ["tumour"], seed=args.seed, train_kwargs={"iterations": args.det_iterations, **augment}
+        )
         det.fit(positives, cache=data_dir / "task_detector.pt")
         detector, det_log = det.detector, det.train_log
         fold_methods = dict(methods)

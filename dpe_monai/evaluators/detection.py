@@ -170,11 +170,19 @@ def train_detector(
     seed: int = 0,
     device: str | torch.device | None = None,
     num_classes: int = 1,
+    augmentation: str = "none",
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Train a detector on the **clean** images of ``items`` (loss: focal classification + box regression, Adam)."""
+    """Train a detector on the **clean** images of ``items`` (loss: focal classification + box regression, Adam).
+
+    Augmentation: flips and transposes (boxes follow), and with ``augmentation="nnunet"`` nnU-Net's intensity
+    augmentations (:mod:`dpe_monai.evaluators.augmentation`).
+    """
     from monai.utils import set_determinism
 
+    from dpe_monai.evaluators.augmentation import task_augmentation
+
     set_determinism(seed=seed)
+    augment = task_augmentation(augmentation, seed)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     det = (detector or build_detector(num_classes)).to(device)
     data = [(load_clean(it)["image"], _target(it)) for it in items]
@@ -188,6 +196,8 @@ def train_detector(
         for i in idx:
             img, tgt = data[i]
             img, box = _augment(img, tgt["box"], gen)
+            if augment is not None:
+                img = augment(img)
             images.append(img.to(device))
             targets.append({"box": box.to(device), "label": tgt["label"].to(device)})
         losses = det(images, targets)
@@ -202,6 +212,7 @@ def train_detector(
         "iterations": iterations,
         "batch_size": batch_size,
         "learning_rate": learning_rate,
+        "augmentation": augmentation,
         "n_train": len(items),
         "n_train_boxes": sum(len(t["box"]) for _, t in data),
         "seconds": time.perf_counter() - start,

@@ -82,10 +82,13 @@ def train_segmenter(
     device: str | torch.device | None = None,
     max_side: int | None = 1024,
     positive_fraction: float | None = None,
+    augmentation: str = "none",
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Train a segmenter on the **clean** images of ``items`` (``"image"`` + ``"label"``).
 
-    Loss: MONAI ``DiceCELoss`` (softmax, one-hot labels); Adam; random flips along both axes. Images are padded
+    Loss: MONAI ``DiceCELoss`` (softmax, one-hot labels); Adam; random flips along both axes, and with
+    ``augmentation="nnunet"`` nnU-Net's intensity augmentations per image
+    (:mod:`dpe_monai.evaluators.augmentation`). Images are padded
     (zeros, bottom/right) to a common size divisible by 16. Batches are drawn uniformly, or, with
     ``positive_fraction``, that share of each batch from the images with foreground (for rare structures such as
     tumours) and the rest from the others.
@@ -98,7 +101,10 @@ def train_segmenter(
     from monai.losses import DiceCELoss
     from monai.utils import set_determinism
 
+    from dpe_monai.evaluators.augmentation import task_augmentation
+
     set_determinism(seed=seed)
+    augment = task_augmentation(augmentation, seed)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     network = (network or build_segmenter(num_classes)).to(device)
     data = [load_clean(it, label=True, max_side=max_side) for it in items]
@@ -125,6 +131,8 @@ def train_segmenter(
         for axis in (-1, -2):
             if torch.rand(1, generator=gen) < 0.5:
                 x, y = x.flip(axis), y.flip(axis)
+        if augment is not None:
+            x = torch.stack([augment(image) for image in x])
         loss = loss_fn(network(x.to(device)), y.to(device))
         opt.zero_grad()
         loss.backward()
@@ -137,6 +145,7 @@ def train_segmenter(
         "batch_size": batch_size,
         "learning_rate": learning_rate,
         "positive_fraction": positive_fraction,
+        "augmentation": augmentation,
         "n_train": len(items),
         "seconds": time.perf_counter() - start,
         "loss_curve": curve,
