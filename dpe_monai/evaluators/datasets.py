@@ -92,7 +92,7 @@ def mni_slab_datalist(
         min_brain: minimum brain fraction of a kept slice.
         step: keep every ``step``-th training slice (CI runs).
     """
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()  # absolute: the datalist resolves relative entries against its own folder
     keep, t1, tissue = _mni_axial(min_brain)
     split = _slab_split(keep, t1.shape[2], test_slab, gap)
     split["training"] = split["training"][::step]
@@ -160,7 +160,7 @@ def mni_lesion_datalist(
     T1-hypointense white-matter lesions), centred in white matter, at least 70 % inside it, inside the eroded brain
     mask, without overlap. Same slab split as :func:`mni_slab_datalist`.
     """
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()  # absolute: the datalist resolves relative entries against its own folder
     keep, t1, tissue = _mni_axial(min_brain)
     split = _slab_split(keep, t1.shape[2], test_slab, gap)
     split["training"] = split["training"][::step]
@@ -213,7 +213,7 @@ def stardist_crops_datalist(
     img8 = np.clip(np.round(img.astype(np.float64) / img.max() * 255.0), 0, 255).astype(np.uint8)
     h, w = img.shape
     split_col = int(round(w * (1.0 - test_fraction)))
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()  # absolute: the datalist resolves relative entries against its own folder
     lists: dict[str, list[dict]] = {"training": [], "test": []}
 
     def add(name: str, r0: int, c0: int, r1: int, c1: int) -> None:
@@ -305,7 +305,7 @@ def tumour_datalist(
         raise ValueError(f"split must be 'slab' or 'patient', got {split!r}")
     from dpe_monai.data.pyradiomics_data import PATIENTS, cached_archive, read_patient
 
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()  # absolute: the datalist resolves relative entries against its own folder
     archive = cached_archive()
     modality = {p[0]: p[1] for p in PATIENTS}
     test_patients = set(TUMOUR_FOLDS[test_fold])
