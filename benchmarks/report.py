@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import FIGURES, LABELS, REPO, RESULTS
-from benchmarks.report_downstream import downstream_section, is_weak_task, paired_verdict, small_test_set
+from benchmarks.report_downstream import (
+    augmented_section,
+    downstream_section,
+    is_weak_task,
+    paired_verdict,
+    small_test_set,
+)
 from benchmarks.report_quality import passthrough_section, quality_section
 from benchmarks.report_sections import LOWER, ablation_section, group_mean, is_nan, speed_section
 from benchmarks.report_tumour import task_floor_section, tumour_section, tumour_verdict
@@ -33,6 +39,8 @@ COMMANDS = {
     "basicunet": "python -m benchmarks.ablation --variants basicunet ...",
     "speed": "python -m benchmarks.speed",
     "downstream": "python -m benchmarks.downstream",
+    "downstream_augmented": "python -m benchmarks.downstream --task_augmentation nnunet --output "
+    "benchmarks/results/downstream_augmented.json",
     "task_floor": "python -m benchmarks.task_floor",
 }
 
@@ -55,7 +63,7 @@ def ci_sized(name: str, data: dict[str, Any]) -> bool:
         return data["budget"]["images_per_variant"] < 1000 or data.get("limit_per_group") is not None
     if name == "speed":
         return 256 not in data["settings"]["sizes"]
-    if name == "downstream":
+    if name in ("downstream", "downstream_augmented"):
         s = data["settings"]
         return s.get("limit_test") is not None or min(s["seg_iterations"], s["det_iterations"]) < 100
     return False
@@ -146,6 +154,7 @@ def build_report(results_dir: Path, figures_dir: Path, output: Path) -> str:
     parts += ablation_section(res.get("ablation"), res.get("basicunet"), ctx)
     parts += speed_section(res.get("speed"), ctx)
     parts += downstream_section(res.get("downstream"), ctx)
+    parts += augmented_section(res.get("downstream"), res.get("downstream_augmented"), ctx)
     parts += tumour_section((res.get("downstream") or {}).get("tasks", {}).get("tumour"), ctx)
     parts += task_floor_section(res.get("task_floor"), ctx)
     parts += verdict_section(res, ctx)
@@ -164,7 +173,8 @@ def verdict_section(res: dict, ctx: dict) -> list[str]:
     d = res.get("downstream")
     if d:
         out += tumour_verdict(d["tasks"].get("tumour"), ctx)
-        for task, r in d["tasks"].items():
+    for suffix, run in (("", d), (" (augmented task model)", res.get("downstream_augmented"))):
+        for task, r in (run or {}).get("tasks", {}).items():
             if task == "tumour":
                 continue
             rec = {m: v for m, v in r["recovery"].items() if not is_nan(v) and m != "oracle"}  # the ceiling: unranked
@@ -175,7 +185,7 @@ def verdict_section(res: dict, ctx: dict) -> list[str]:
             verdict = "**DPE wins**" if order[0] == "dpe" else f"DPE ranks {order.index('dpe') + 1} of {len(order)}"
             word = "next" if order[0] == "dpe" else "best"
             out.append(
-                f"- downstream {task}: {verdict}, recovery {fmt(rec['dpe'])}; {word} "
+                f"- downstream {task}{suffix}: {verdict}, recovery {fmt(rec['dpe'])}; {word} "
                 f"{labels.get(best, best)} {fmt(rec[best])}"
                 + (" (task model flagged weak in section 4: not evidence either way)" if is_weak_task(r) else "")
                 + (f" ({r['n_test_boxes']} test boxes: close rankings are within noise)" if small_test_set(r) else "")
