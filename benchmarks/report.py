@@ -154,9 +154,12 @@ def build_report(results_dir: Path, figures_dir: Path, output: Path) -> str:
     parts += ablation_section(res.get("ablation"), res.get("basicunet"), ctx)
     parts += speed_section(res.get("speed"), ctx)
     parts += downstream_section(res.get("downstream"), ctx)
-    parts += augmented_section(res.get("downstream"), res.get("downstream_augmented"), ctx)
     parts += tumour_section((res.get("downstream") or {}).get("tasks", {}).get("tumour"), ctx)
     parts += task_floor_section(res.get("task_floor"), ctx)
+    parts += augmented_section(res.get("downstream"), res.get("downstream_augmented"), ctx)
+    aug_tumour = tumour_section((res.get("downstream_augmented") or {}).get("tasks", {}).get("tumour"), ctx)
+    parts += [line.replace("### tumour", "#### tumour with augmented task models", 1) for line in aug_tumour[:1]]
+    parts += aug_tumour[1:]
     parts += verdict_section(res, ctx)
     text = "\n".join(parts).rstrip() + "\n"
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -173,6 +176,9 @@ def verdict_section(res: dict, ctx: dict) -> list[str]:
     d = res.get("downstream")
     if d:
         out += tumour_verdict(d["tasks"].get("tumour"), ctx)
+    aug = res.get("downstream_augmented")
+    if aug:
+        out += tumour_verdict(aug["tasks"].get("tumour"), ctx, " (augmented task models)")
     for suffix, run in (("", d), (" (augmented task model)", res.get("downstream_augmented"))):
         for task, r in (run or {}).get("tasks", {}).items():
             if task == "tumour":

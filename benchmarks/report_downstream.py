@@ -211,6 +211,8 @@ def augmented_section(plain: dict | None, aug: dict | None, ctx: dict) -> list[s
         "",
     ]
     for task, r in aug["tasks"].items():
+        if task == "tumour":
+            continue  # its own tables (benchmarks/report_tumour.py), after these
         p = ((plain or {}).get("tasks") or {}).get(task)
         key = "mean_dice" if "mean_dice" in r["inputs"]["clean"] else "mAP_50"
         metric = "mean Dice" if key == "mean_dice" else "AP@0.5"

@@ -124,8 +124,10 @@ def _fine_tune_lines(r: dict, fmt: Any) -> list[str]:
     return ["Task-driven fine-tunes as logged (MLflow, per-epoch means):", "", *lines, ""] if lines else []
 
 
-def tumour_verdict(r: dict | None, ctx: dict) -> list[str]:
-    """One line per degradation: task-driven vs DPE vs the best classical method, and the PSNR it costs."""
+def tumour_verdict(r: dict | None, ctx: dict, suffix: str = "") -> list[str]:
+    """One line per degradation: task-driven vs DPE vs the best classical method, and the PSNR it costs; DPE vs the
+    best classical method alone when the run has no task-driven fine-tune. ``suffix`` follows "tumour" in each line.
+    """
     if not r:
         return []
     fmt, labels = ctx["fmt"], ctx["labels"]
@@ -134,7 +136,13 @@ def tumour_verdict(r: dict | None, ctx: dict) -> list[str]:
         for metric in ("dice", "mAP_50"):
             rec = {k: _value(v.get(metric)) for k, v in s["recovery"].items()}
             best, best_rec = _best_classical(s, metric)
-            if "dpe_gradprom" not in rec or "dpe" not in rec:
+            if "dpe" not in rec:
+                continue
+            if "dpe_gradprom" not in rec:
+                out.append(
+                    f"- tumour{suffix} {metric} ({setting}, {s['n_slices']} slices): recovery DPE {fmt(rec['dpe'])} "
+                    f"vs best classical {labels.get(best, best)} {fmt(best_rec)}" + _paired_dpe(s, metric, fmt) + "."
+                )
                 continue
             tuned, plain = rec["dpe_gradprom"], rec["dpe"]
             wins = tuned > plain and tuned > best_rec
@@ -143,7 +151,7 @@ def tumour_verdict(r: dict | None, ctx: dict) -> list[str]:
             within = wins and low is not None and low <= max(plain, best_rec)
             dpsnr = s["inputs"]["dpe_gradprom"]["psnr"] - s["inputs"]["dpe"]["psnr"]
             out.append(
-                f"- tumour {metric} ({setting}, {s['n_slices']} slices): "
+                f"- tumour{suffix} {metric} ({setting}, {s['n_slices']} slices): "
                 + (
                     "task-driven ahead, within its bootstrap interval (not a significant win)"
                     if within

@@ -185,7 +185,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="slab",
         help="hold out each patient's lower/upper tumour slab (slab) or whole patients (patient)",
     )
-    p.add_argument("--task_modes", nargs="+", default=["gradprom", "sum"], help="task-driven fine-tunes to run")
+    p.add_argument(
+        "--task_modes",
+        nargs="*",
+        default=["gradprom", "sum"],
+        help="task-driven fine-tunes to run (none: no flag values)",
+    )
     p.add_argument("--finetune_epochs", type=int, default=8)
     p.add_argument("--finetune_epoch_length", type=int, default=40)
     p.add_argument("--n_boot", type=int, default=1000)
