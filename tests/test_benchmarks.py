@@ -307,6 +307,30 @@ def test_downstream(env):
     seg = out["tasks"]["segmentation"]
     assert list(seg["inputs"]) == ["degraded", "clahe", "dpe", "clean"] and set(seg["recovery"]) == {"clahe", "dpe"}
     assert out["tasks"]["nuclei"]["n_test"] == 2 and "mAP_50_95" in out["tasks"]["lesions"]["inputs"]["clean"]
+    assert seg["train"]["augmentation"] == "none"
+    aug = downstream.main(
+        [
+            "--tasks",
+            "segmentation",
+            "--task_augmentation",
+            "nnunet",
+            "--methods",
+            "clahe",
+            "--seg_iterations",
+            "2",
+            "--train_step",
+            "12",
+            "--limit_test",
+            "2",
+            "--work_dir",
+            str(env["root"] / "downstream"),
+            "--output",
+            str(env["results"] / "downstream_augmented.json"),
+        ]
+    )
+    aug_seg = aug["tasks"]["segmentation"]
+    assert aug_seg["train"]["augmentation"] == "nnunet" and not aug_seg["train"]["cached"]  # its own task model
+    assert "intensity augmentation: nnunet" in aug["protocol"]["task_models"]
 
 
 def test_report(env):
@@ -326,6 +350,8 @@ def test_report(env):
     for heading in headings + ("## 4. Downstream", "## 5. Where DPE"):
         assert heading in text
     assert "tiny CI-sized configurations" in text
+    assert "### Task models trained with intensity augmentation" in text and "augmentation nnunet" in text
+    assert "| input | mean Dice (plain) | recovery (plain) | mean Dice (augmented) |" in text
     for fig in ("quality_psnr.png", "quality_delta_e.png", "speed_latency.png", "downstream_recovery.png"):
         assert (env["figures"] / fig).is_file()
 
