@@ -39,8 +39,8 @@ COMMANDS = {
     "basicunet": "python -m benchmarks.ablation --variants basicunet ...",
     "speed": "python -m benchmarks.speed",
     "downstream": "python -m benchmarks.downstream",
-    "downstream_augmented": "python -m benchmarks.downstream --task_augmentation nnunet --output "
-    "benchmarks/results/downstream_augmented.json",
+    "downstream_augmented": "python -m benchmarks.downstream --task_augmentation nnunet --work_dir "
+    "outputs/benchmarks/downstream_augmented --output benchmarks/results/downstream_augmented.json",
     "task_floor": "python -m benchmarks.task_floor",
 }
 
@@ -179,7 +179,7 @@ def verdict_section(res: dict, ctx: dict) -> list[str]:
     aug = res.get("downstream_augmented")
     if aug:
         out += tumour_verdict(aug["tasks"].get("tumour"), ctx, " (augmented task models)")
-    for suffix, run in (("", d), (" (augmented task model)", res.get("downstream_augmented"))):
+    for suffix, run in (("", d), (" (augmented task models)", res.get("downstream_augmented"))):
         for task, r in (run or {}).get("tasks", {}).items():
             if task == "tumour":
                 continue

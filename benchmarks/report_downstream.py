@@ -194,7 +194,17 @@ def downstream_section(d: dict | None, ctx: dict) -> list[str]:
 
 
 def augmented_section(plain: dict | None, aug: dict | None, ctx: dict) -> list[str]:
-    """The same tasks with task models trained under nnU-Net's intensity augmentation, beside the plain ones."""
+    """The same tasks with task models trained under nnU-Net's intensity augmentation, beside the plain ones.
+
+    Args:
+        plain: ``downstream.json`` (task models without intensity augmentation), or None.
+        aug: ``downstream_augmented.json``, or None (a "not run yet" line with its command).
+        ctx: the report's context (``fmt``, ``table``, ``labels``, ``machine_line``, ``commands``).
+
+    Returns:
+        Markdown lines: per task (the tumour task excepted: its own tables) both protocols' scores and recoveries
+        side by side and the augmented run's paired difference against the best classical method.
+    """
     out = ["### Task models trained with intensity augmentation", ""]
     if aug is None:
         return out + [f"Not run yet: `{ctx['commands']['downstream_augmented']}`.", ""]
@@ -202,7 +212,7 @@ def augmented_section(plain: dict | None, aug: dict | None, ctx: dict) -> list[s
     out += [
         "The task models above train on clean images with flips only, so they learn their training images' exact "
         "intensity convention and noise level. Here the same tasks are rerun with task models trained under "
-        "nnU-Net's default intensity augmentations (noise, blur, brightness x0.75-1.25, contrast, gamma; "
+        "nnU-Net's default intensity augmentations (noise, blur, brightness, contrast, gamma on the z-scored image; "
         "`dpe_monai/evaluators/augmentation.py`, the published schedule, not tuned here), as practical segmenters "
         "and detectors are trained. Same test items, degradations and enhancers; both protocols are reported and "
         "neither replaces the other.",
@@ -217,7 +227,7 @@ def augmented_section(plain: dict | None, aug: dict | None, ctx: dict) -> list[s
         key = "mean_dice" if "mean_dice" in r["inputs"]["clean"] else "mAP_50"
         metric = "mean Dice" if key == "mean_dice" else "AP@0.5"
         out += [
-            f"#### {task} (augmented task model)",
+            f"#### {task} (augmented task models)",
             "",
             f"Command: `{r.get('command', aug['command'])}`",
             "",

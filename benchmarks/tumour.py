@@ -21,6 +21,7 @@ realistic modes (MR: bias field + Rician noise, CT: low-dose Poisson-Gaussian). 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from pathlib import Path
@@ -132,6 +133,7 @@ def run_tumour(args: argparse.Namespace, methods: dict[str, Any]) -> dict[str, A
             "n_test_slices": len(test),
             "n_train_slices": len(train),
             "n_train_tumour_slices": len(positives),
+            "segmenter_train": json.loads((data_dir / "task_segmenter.json").read_text()).get("log", {}),
             "detector_train": det_log,
             "task_driven": tuned,
         }
@@ -168,6 +170,7 @@ def run_tumour(args: argparse.Namespace, methods: dict[str, Any]) -> dict[str, A
             f"iterations, modes {list(args.task_modes)}",
             "intervals": f"95 % percentile bootstrap over slices, {args.n_boot} resamples ({args.n_boot_map} for mAP), "
             "paired across inputs",
+            "task_model_augmentation": getattr(args, "task_augmentation", "none"),
         },
     }
 

@@ -21,7 +21,6 @@ import math
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -126,7 +125,9 @@ def train_segmenter(
             idx = torch.randint(len(images), (min(batch_size, len(images)),), generator=gen)
         else:
             sizes = (n_pos, batch_size - n_pos)
-            idx = torch.cat([pool[torch.randint(len(pool), (k,), generator=gen)] for pool, k in zip(pools, sizes)])
+            idx = torch.cat(
+                [pool[torch.randint(len(pool), (k,), generator=gen)] for pool, k in zip(pools, sizes) if k > 0]
+            )  # k == 0: an empty pool is never drawn from
         x, y = images[idx], labels[idx]
         for axis in (-1, -2):
             if torch.rand(1, generator=gen) < 0.5:
@@ -163,35 +164,36 @@ def task_segmenter(
     positive_fraction: float | None = 0.75,
     **train_kwargs: Any,
 ) -> torch.nn.Module:
-    """The U-Net of a task, trained on the clean ``items`` once and kept at ``path`` (a state dict, written
-    atomically); later calls load it. Used as the frozen task network of task-driven fine-tuning and by the tumour
-    benchmark, so both see the same network. ``positive_fraction`` of each batch comes from images with foreground
-    (see :func:`train_segmenter`).
+    """The U-Net of a task, trained on the clean ``items`` once and kept at ``path`` (a state dict and its ``.json``
+    log, written atomically, keyed by the items and settings: :func:`~dpe_monai.evaluators.task_cache.load_or_train`);
+    later calls with the same items and settings load it, others retrain. Used as the frozen task network of
+    task-driven fine-tuning and by the tumour benchmark, so both see the same network. ``positive_fraction`` of each
+    batch comes from images with foreground (see :func:`train_segmenter`).
 
     Returns:
         the network in eval mode, on ``device``.
     """
-    from dpe_monai.io.atomic import write_atomically
+    from dpe_monai.evaluators.task_cache import load_or_train, training_key
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    path = Path(path)
-    network = build_segmenter(num_classes)
-    if path.is_file():
-        network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return network.to(device).eval()
-    network, log = train_segmenter(
-        items,
-        num_classes,
-        network=network,
-        seed=seed,
-        device=device,
-        positive_fraction=positive_fraction,
-        **train_kwargs,
+    settings = {"num_classes": num_classes, "positive_fraction": positive_fraction, **train_kwargs}
+    network, log = load_or_train(
+        path,
+        training_key(items, settings, seed),
+        lambda: build_segmenter(num_classes),
+        lambda: train_segmenter(
+            items,
+            num_classes,
+            network=build_segmenter(num_classes),
+            seed=seed,
+            device=device,
+            positive_fraction=positive_fraction,
+            **train_kwargs,
+        ),
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, lambda tmp: torch.save(network.state_dict(), tmp))
-    logger.info("task segmenter trained on %d items in %.0f s -> %s", len(items), log["seconds"], path)
-    return network.eval()
+    if not log["cached"]:
+        logger.info("task segmenter trained on %d items in %.0f s -> %s", len(items), log["seconds"], path)
+    return network.to(device).eval()
 
 
 def segment(network: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
