@@ -315,3 +315,20 @@ def test_well_exposed_scans_keep_their_own_scale():
         assert (net(mid, relative=rel) - mid_den).abs().max() > 0.01
         vol = torch.stack([good[0]] * 4, dim=-1)[None]  # a volume to a 2-D network: the same rule
         assert torch.allclose(Enhancer(net, precision="fp32")(vol, relative=True)[..., 0], den[0], atol=1e-4)
+
+
+def test_nlm_strength_reaches_the_scan_path():
+    """``nlm_h_factor`` sets the scan path's NLM strength (the default is scikit-image's 0.8): a larger factor gives
+    a smoother scan."""
+    assert _net(prefilter="nlm", prefilter_on="relative").prefilter.h_factor == 0.8
+    gen = torch.Generator().manual_seed(1)
+    x = (0.3 + 0.2 * _image((1, 64, 64))[None] + 0.03 * torch.randn(1, 1, 64, 64, generator=gen)).clamp(0, 1)
+    x = x.expand(1, 3, 64, 64).contiguous()
+    outs = {}
+    with torch.no_grad():
+        for h in (0.8, 1.0):
+            net = _net(prefilter="nlm", prefilter_on="relative", nlm_h_factor=h)
+            assert net.prefilter.h_factor == h
+            outs[h] = net(x, relative=torch.ones(1))
+    rough = {h: float((o[..., 1:] - o[..., :-1]).abs().mean()) for h, o in outs.items()}
+    assert rough[1.0] < rough[0.8]

@@ -91,6 +91,9 @@ class GlobalLocalNet(nn.Module):
             Algorithm 1's contrast and brightness factors (at most 0.8 each) leave a span of at most 0.64. None:
             always the window. Acts only on the scan path (``prefilter="nlm"``, ``prefilter_on="relative"``) when
             the network estimates the tone map from the whole image (``estimate``, or no ``params``/``context``).
+        nlm_h_factor: the prefilter's strength, ``h = nlm_h_factor * sigma``
+            (:class:`~dpe_monai.networks.NonLocalMeans`; 0.8 is scikit-image's rule, which its own arithmetic makes
+            about as strong as 1.0 here).
     """
 
     def __init__(
@@ -107,6 +110,7 @@ class GlobalLocalNet(nn.Module):
         prefilter_on: str = "all",
         noise_model: str = "gaussian",
         keep_scale: tuple[float, float] | None = (0.8, 0.9),
+        nlm_h_factor: float = 0.8,
     ) -> None:
         super().__init__()
         if in_channels != out_channels:
@@ -133,7 +137,9 @@ class GlobalLocalNet(nn.Module):
         self.relative_only = prefilter_on == "relative"
         # 13^2 shifts in 2-D; 7^3 in 3-D (13^3 would cost 13x more for little gain)
         search = 6 if spatial_dims == 2 else 3
-        self.prefilter = NonLocalMeans(spatial_dims, patch_distance=search) if prefilter == "nlm" else None
+        self.prefilter = (
+            NonLocalMeans(spatial_dims, patch_distance=search, h_factor=nlm_h_factor) if prefilter == "nlm" else None
+        )
         self.global_branch = GlobalIntensity(in_channels=in_channels, thumb=thumb, knots=knots)
         self.body = DPENet(
             spatial_dims=spatial_dims,
