@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from benchmarks.report_downstream import ci_text, paired_verdict, versus_best_table
+from benchmarks.report_downstream import WEAK_TASK_GAP, ci_text, paired_verdict, versus_best_table
 
 __all__ = ["tumour_section", "tumour_verdict"]
 
@@ -78,7 +78,7 @@ def tumour_section(r: dict | None, ctx: dict) -> list[str]:
                 ]
             )
         header = ["input", "tumour Dice", "recovery (Dice)", "AP@0.5", "recovery (AP)", "PSNR", "SSIM", "DeltaE"]
-        out += [table(header, rows), ""] + _versus_best(summary, ctx)
+        out += [table(header, rows), ""] + _small_gap_lines(summary, fmt) + _versus_best(summary, ctx)
     fold_rows = []
     for fold, f in r["folds"].items():
         for setting in r["settings"]:
@@ -94,6 +94,27 @@ def tumour_section(r: dict | None, ctx: dict) -> list[str]:
               "best classical (Dice)"]  # fmt: skip
     out += ["Per fold (each fold's own U-Net, detector and task-driven fine-tune):", "", table(header, fold_rows), ""]
     return out + _fine_tune_lines(r, fmt)
+
+
+def _gap(summary: dict, metric: str) -> tuple[float, float, float]:
+    """``(clean - degraded, clean, degraded)`` of ``metric`` over the pooled slices."""
+    clean, degraded = (_value(summary["inputs"].get(k, {}).get(metric)) for k in ("clean", "degraded"))
+    return clean - degraded, clean, degraded
+
+
+def _small_gap_lines(summary: dict, fmt: Any) -> list[str]:
+    """A warning per task metric whose degradation costs the task model less than :data:`WEAK_TASK_GAP`: recovery
+    divides by that cost, so its values and intervals there say little for or against a method."""
+    lines = []
+    for metric, name in (("dice", "Dice"), ("mAP_50", "AP@0.5")):
+        gap, clean, degraded = _gap(summary, metric)
+        if gap == gap and gap < WEAK_TASK_GAP:
+            lines.append(
+                f"**Warning:** the degradation costs the task model only {fmt(gap, 3)} {name} (clean {fmt(clean, 3)}, "
+                f"degraded {fmt(degraded, 3)}; flagged below {WEAK_TASK_GAP}). Recovery divides by that cost, so "
+                f"its {name} recoveries and their intervals are not evidence for or against a method."
+            )
+    return [*lines, ""] if lines else []
 
 
 def _versus_best(summary: dict, ctx: dict) -> list[str]:
@@ -138,10 +159,15 @@ def tumour_verdict(r: dict | None, ctx: dict, suffix: str = "") -> list[str]:
             best, best_rec = _best_classical(s, metric)
             if "dpe" not in rec:
                 continue
+            small = _gap(s, metric)[0] < WEAK_TASK_GAP
+            weak = f" (the degradation costs this task model less than {WEAK_TASK_GAP}: not evidence either way)"
             if "dpe_gradprom" not in rec:
                 out.append(
                     f"- tumour{suffix} {metric} ({setting}, {s['n_slices']} slices): recovery DPE {fmt(rec['dpe'])} "
-                    f"vs best classical {labels.get(best, best)} {fmt(best_rec)}" + _paired_dpe(s, metric, fmt) + "."
+                    f"vs best classical {labels.get(best, best)} {fmt(best_rec)}"
+                    + (weak if small else "")
+                    + _paired_dpe(s, metric, fmt)
+                    + "."
                 )
                 continue
             tuned, plain = rec["dpe_gradprom"], rec["dpe"]
@@ -159,6 +185,7 @@ def tumour_verdict(r: dict | None, ctx: dict, suffix: str = "") -> list[str]:
                 )
                 + f", recovery GradProm {fmt(tuned)} vs DPE {fmt(plain)} vs best classical "
                 f"{labels.get(best, best)} {fmt(best_rec)}; PSNR change vs DPE {fmt(dpsnr)} dB"
+                + (weak if small else "")
                 + _paired_dpe(s, metric, fmt)
                 + "."
             )
