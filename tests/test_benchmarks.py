@@ -283,50 +283,19 @@ def test_speed(env):
 
 
 def test_downstream(env):
-    out = downstream.main(
-        [
-            "--methods",
-            "clahe",
-            "dpe",
-            "--seg_iterations",
-            "2",
-            "--det_iterations",
-            "2",
-            "--train_step",
-            "12",
-            "--limit_test",
-            "2",
-            "--work_dir",
-            str(env["root"] / "downstream"),
-            "--output",
-            str(env["results"] / "downstream.json"),
-            *env["nets"][:4],
-        ]
-    )
+    def run(output: str, *extra: str) -> dict:
+        tiny = ["--seg_iterations", "2", "--det_iterations", "2", "--train_step", "12", "--limit_test", "2"]
+        work = ["--work_dir", str(env["root"] / "downstream"), "--output", str(env["results"] / output)]
+        return downstream.main([*tiny, *work, *extra])
+
+    out = run("downstream.json", "--methods", "clahe", "dpe", *env["nets"][:4])
     assert set(out["tasks"]) == {"segmentation", "nuclei", "lesions"}
     seg = out["tasks"]["segmentation"]
     assert list(seg["inputs"]) == ["degraded", "clahe", "dpe", "clean"] and set(seg["recovery"]) == {"clahe", "dpe"}
     assert out["tasks"]["nuclei"]["n_test"] == 2 and "mAP_50_95" in out["tasks"]["lesions"]["inputs"]["clean"]
     assert seg["train"]["augmentation"] == "none"
-    aug = downstream.main(
-        [
-            "--tasks",
-            "segmentation",
-            "--task_augmentation",
-            "nnunet",
-            "--methods",
-            "clahe",
-            "--seg_iterations",
-            "2",
-            "--train_step",
-            "12",
-            "--limit_test",
-            "2",
-            "--work_dir",
-            str(env["root"] / "downstream"),
-            "--output",
-            str(env["results"] / "downstream_augmented.json"),
-        ]
+    aug = run(
+        "downstream_augmented.json", "--tasks", "segmentation", "--task_augmentation", "nnunet", "--methods", "clahe"
     )
     aug_seg = aug["tasks"]["segmentation"]
     assert aug_seg["train"]["augmentation"] == "nnunet" and not aug_seg["train"]["cached"]  # its own task model
