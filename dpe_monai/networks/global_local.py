@@ -94,6 +94,9 @@ class GlobalLocalNet(nn.Module):
         nlm_h_factor: the prefilter's strength, ``h = nlm_h_factor * sigma``
             (:class:`~dpe_monai.networks.NonLocalMeans`; 0.8 is scikit-image's rule, which its own arithmetic makes
             about as strong as 1.0 here).
+        nlm_sure_factors: if given, the prefilter picks each image's strength among these factors by Stein's
+            unbiased risk estimate (``NonLocalMeans(sure_factors=...)``; eager only, two filter passes per factor;
+            a tiled image picks per tile).
     """
 
     def __init__(
@@ -111,6 +114,7 @@ class GlobalLocalNet(nn.Module):
         noise_model: str = "gaussian",
         keep_scale: tuple[float, float] | None = (0.8, 0.9),
         nlm_h_factor: float = 0.8,
+        nlm_sure_factors: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         if in_channels != out_channels:
@@ -138,7 +142,9 @@ class GlobalLocalNet(nn.Module):
         # 13^2 shifts in 2-D; 7^3 in 3-D (13^3 would cost 13x more for little gain)
         search = 6 if spatial_dims == 2 else 3
         self.prefilter = (
-            NonLocalMeans(spatial_dims, patch_distance=search, h_factor=nlm_h_factor) if prefilter == "nlm" else None
+            NonLocalMeans(spatial_dims, patch_distance=search, h_factor=nlm_h_factor, sure_factors=nlm_sure_factors)
+            if prefilter == "nlm"
+            else None
         )
         self.global_branch = GlobalIntensity(in_channels=in_channels, thumb=thumb, knots=knots)
         self.body = DPENet(

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -131,6 +132,11 @@ class NonLocalMeans(nn.Module):
         patch_distance: the search window reaches this far along each axis.
         h_factor: filter strength ``h = h_factor * sigma`` (scikit-image's rule of thumb for the fast mode: 0.8).
         cutoff: weights whose exponent exceeds it are 0.
+        sure_factors: if given, each image's strength is the one of these factors with the lowest Monte-Carlo SURE
+            (Stein's unbiased estimate of the mean squared error against the noise-free image, Ramani et al., IEEE
+            TIP 2008; for NLM, Van De Ville and Kocher, IEEE SPL 2009) at its noise level; ``h_factor`` is then
+            used only where the estimate cannot run (TorchScript, export, signal-dependent noise). Costs two
+            filter passes per factor. Eager only.
     """
 
     def __init__(
@@ -140,6 +146,7 @@ class NonLocalMeans(nn.Module):
         patch_distance: int = 6,
         h_factor: float = 0.8,
         cutoff: float = 5.0,
+        sure_factors: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         if patch_size % 2 != 1:
@@ -149,6 +156,7 @@ class NonLocalMeans(nn.Module):
         self.patch_distance = int(patch_distance)
         self.h_factor = float(h_factor)
         self.cutoff = float(cutoff)
+        self.sure_factors: list[float] = [float(f) for f in sure_factors or []]
         self.box = Pool[Pool.AVG, self.spatial_dims](kernel_size=self.patch_size, stride=1)
         d = self.patch_distance
         self.shifts: list[list[int]] = [list(t) for t in itertools.product(range(-d, d + 1), repeat=self.spatial_dims)]
@@ -177,6 +185,8 @@ class NonLocalMeans(nn.Module):
     def _stabilised(self, x: torch.Tensor, sigma: torch.Tensor, gain: torch.Tensor | None) -> torch.Tensor:
         """:meth:`_denoise` at ``sigma``, or in the stabilised domain for the images with ``gain > 0``."""
         if gain is None or tracing() or not bool((gain > 0).any()):
+            if self.sure_factors and not torch.jit.is_scripting() and not tracing():
+                return self._denoise(x, sigma, self.sure_h_factor(x, sigma))
             return self._denoise(x, sigma)
         view = [x.shape[0]] + [1] * (x.ndim - 1)
         a = gain.to(x.dtype).clamp_min(0.0).reshape(view)
@@ -190,11 +200,31 @@ class NonLocalMeans(nn.Module):
             return back
         return torch.where(a > 0, back, self._denoise(x, sigma))
 
-    def _denoise(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    def sure_h_factor(self, x: torch.Tensor, sigma: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+        """Each image's strength among ``sure_factors`` with the lowest Monte-Carlo SURE, ``(B,)``.
+
+        ``SURE(h) / N = mean((f_h(x) - x)^2) - sigma^2 + 2 sigma^2 mean(b * (f_h(x + eps b) - f_h(x))) / eps``
+        with one seeded Rademacher probe ``b`` (the same for every factor, so the choice is deterministic).
+        """
+        gen = torch.Generator(device="cpu").manual_seed(0)
+        probe = torch.randint(0, 2, x.shape, generator=gen).to(x) * 2.0 - 1.0
+        s2 = sigma.to(x.dtype).square()
+        risks = []
+        for f in self.sure_factors:
+            h = torch.full_like(s2, f)
+            out = self._denoise(x, sigma, h)
+            moved = self._denoise(x + eps * probe, sigma, h)
+            div = (probe * (moved - out)).flatten(1).mean(1) / eps
+            risks.append((out - x).square().flatten(1).mean(1) - s2 + 2.0 * s2 * div)
+        best = torch.stack(risks, dim=1).argmin(dim=1)
+        return torch.tensor(self.sure_factors, dtype=x.dtype, device=x.device)[best]
+
+    def _denoise(self, x: torch.Tensor, sigma: torch.Tensor, h_factor: torch.Tensor | None = None) -> torch.Tensor:
         b = x.shape[0]
         view = [b] + [1] * (x.ndim - 1)
         sigma = sigma.to(x.dtype).reshape(view)
-        h2 = (self.h_factor * sigma).square().clamp_min(1e-12)
+        factor = self.h_factor if h_factor is None else h_factor.to(x.dtype).reshape(view)
+        h2 = (factor * sigma).square().clamp_min(1e-12)
         var2 = 2.0 * sigma.square()
         off, d = self.patch_size // 2, self.patch_distance
         spatial = list(x.shape[2:])
