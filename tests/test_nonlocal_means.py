@@ -98,3 +98,23 @@ def test_a_training_crop_is_denoised_at_its_whole_image_noise_level():
     assert float(noise_sigma(crop)[0]) == 0.0 and float(context[0, -1]) > 0.0
     with torch.no_grad():
         assert torch.allclose(net(crop, context=context), net(crop, params=net.estimate(whole[None])), atol=1e-6)
+
+
+def test_sure_picks_the_strength_with_the_lowest_true_error():
+    """At a known noise level, Monte-Carlo SURE follows the true error against the noise-free image: the factor it
+    picks is within 2 % of the best one's MSE, at two noise levels; the layer then denoises at that factor, and a
+    scripted layer keeps the fixed factor."""
+    from skimage import data
+
+    clean = torch.tensor(data.camera()[::4, ::4] / 255.0, dtype=torch.float32)[None, None] * 0.5 + 0.1
+    factors = [0.4, 0.8, 1.6]
+    layer = NonLocalMeans(sure_factors=factors)
+    for s in (0.01, 0.05):
+        y = clean + s * torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))
+        sigma = torch.tensor([s])
+        mse = {f: float((NonLocalMeans(h_factor=f)(y, sigma) - clean).square().mean()) for f in factors}
+        pick = min(factors, key=lambda f: abs(f - float(layer.sure_h_factor(y, sigma)[0])))
+        assert mse[pick] <= 1.02 * min(mse.values()), (s, pick, mse)
+        assert torch.allclose(layer(y, sigma), NonLocalMeans(h_factor=pick)(y, sigma), atol=1e-6)
+    scripted = torch.jit.script(NonLocalMeans(sure_factors=factors))
+    assert torch.allclose(scripted(y, sigma), NonLocalMeans()(y, sigma), atol=1e-5)  # h_factor 0.8 when scripted

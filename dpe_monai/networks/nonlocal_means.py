@@ -139,6 +139,8 @@ class NonLocalMeans(nn.Module):
             filter passes per factor. Eager only.
     """
 
+    __jit_ignored_attributes__ = ["sure_factors"]  # eager only (the SURE choice is skipped when scripted)
+
     def __init__(
         self,
         spatial_dims: int = 2,
@@ -156,7 +158,7 @@ class NonLocalMeans(nn.Module):
         self.patch_distance = int(patch_distance)
         self.h_factor = float(h_factor)
         self.cutoff = float(cutoff)
-        self.sure_factors: list[float] = [float(f) for f in sure_factors or []]
+        self.sure_factors = [float(f) for f in sure_factors or []]
         self.box = Pool[Pool.AVG, self.spatial_dims](kernel_size=self.patch_size, stride=1)
         d = self.patch_distance
         self.shifts: list[list[int]] = [list(t) for t in itertools.product(range(-d, d + 1), repeat=self.spatial_dims)]
@@ -185,8 +187,9 @@ class NonLocalMeans(nn.Module):
     def _stabilised(self, x: torch.Tensor, sigma: torch.Tensor, gain: torch.Tensor | None) -> torch.Tensor:
         """:meth:`_denoise` at ``sigma``, or in the stabilised domain for the images with ``gain > 0``."""
         if gain is None or tracing() or not bool((gain > 0).any()):
-            if self.sure_factors and not torch.jit.is_scripting() and not tracing():
-                return self._denoise(x, sigma, self.sure_h_factor(x, sigma))
+            if not torch.jit.is_scripting():
+                if self.sure_factors and not tracing():
+                    return self._denoise(x, sigma, self.sure_h_factor(x, sigma))
             return self._denoise(x, sigma)
         view = [x.shape[0]] + [1] * (x.ndim - 1)
         a = gain.to(x.dtype).clamp_min(0.0).reshape(view)
@@ -200,6 +203,7 @@ class NonLocalMeans(nn.Module):
             return back
         return torch.where(a > 0, back, self._denoise(x, sigma))
 
+    @torch.jit.unused
     def sure_h_factor(self, x: torch.Tensor, sigma: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
         """Each image's strength among ``sure_factors`` with the lowest Monte-Carlo SURE, ``(B,)``.
 
@@ -223,8 +227,10 @@ class NonLocalMeans(nn.Module):
         b = x.shape[0]
         view = [b] + [1] * (x.ndim - 1)
         sigma = sigma.to(x.dtype).reshape(view)
-        factor = self.h_factor if h_factor is None else h_factor.to(x.dtype).reshape(view)
-        h2 = (factor * sigma).square().clamp_min(1e-12)
+        if h_factor is None:
+            h2 = (self.h_factor * sigma).square().clamp_min(1e-12)
+        else:
+            h2 = (h_factor.to(x.dtype).reshape(view) * sigma).square().clamp_min(1e-12)
         var2 = 2.0 * sigma.square()
         off, d = self.patch_size // 2, self.patch_distance
         spatial = list(x.shape[2:])
