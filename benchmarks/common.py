@@ -180,6 +180,7 @@ def network_options(network: torch.nn.Module) -> dict[str, Any]:
         # acts on the scan path only (prefilter on relative images); recorded as None where it cannot act
         "keep_scale": getattr(network, "keep_scale", None) if network.prefilter is not None and scan_path else None,
         "nlm_h_factor": None if network.prefilter is None else network.prefilter.h_factor,
+        "nlm_sure_factors": (network.prefilter.sure_factors or None) if network.prefilter is not None else None,
     }
 
 
