@@ -157,9 +157,8 @@ def build_report(results_dir: Path, figures_dir: Path, output: Path) -> str:
     parts += tumour_section((res.get("downstream") or {}).get("tasks", {}).get("tumour"), ctx)
     parts += task_floor_section(res.get("task_floor"), ctx)
     parts += augmented_section(res.get("downstream"), res.get("downstream_augmented"), ctx)
-    aug_tumour = tumour_section((res.get("downstream_augmented") or {}).get("tasks", {}).get("tumour"), ctx)
-    parts += [line.replace("### tumour", "#### tumour with augmented task models", 1) for line in aug_tumour[:1]]
-    parts += aug_tumour[1:]
+    aug_tumour = (res.get("downstream_augmented") or {}).get("tasks", {}).get("tumour")
+    parts += tumour_section(aug_tumour, ctx, "#### tumour with augmented task models")
     parts += verdict_section(res, ctx)
     text = "\n".join(parts).rstrip() + "\n"
     output.parent.mkdir(parents=True, exist_ok=True)

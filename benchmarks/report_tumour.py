@@ -40,13 +40,14 @@ def _stale_oracle(r: dict) -> list[str]:
     ]
 
 
-def tumour_section(r: dict | None, ctx: dict) -> list[str]:
-    """Pooled tables per degradation (scores, recovery, image quality), then the per-fold recovery."""
+def tumour_section(r: dict | None, ctx: dict, heading: str = "### tumour") -> list[str]:
+    """Pooled tables per degradation (scores, recovery, image quality), then the per-fold recovery, under
+    ``heading`` (followed by the fold split)."""
     if not r:
         return []
     fmt, table, labels = ctx["fmt"], ctx["table"], ctx["labels"]
     out = [
-        f"### tumour (real masks, cross-validated, {r.get('split', 'patient')} folds)",
+        f"{heading} (real masks, cross-validated, {r.get('split', 'patient')} folds)",
         "",
         f"Command: `{r.get('command', '')}`",
         "",
