@@ -1,0 +1,101 @@
+"""A learned residual on non-local means for scans: what NLM misses, learned from pairs, in the window's units.
+
+Non-local means at the image's noise level is the scan path's denoiser (:class:`~dpe_monai.networks.NonLocalMeans`).
+It leaves residual noise in flat tissue, rounds fine edges, and keeps the positive bias of noise clipped at black
+(a background raised by ``clip(0 + n)``). :class:`ScanRefiner` learns a bounded correction of its output from the
+noisy input, the NLM output and the noise level, like IRCNN's dilated denoiser (Zhang et al., CVPR 2017) but as a
+residual on NLM, so a zero-initialised refiner is NLM exactly.
+
+Everything runs one channel at a time (a grey image replicated to RGB, or with per-channel noise, is three grey
+images) in the units of the *noisy input's* 0.5-99.5 % window ``[lo, hi]`` (so one network serves a dark
+Algorithm 1 image and a well-exposed scan alike): ``u = (v - lo) / max(hi - lo, min_span)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from monai.networks.blocks import Convolution
+from monai.networks.layers.factories import Conv
+from torch import nn
+
+__all__ = ["ScanRefiner", "window_of"]
+
+
+def window_of(x: torch.Tensor, lower: float = 0.005, upper: float = 0.995, samples: int = 65536) -> torch.Tensor:
+    """The ``lower``/``upper`` quantiles of each image of ``x`` ``(B, C, *spatial)`` over all its values (strided
+    to about ``samples``), ``(B, 2)``: the contract's percentile window, read on the noisy input."""
+    b = x.shape[0]
+    flat = x.float().reshape(b, -1)
+    step = max(1, flat.shape[1] // samples)
+    if not torch.jit.is_scripting():
+        if torch.compiler.is_compiling():
+            step = torch.sym_max(1, flat.shape[1] // samples)
+    flat = torch.sort(flat[:, ::step], dim=1).values
+    n = flat.shape[1]
+    lo = flat[:, int(lower * (n - 1))]
+    hi = flat[:, int(upper * (n - 1))]
+    return torch.stack([lo, hi], dim=1)
+
+
+class ScanRefiner(nn.Module):
+    """``refined = d + span * bound * tanh(net([u_d, u_x - u_d, sigma / span]))`` per channel.
+
+    Shapes and values: ``x`` (noisy) and ``d`` (its NLM output) ``(B, C, *spatial)`` in [0, 1], ``sigma`` ``(B,)``
+    in the same units (the level NLM ran at) -> ``(B, C, *spatial)`` in [0, 1]. Any size; 2-D and 3-D.
+
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels: channels of the image (each refined on its own; the weights are shared).
+        out_channels: must equal ``in_channels``.
+        features: feature channels of the dilated body.
+        dilations: one 3x3 convolution per entry (IRCNN's 1, 2, 3, 4, 3, 2, 1: a 33-pixel field of view).
+        bound: largest correction, in units of the window's span.
+        min_span: the window's span is at least this (a flat image is not blown up).
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        features: int = 32,
+        dilations: tuple[int, ...] = (1, 2, 3, 4, 3, 2, 1),
+        bound: float = 0.25,
+        min_span: float = 0.05,
+    ) -> None:
+        super().__init__()
+        if in_channels != out_channels:
+            raise ValueError(f"ScanRefiner needs in_channels == out_channels, got {in_channels}, {out_channels}.")
+        self.spatial_dims = int(spatial_dims)
+        self.bound = float(bound)
+        self.min_span = float(min_span)
+        layers: list[nn.Module] = []
+        ch = 3
+        for d in dilations[:-1]:
+            layers.append(
+                Convolution(spatial_dims, ch, features, kernel_size=3, dilation=d, act="relu", norm=None, bias=True)
+            )
+            ch = features
+        self.body = nn.Sequential(*layers)
+        d = dilations[-1]
+        self.head = Conv[Conv.CONV, spatial_dims](ch, 1, kernel_size=3, dilation=d, padding=d)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(
+        self, x: torch.Tensor, d: torch.Tensor, sigma: torch.Tensor, window: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Refine ``d`` (NLM of ``x``). ``window`` ``(B, 2)``: the normalising window (default: :func:`window_of`
+        ``x``; pass the whole image's when ``x`` is a tile or a crop)."""
+        b, c = x.shape[0], x.shape[1]
+        if window is None:
+            window = window_of(x)
+        view = [b, 1] + [1] * (x.ndim - 2)
+        lo = window[:, 0].to(x.dtype).reshape(view)
+        span = (window[:, 1] - window[:, 0]).to(x.dtype).clamp_min(self.min_span).reshape(view)
+        s = (sigma.to(x.dtype).reshape(view) / span).expand_as(x)
+        ux, ud = (x - lo) / span, (d - lo) / span
+        spatial = list(x.shape[2:])
+        stack = torch.stack([ud, ux - ud, s], dim=2).reshape([b * c, 3] + spatial)
+        r = torch.tanh(self.head(self.body(stack))).reshape([b, c] + spatial)
+        return (d + span * self.bound * r).clamp(0.0, 1.0)
