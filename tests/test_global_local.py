@@ -15,7 +15,10 @@ from dpe_monai.transforms import GlobalContextd
 
 def _net(**kw) -> GlobalLocalNet:
     torch.manual_seed(0)
-    return GlobalLocalNet(channels=(8, 12, 16), **kw).eval()
+    net = GlobalLocalNet(channels=(8, 12, 16), **kw).eval()
+    if net.refiner is not None:  # a refiner that acts (its head starts at zero), so export tests see it
+        torch.nn.init.normal_(net.refiner.head.weight, std=0.05)
+    return net
 
 
 def _image(shape=(3, 70, 90), seed=0) -> torch.Tensor:
@@ -74,7 +77,13 @@ def test_enhancer_tiles_and_slices_share_one_tone_map():
     assert bool((means[1:] >= means[:-1] - 1e-4).all())
 
 
-VARIANTS = [{}, {"denoise_first": True}, {"prefilter": "nlm"}, {"prefilter": "nlm", "prefilter_on": "relative"}]
+VARIANTS = [
+    {},
+    {"denoise_first": True},
+    {"prefilter": "nlm"},
+    {"prefilter": "nlm", "prefilter_on": "relative"},
+    {"prefilter": "nlm", "scan_refiner": True},
+]
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

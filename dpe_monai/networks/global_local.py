@@ -15,6 +15,7 @@ from dpe_monai.networks.global_intensity import (
     global_summary,
 )
 from dpe_monai.networks.nonlocal_means import NonLocalMeans, noise_level_function, noise_sigma
+from dpe_monai.networks.scan_refiner import ScanRefiner
 from dpe_monai.networks.tracing import tracing
 
 __all__ = ["GlobalLocalNet"]
@@ -97,6 +98,9 @@ class GlobalLocalNet(nn.Module):
         nlm_sure_factors: if given, the prefilter picks each image's strength among these factors by Stein's
             unbiased risk estimate (``NonLocalMeans(sure_factors=...)``; eager only, two filter passes per factor;
             a tiled image picks per tile).
+        scan_refiner: follow the prefilter with a learned residual on its output (:class:`ScanRefiner`, needs
+            ``prefilter="nlm"``; trained by ``bundles/dpe_enhancement/scripts/train_scan_refiner.py``). Its window
+            is read on what it is given: the whole image, or each tile of a tiled one.
     """
 
     def __init__(
@@ -115,6 +119,7 @@ class GlobalLocalNet(nn.Module):
         keep_scale: tuple[float, float] | None = (0.8, 0.9),
         nlm_h_factor: float = 0.8,
         nlm_sure_factors: Sequence[float] | None = None,
+        scan_refiner: bool = False,
     ) -> None:
         super().__init__()
         if in_channels != out_channels:
@@ -146,6 +151,9 @@ class GlobalLocalNet(nn.Module):
             if prefilter == "nlm"
             else None
         )
+        if scan_refiner and prefilter != "nlm":
+            raise ValueError("scan_refiner refines the prefilter's output: it needs prefilter='nlm'.")
+        self.refiner = ScanRefiner(spatial_dims) if scan_refiner else None
         self.global_branch = GlobalIntensity(in_channels=in_channels, thumb=thumb, knots=knots)
         self.body = DPENet(
             spatial_dims=spatial_dims,
@@ -241,15 +249,22 @@ class GlobalLocalNet(nn.Module):
     def _denoised_view(self, x: torch.Tensor, sigma: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` denoised by the prefilter; a volume given to a 2-D network: up to 16 evenly spaced slices of it
         (the ones :func:`~dpe_monai.networks.global_intensity.global_summary` reads), ``(B, C, H, W, S)``."""
-        assert self.prefilter is not None
         if x.ndim == self.spatial_dims + 2:
-            return self.prefilter(x, sigma, gain)
+            return self._restore(x, sigma, gain)
         step = max(1, x.shape[-1] // 16)
         sl = x[..., ::step]
         b, c, h, w, n = sl.shape
         flat = sl.movedim(-1, 1).reshape(b * n, c, h, w)
-        den = self.prefilter(flat, sigma.repeat_interleave(n), None if gain is None else gain.repeat_interleave(n))
+        den = self._restore(flat, sigma.repeat_interleave(n), None if gain is None else gain.repeat_interleave(n))
         return den.reshape(b, n, c, h, w).movedim(1, -1)
+
+    def _restore(self, x: torch.Tensor, sigma: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
+        """The prefilter's output on ``x``, refined by the :class:`ScanRefiner` where there is one."""
+        assert self.prefilter is not None
+        den = self.prefilter(x, sigma, gain)
+        if self.refiner is not None:
+            den = self.refiner(x, den, sigma)
+        return den
 
     @staticmethod
     def _with_flag(params: torch.Tensor, relative: torch.Tensor | None) -> torch.Tensor:
@@ -294,15 +309,15 @@ class GlobalLocalNet(nn.Module):
                 sigma = params[:, -2]
                 params = torch.cat([params[:, :-2], params[:, -1:]], dim=1)
             if not self.relative_only:
-                x = self.prefilter(x, sigma, gain)
+                x = self._restore(x, sigma, gain)
             elif flagged:
                 keep = (flag <= 0.5).to(x.dtype)
                 if tracing():  # no data-dependent branches while exporting: both paths, selected
-                    den = self.prefilter(x, sigma, gain) if denoised is None else denoised  # one NLM in the graph
+                    den = self._restore(x, sigma, gain) if denoised is None else denoised  # one NLM in the graph
                     x = torch.where(keep > 0, x, den)
                 else:
                     if bool((keep < 1).any()):
-                        den = self.prefilter(x, sigma, gain) if denoised is None else denoised
+                        den = self._restore(x, sigma, gain) if denoised is None else denoised
                         x = torch.where(keep > 0, x, den)
                     if not bool((keep > 0).any()):  # only relative images: NLM and the window, nothing learned
                         return apply_global_intensity(x, params[:, :-1]).clamp(0.0, 1.0)

@@ -77,6 +77,10 @@ class ScanRefiner(nn.Module):
             )
             ch = features
         self.body = nn.Sequential(*layers)
+        for m in self.body.modules():  # He init: PyTorch's default shrinks the signal through a deep ReLU stack
+            if isinstance(m, nn.modules.conv._ConvNd):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
         d = dilations[-1]
         self.head = Conv[Conv.CONV, spatial_dims](ch, 1, kernel_size=3, dilation=d, padding=d)
         nn.init.zeros_(self.head.weight)

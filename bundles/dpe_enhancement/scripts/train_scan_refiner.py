@@ -9,12 +9,17 @@ subject). Each whole image is degraded by Algorithm 1 (noise ``U(0, 10)`` on the
 grey channel, half each, per batch); a share of clean pairs (``--identity``) teaches it to leave good scans alone. The
 target is the same image without the noise (same factors and pivot), in the input's units. The noise level and the
 window are read on the whole degraded image (as the network reads them at inference), NLM runs on the crop, and the
-refiner learns ``target - NLM`` with an L1 loss.
+refiner learns ``target - NLM`` with an L1 loss in the units of each image's window (the scan path shows the
+image in its window, so a dark image's error counts as much as a bright one's).
 
 Every draw is seeded by ``(seed, iteration)``; ``latest.pt`` (weights, optimiser, iteration) is written atomically
 every ``--save_every`` iterations and a rerun of the same command resumes from it. ``log.jsonl`` holds the training
 loss and, every ``--val_every`` iterations, the validation gain: ``10 log10(MSE(NLM) / MSE(refined))`` against the
 noise-free target on fixed crops of the *validation* split (dB, above 0: the refiner improves on NLM).
+
+``--export OUT`` writes a bundle-style ``{"model": state_dict}`` for ``GlobalLocalNet(..., scan_refiner=True)``:
+``--base`` (default: the bundle's ``models/model.pt``) with the refiner of ``--output``'s ``latest.pt`` added, and
+trains nothing.
 """
 
 from __future__ import annotations
@@ -97,6 +102,16 @@ def atomic_save(obj: object, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def export(latest: Path, base: Path, out: Path) -> None:
+    """``base``'s generator with the refiner of ``latest`` under ``refiner.``, as ``{"model": sd}``, atomically."""
+    state = dict(torch.load(base, map_location="cpu", weights_only=True)["model"])
+    refiner = torch.load(latest, map_location="cpu", weights_only=False)
+    state.update({"refiner." + k: v for k, v in refiner["model"].items()})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_save({"model": state}, out)
+    print(f"{out}: {base} + the refiner of {latest} (iteration {refiner['iteration']})")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--datalist", default=str(Path.home() / ".cache/dpe-monai/collection/datalist.json"))
@@ -110,7 +125,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--save_every", type=int, default=100)
     p.add_argument("--val_every", type=int, default=250)
+    p.add_argument("--export", default=None, help="write the candidate model.pt here and stop")
+    p.add_argument("--base", default=str(Path(__file__).resolve().parents[1] / "models" / "model.pt"))
     args = p.parse_args()
+    if args.export:
+        export(Path(args.output) / "latest.pt", Path(args.base), Path(args.export))
+        return
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     out = Path(args.output)
@@ -118,8 +138,11 @@ def main() -> None:
     (out / "config.json").write_text(json.dumps(vars(args), indent=1) + "\n")
 
     train, val = grey_scans(args.datalist, "training"), grey_scans(args.datalist, "validation")
-    print(f"train: {sum(map(len, train.values()))} scans, {len(train)} subjects; "
-          f"validation: {sum(map(len, val.values()))} scans, {len(val)} subjects", flush=True)
+    print(
+        f"train: {sum(map(len, train.values()))} scans, {len(train)} subjects; "
+        f"validation: {sum(map(len, val.values()))} scans, {len(val)} subjects",
+        flush=True,
+    )
     vrng = np.random.default_rng([args.seed, 10**9])
     val_batches = [batch(val, vrng, args.batch, 128, 0.0) for _ in range(4)]
 
@@ -156,7 +179,8 @@ def main() -> None:
         x, t, s, w = batch(train, rng, args.batch, args.patch, args.identity)
         with torch.no_grad():
             d = nlm(x, s)
-        loss = (model(x, d, s, w) - t).abs().mean()
+        span = (w[:, 1] - w[:, 0]).clamp_min(model.min_span).reshape(-1, 1, 1, 1)
+        loss = ((model(x, d, s, w) - t).abs() / span).mean()  # in the window's units, as the scan path shows it
         opt.zero_grad()
         loss.backward()
         opt.step()
