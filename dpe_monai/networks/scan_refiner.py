@@ -18,6 +18,8 @@ from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv
 from torch import nn
 
+from dpe_monai.networks.tracing import tracing
+
 __all__ = ["ScanRefiner", "window_of"]
 
 
@@ -91,9 +93,16 @@ class ScanRefiner(nn.Module):
     ) -> torch.Tensor:
         """Refine ``d`` (NLM of ``x``). ``window`` ``(B, 2)``: the normalising window (default: :func:`window_of`
         ``x``; pass the whole image's when ``x`` is a tile or a crop)."""
-        b, c = x.shape[0], x.shape[1]
         if window is None:
             window = window_of(x)
+        if x.shape[1] > 1 and x.device.type != "meta" and not tracing():
+            if bool((x == x[:, :1]).all()) and bool((d == d[:, :1]).all()):
+                # grey replicated to RGB (every scan): one channel refined, as NonLocalMeans denoises one
+                return self._refine(x[:, :1], d[:, :1], sigma, window).expand_as(x)
+        return self._refine(x, d, sigma, window)
+
+    def _refine(self, x: torch.Tensor, d: torch.Tensor, sigma: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+        b, c = x.shape[0], x.shape[1]
         view = [b, 1] + [1] * (x.ndim - 2)
         lo = window[:, 0].to(x.dtype).reshape(view)
         span = (window[:, 1] - window[:, 0]).to(x.dtype).clamp_min(self.min_span).reshape(view)
