@@ -83,6 +83,7 @@ VARIANTS = [
     {"prefilter": "nlm"},
     {"prefilter": "nlm", "prefilter_on": "relative"},
     {"prefilter": "nlm", "scan_refiner": True},
+    {"prefilter": "nlm", "scan_refiner": True, "refiner_channels": "mean"},
 ]
 
 

@@ -57,6 +57,29 @@ def test_channels_share_the_refiner_and_grey_stays_grey():
     assert torch.allclose(out[:, 0], out[:, 2]) and torch.allclose(out[:, :1], one, atol=1e-6)
 
 
+def test_mean_mode_adds_one_correction_to_every_channel():
+    """``channels="mean"``: a grey image with independent noise per channel gains no chroma from the refiner, and the
+    correction is the one learned on the channel mean at the mean's own noise level."""
+    torch.manual_seed(0)
+    each = ScanRefiner(2).eval()
+    torch.nn.init.normal_(each.head.weight, std=0.1)
+    mean = ScanRefiner(2, channels="mean").eval()
+    mean.load_state_dict(each.state_dict())
+    x = torch.cat([_scan(0), _scan(1), _scan(2)], dim=1)
+    s = noise_sigma(x)
+    d = NonLocalMeans(2)(x, s)
+    with torch.no_grad():
+        out = mean(x, d, s)
+        xm, dm = x.mean(1, keepdim=True), d.mean(1, keepdim=True)
+        expected = (d + each(xm, dm, noise_sigma(xm), window_of(x)) - dm).clamp(0, 1)
+        chroma_each = (each(x, d, s) - d).std(dim=1).mean()
+    assert torch.allclose(out, expected, atol=1e-6)
+    inside = (out > 0).all(dim=1) & (out < 1).all(dim=1)  # no channel clamped
+    spread = (out - d).std(dim=1)[inside]
+    assert inside.float().mean() > 0.5 and float(spread.max()) < 1e-6 < float(chroma_each)  # one correction for all
+    assert float((out - d).abs().max()) > 1e-3
+
+
 def test_window_is_the_percentile_window():
     x = torch.rand(2, 1, 64, 64)
     w = window_of(x)

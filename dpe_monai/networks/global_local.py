@@ -101,6 +101,8 @@ class GlobalLocalNet(nn.Module):
         scan_refiner: follow the prefilter with a learned residual on its output (:class:`ScanRefiner`, needs
             ``prefilter="nlm"``; trained by ``bundles/dpe_enhancement/scripts/train_scan_refiner.py``). Its window
             is read on what it is given: the whole image, or each tile of a tiled one.
+        refiner_channels: the refiner's ``channels`` (``"each"`` or ``"mean"``: one correction for all channels,
+            learned on their mean, so it adds no colour; see :class:`ScanRefiner`).
     """
 
     def __init__(
@@ -120,6 +122,7 @@ class GlobalLocalNet(nn.Module):
         nlm_h_factor: float = 0.8,
         nlm_sure_factors: Sequence[float] | None = None,
         scan_refiner: bool = False,
+        refiner_channels: str = "each",
     ) -> None:
         super().__init__()
         if in_channels != out_channels:
@@ -153,7 +156,7 @@ class GlobalLocalNet(nn.Module):
         )
         if scan_refiner and prefilter != "nlm":
             raise ValueError("scan_refiner refines the prefilter's output: it needs prefilter='nlm'.")
-        self.refiner = ScanRefiner(spatial_dims) if scan_refiner else None
+        self.refiner = ScanRefiner(spatial_dims, channels=refiner_channels) if scan_refiner else None
         self.global_branch = GlobalIntensity(in_channels=in_channels, thumb=thumb, knots=knots)
         self.body = DPENet(
             spatial_dims=spatial_dims,

@@ -8,7 +8,10 @@ residual on NLM, so a zero-initialised refiner is NLM exactly.
 
 Everything runs one channel at a time (a grey image replicated to RGB, or with per-channel noise, is three grey
 images) in the units of the *noisy input's* 0.5-99.5 % window ``[lo, hi]`` (so one network serves a dark
-Algorithm 1 image and a well-exposed scan alike): ``u = (v - lo) / max(hi - lo, min_span)``.
+Algorithm 1 image and a well-exposed scan alike): ``u = (v - lo) / max(hi - lo, min_span)``. With
+``channels="mean"`` a multi-channel image is refined once, on its channel mean (at that mean's own noise level), and
+the one correction is added to every channel: the refiner then adds no chroma (a grey image whose channels carry
+independent noise stays as grey as its NLM output).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv
 from torch import nn
 
+from dpe_monai.networks.nonlocal_means import noise_sigma
 from dpe_monai.networks.tracing import tracing
 
 __all__ = ["ScanRefiner", "window_of"]
@@ -53,6 +57,9 @@ class ScanRefiner(nn.Module):
         dilations: one 3x3 convolution per entry (IRCNN's 1, 2, 3, 4, 3, 2, 1: a 33-pixel field of view).
         bound: largest correction, in units of the window's span.
         min_span: the window's span is at least this (a flat image is not blown up).
+        channels: ``"each"``: every channel refined on its own; ``"mean"``: one correction, learned on the channel
+            mean at its own noise level (:func:`~dpe_monai.networks.nonlocal_means.noise_sigma`), added to every
+            channel, so the refiner adds no colour.
     """
 
     def __init__(
@@ -64,10 +71,14 @@ class ScanRefiner(nn.Module):
         dilations: tuple[int, ...] = (1, 2, 3, 4, 3, 2, 1),
         bound: float = 0.25,
         min_span: float = 0.05,
+        channels: str = "each",
     ) -> None:
         super().__init__()
         if in_channels != out_channels:
             raise ValueError(f"ScanRefiner needs in_channels == out_channels, got {in_channels}, {out_channels}.")
+        if channels not in ("each", "mean"):
+            raise ValueError(f"channels must be 'each' or 'mean', got {channels!r}.")
+        self.channels = channels
         self.spatial_dims = int(spatial_dims)
         self.bound = float(bound)
         self.min_span = float(min_span)
@@ -99,6 +110,10 @@ class ScanRefiner(nn.Module):
             if bool((x == x[:, :1]).all()) and bool((d == d[:, :1]).all()):
                 # grey replicated to RGB (every scan): one channel refined, as NonLocalMeans denoises one
                 return self._refine(x[:, :1], d[:, :1], sigma, window).expand_as(x)
+        if self.channels == "mean" and x.shape[1] > 1:
+            xm, dm = x.mean(dim=1, keepdim=True), d.mean(dim=1, keepdim=True)
+            correction = self._refine(xm, dm, noise_sigma(xm).to(sigma.dtype), window) - dm
+            return (d + correction).clamp(0.0, 1.0)
         return self._refine(x, d, sigma, window)
 
     def _refine(self, x: torch.Tensor, d: torch.Tensor, sigma: torch.Tensor, window: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,9 @@ every ``--save_every`` iterations and a rerun of the same command resumes from i
 loss and, every ``--val_every`` iterations, the validation gain: ``10 log10(MSE(NLM) / MSE(refined))`` against the
 noise-free target on fixed crops of the *validation* split (dB, above 0: the refiner improves on NLM).
 
+``--init CKPT`` starts a new run from the refiner weights of another run's ``latest.pt`` with a fresh optimiser and
+schedule (a longer budget on top of a finished run; give it another ``--seed`` so it sees new pairs).
+
 ``--export OUT`` writes a bundle-style ``{"model": state_dict}`` for ``GlobalLocalNet(..., scan_refiner=True)``:
 ``--base`` (default: the bundle's ``models/model.pt``) with the refiner of ``--output``'s ``latest.pt`` added, and
 trains nothing.
@@ -125,6 +128,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--save_every", type=int, default=100)
     p.add_argument("--val_every", type=int, default=250)
+    p.add_argument("--init", default=None, help="start from this latest.pt's weights (fresh optimiser and schedule)")
     p.add_argument("--export", default=None, help="write the candidate model.pt here and stop")
     p.add_argument("--base", default=str(Path(__file__).resolve().parents[1] / "models" / "model.pt"))
     args = p.parse_args()
@@ -158,6 +162,10 @@ def main() -> None:
         sched.load_state_dict(ck["scheduler"])
         start = int(ck["iteration"])
         print(f"resumed at iteration {start}", flush=True)
+    elif args.init:
+        ck = torch.load(args.init, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        print(f"initialised from {args.init} (iteration {ck['iteration']} of its run)", flush=True)
 
     def validate() -> float:
         model.eval()
