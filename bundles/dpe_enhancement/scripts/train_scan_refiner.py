@@ -20,6 +20,9 @@ noise-free target on fixed crops of the *validation* split (dB, above 0: the ref
 ``--init CKPT`` starts a new run from the refiner weights of another run's ``latest.pt`` with a fresh optimiser and
 schedule (a longer budget on top of a finished run; give it another ``--seed`` so it sees new pairs).
 
+``--channels mean`` trains the refiner as ``GlobalLocalNet(..., refiner_channels="mean")`` runs it: a 3-channel batch
+is refined on its channel mean at that mean's noise level, one correction for every channel.
+
 ``--export OUT`` writes a bundle-style ``{"model": state_dict}`` for ``GlobalLocalNet(..., scan_refiner=True)``:
 ``--base`` (default: the bundle's ``models/model.pt``) with the refiner of ``--output``'s ``latest.pt`` added, and
 trains nothing.
@@ -128,6 +131,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--save_every", type=int, default=100)
     p.add_argument("--val_every", type=int, default=250)
+    p.add_argument("--channels", choices=["each", "mean"], default="each", help="ScanRefiner(channels=...)")
     p.add_argument("--init", default=None, help="start from this latest.pt's weights (fresh optimiser and schedule)")
     p.add_argument("--export", default=None, help="write the candidate model.pt here and stop")
     p.add_argument("--base", default=str(Path(__file__).resolve().parents[1] / "models" / "model.pt"))
@@ -151,7 +155,7 @@ def main() -> None:
     val_batches = [batch(val, vrng, args.batch, 128, 0.0) for _ in range(4)]
 
     nlm = NonLocalMeans(2, patch_distance=6)
-    model = ScanRefiner(2)
+    model = ScanRefiner(2, channels=args.channels)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.iterations, eta_min=args.lr * 0.01)
     start = 0
