@@ -181,6 +181,7 @@ def network_options(network: torch.nn.Module) -> dict[str, Any]:
         "keep_scale": getattr(network, "keep_scale", None) if network.prefilter is not None and scan_path else None,
         "nlm_h_factor": None if network.prefilter is None else network.prefilter.h_factor,
         "nlm_sure_factors": (network.prefilter.sure_factors or None) if network.prefilter is not None else None,
+        "scan_refiner": None if getattr(network, "refiner", None) is None else network.refiner.channels,
     }
 
 
@@ -273,7 +274,8 @@ class _ScanPath:
 
 
 class _NLMLearned:
-    """The network's NLM layer at the image's noise level, then the learned path (``dpe_nlm_learned``)."""
+    """The network's scan-path restoration (NLM at the image's noise level, and its refiner where it has one), then
+    the learned path (``dpe_nlm_learned``)."""
 
     uses_convention = True
 
@@ -285,7 +287,7 @@ class _NLMLearned:
 
         net = self.enhancer.network
         with torch.no_grad():
-            den = net.prefilter(x.float(), noise_sigma(x.float()))
+            den = net.restore(x.float(), noise_sigma(x.float()))
         return self.enhancer(den, relative=False)
 
 

@@ -156,3 +156,12 @@ def test_bundle_inference_passes_the_contract_flag_like_the_cli(tmp_path):
     cli_out = enhance_native(image, Enhancer.from_bundle(BUNDLE, device="cpu", precision="fp32"))
     assert np.abs(bundle_out.astype(np.float64) - np.round(cli_out)).max() <= 1
     assert np.std(np.diff(bundle_out.astype(np.float64), axis=-1)) < np.std(np.diff(image.array, axis=-1))  # denoised
+
+
+def test_inference_and_evaluate_build_the_same_network():
+    """The checkpoint's keys cannot tell a refiner's ``channels`` mode (or the NLM strength) apart: the two configs
+    that load ``models/model.pt`` must declare the same network."""
+    defs = [
+        json.loads((BUNDLE / "configs" / f).read_text())["network_def"] for f in ("inference.json", "evaluate.json")
+    ]
+    assert defs[0] == defs[1]

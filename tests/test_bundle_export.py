@@ -8,14 +8,20 @@ import sys
 
 import numpy as np
 import torch
+from monai.bundle import ConfigParser
 
 from dpe_monai.networks import GlobalLocalNet
 from tests.bundle_utils import BUNDLE
 
 
 def _random_checkpoint(path):
+    """Random weights for the network ``inference.json`` declares (so a strict load of the bundle's own
+    ``network_def`` takes them, refiner included where the bundle ships one)."""
     torch.manual_seed(0)
-    net = GlobalLocalNet().eval()
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLE / "configs" / "inference.json"))
+    net = parser.get_parsed_content("network_def").eval()
+    assert isinstance(net, GlobalLocalNet)
     torch.save({"model": net.state_dict()}, path)
     return net
 

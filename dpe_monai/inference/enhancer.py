@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -270,9 +271,15 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
-def load_network(network: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Module:
-    """Load generator weights from ``path`` (see :func:`load_weights`) into ``network`` and return it."""
-    network.load_state_dict(load_weights(path))
+def load_network(network: torch.nn.Module, path: str | os.PathLike, exclude: Sequence[str] = ()) -> torch.nn.Module:
+    """Load generator weights from ``path`` (see :func:`load_weights`) into ``network``, strictly, and return it.
+
+    ``exclude``: key prefixes of ``path``'s weights to leave out (e.g. ``("refiner.",)``: a network built without
+    the shipped scan refiner, such as the task-driven fine-tune's, takes the rest of the shipped checkpoint)."""
+    state = load_weights(path)
+    if exclude:
+        state = {k: v for k, v in state.items() if not k.startswith(tuple(exclude))}
+    network.load_state_dict(state)
     return network
 
 

@@ -253,15 +253,15 @@ class GlobalLocalNet(nn.Module):
         """``x`` denoised by the prefilter; a volume given to a 2-D network: up to 16 evenly spaced slices of it
         (the ones :func:`~dpe_monai.networks.global_intensity.global_summary` reads), ``(B, C, H, W, S)``."""
         if x.ndim == self.spatial_dims + 2:
-            return self._restore(x, sigma, gain)
+            return self.restore(x, sigma, gain)
         step = max(1, x.shape[-1] // 16)
         sl = x[..., ::step]
         b, c, h, w, n = sl.shape
         flat = sl.movedim(-1, 1).reshape(b * n, c, h, w)
-        den = self._restore(flat, sigma.repeat_interleave(n), None if gain is None else gain.repeat_interleave(n))
+        den = self.restore(flat, sigma.repeat_interleave(n), None if gain is None else gain.repeat_interleave(n))
         return den.reshape(b, n, c, h, w).movedim(1, -1)
 
-    def _restore(self, x: torch.Tensor, sigma: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
+    def restore(self, x: torch.Tensor, sigma: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
         """The prefilter's output on ``x``, refined by the :class:`ScanRefiner` where there is one."""
         assert self.prefilter is not None
         den = self.prefilter(x, sigma, gain)
@@ -312,15 +312,15 @@ class GlobalLocalNet(nn.Module):
                 sigma = params[:, -2]
                 params = torch.cat([params[:, :-2], params[:, -1:]], dim=1)
             if not self.relative_only:
-                x = self._restore(x, sigma, gain)
+                x = self.restore(x, sigma, gain)
             elif flagged:
                 keep = (flag <= 0.5).to(x.dtype)
                 if tracing():  # no data-dependent branches while exporting: both paths, selected
-                    den = self._restore(x, sigma, gain) if denoised is None else denoised  # one NLM in the graph
+                    den = self.restore(x, sigma, gain) if denoised is None else denoised  # one NLM in the graph
                     x = torch.where(keep > 0, x, den)
                 else:
                     if bool((keep < 1).any()):
-                        den = self._restore(x, sigma, gain) if denoised is None else denoised
+                        den = self.restore(x, sigma, gain) if denoised is None else denoised
                         x = torch.where(keep > 0, x, den)
                     if not bool((keep > 0).any()):  # only relative images: NLM and the window, nothing learned
                         return apply_global_intensity(x, params[:, :-1]).clamp(0.0, 1.0)

@@ -37,7 +37,10 @@ def widen(source: Path, output: Path, epoch_length: int = 200, zero_head: bool =
     else:
         origin = "ema_network" if ckpt.get("ema_network") else "network"
         state = ckpt[origin]
-    state = {k.removeprefix("module."): v for k, v in state.items() if k != "n_averaged"}
+    # the scan refiner is not part of train.json's network (it is trained on its own and merged at export)
+    state = {
+        k.removeprefix("module."): v for k, v in state.items() if k != "n_averaged" and not k.startswith("refiner.")
+    }
     if zero_head:
         wide = {k: torch.zeros_like(v) if k.startswith("body.tail.") else v for k, v in state.items()}
     else:
