@@ -25,6 +25,7 @@ from PIL import Image
 from scipy import ndimage
 
 __all__ = [
+    "TEST_SOURCES",
     "TUMOUR_FOLDS",
     "boxes_from_instances",
     "mni_lesion_datalist",
@@ -243,6 +244,11 @@ def stardist_crops_datalist(
 
 #: two folds of whole patients, one MR and one CT each. Fold 0 holds the patients of the collection's training split
 #: (so the shipped enhancer has seen them as training targets), fold 1 those of its test split (unseen).
+#: the collection sources (``item["source"]``) whose images these datalists *test* on: every MNI152 slice can hold the
+#: held-out slab (segmentation, lesions) and every pyradiomics patient is in a tumour test slab. A model that acts on
+#: scans and is evaluated downstream must not train on them (stardist's DSB2018 image, the nuclei test, is in the
+#: collection's test split already).
+TEST_SOURCES: tuple[str, ...] = ("mni152", "pyradiomics")
 TUMOUR_FOLDS: tuple[tuple[str, ...], ...] = (("brain1", "lung1"), ("brain2", "lung2"))
 #: display window per modality, 8-bit storage: MR 0 .. the patient's 99.5th percentile; CT -1000 .. 400 HU (lung to
 #: soft tissue, where the lung lesions and their surroundings are).

@@ -3,14 +3,16 @@
     python bundles/dpe_enhancement/scripts/train_scan_refiner.py --output outputs/scan_refiner --iterations 5000
 
 Pairs are made on the fly from the collection's *training* split, grey scans only (the images the scan path gets:
-``relative`` by :func:`dpe_monai.contract.is_scan`), subjects sampled uniformly (MNI152's many slices count as one
-subject). Each whole image is degraded by Algorithm 1 (noise ``U(0, 10)`` on the 8-bit scale, contrast and brightness
-``U(0.1, 0.8)``; the noise before the exposure drop or after it, half each; 3 channels with per-channel noise or one
-grey channel, half each, per batch); a share of clean pairs (``--identity``) teaches it to leave good scans alone. The
-target is the same image without the noise (same factors and pivot), in the input's units. The noise level and the
-window are read on the whole degraded image (as the network reads them at inference), NLM runs on the crop, and the
-refiner learns ``target - NLM`` with an L1 loss in the units of each image's window (the scan path shows the
-image in its window, so a dark image's error counts as much as a bright one's).
+``relative`` by :func:`dpe_monai.contract.is_scan`), subjects sampled uniformly, without the sources the downstream
+tasks test on (``--exclude_sources``, default :data:`dpe_monai.evaluators.datasets.TEST_SOURCES`: MNI152, whose
+slices hold the segmentation and lesion test slab, and the pyradiomics tumour patients). Each whole image is
+degraded by Algorithm 1 (noise ``U(0, 10)`` on the 8-bit scale, contrast and brightness ``U(0.1, 0.8)``; the noise
+before the exposure drop or after it, half each; 3 channels with per-channel noise or one grey channel, half each,
+per batch); a share of clean pairs (``--identity``) teaches it to leave good scans alone. The target is the same
+image without the noise (same factors and pivot), in the input's units. The noise level and the window are read on
+the whole degraded image (as the network reads them at inference), NLM runs on the crop, and the refiner learns
+``target - NLM`` with an L1 loss in the units of each image's window (the scan path shows the image in its window,
+so a dark image's error counts as much as a bright one's).
 
 Every draw is seeded by ``(seed, iteration)``; ``latest.pt`` (weights, optimiser, iteration) is written atomically
 every ``--save_every`` iterations and a rerun of the same command resumes from it. ``log.jsonl`` holds the training
@@ -42,15 +44,17 @@ import numpy as np
 import torch
 
 from dpe_monai.evaluators.common import load_clean, load_datalist
+from dpe_monai.evaluators.datasets import TEST_SOURCES
 from dpe_monai.networks.nonlocal_means import NonLocalMeans, noise_sigma
 from dpe_monai.networks.scan_refiner import ScanRefiner, window_of
 
 
-def grey_scans(datalist: str, split: str) -> dict[str, list[np.ndarray]]:
-    """The split's grey scans as ``(H, W)`` float32 arrays in [0, 1], grouped by subject."""
+def grey_scans(datalist: str, split: str, exclude: tuple[str, ...] = ()) -> dict[str, list[np.ndarray]]:
+    """The split's grey scans as ``(H, W)`` float32 arrays in [0, 1], grouped by subject; sources in ``exclude``
+    left out."""
     out: dict[str, list[np.ndarray]] = defaultdict(list)
     for item in load_datalist(datalist, split):
-        if item.get("modality_group") != "radiology":
+        if item.get("modality_group") != "radiology" or item.get("source") in exclude:
             continue
         data = load_clean(item)
         if data["relative"] and min(data["image"].shape[1:]) >= 64:
@@ -131,6 +135,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--save_every", type=int, default=100)
     p.add_argument("--val_every", type=int, default=250)
+    p.add_argument(
+        "--exclude_sources",
+        nargs="*",
+        default=list(TEST_SOURCES),
+        help="collection sources left out of training (default: those the downstream tasks test on)",
+    )
     p.add_argument("--channels", choices=["each", "mean"], default="each", help="ScanRefiner(channels=...)")
     p.add_argument("--init", default=None, help="start from this latest.pt's weights (fresh optimiser and schedule)")
     p.add_argument("--export", default=None, help="write the candidate model.pt here and stop")
@@ -145,7 +155,10 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(vars(args), indent=1) + "\n")
 
-    train, val = grey_scans(args.datalist, "training"), grey_scans(args.datalist, "validation")
+    train, val = (
+        grey_scans(args.datalist, "training", tuple(args.exclude_sources)),
+        grey_scans(args.datalist, "validation"),
+    )
     print(
         f"train: {sum(map(len, train.values()))} scans, {len(train)} subjects; "
         f"validation: {sum(map(len, val.values()))} scans, {len(val)} subjects",
