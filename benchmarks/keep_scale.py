@@ -2,10 +2,10 @@
 
     python -m benchmarks.keep_scale
 
-The scan path (``GlobalLocalNet(prefilter="nlm", prefilter_on="relative")``, nothing learned acts) stretches a scan
-to the 0.5-99.5 % window of its denoised values. A good scan that does not fill its range (MNI152's T1 ends at
-about 235 of 255) is then brightened. ``keep_scale=(a, b)`` keeps the own scale of a scan whose denoised values span
-at least ``b`` (minimum to 99.5th percentile), with a linear ramp from ``a``. The probe runs the scan path itself
+The scan path (``GlobalLocalNet(prefilter="nlm", prefilter_on="relative")``, measured here without the refiner)
+stretches a scan to the 0.5-99.5 % window of its denoised values. A good scan that does not fill its range (MNI152's T1
+ends at about 235 of 255) is then brightened. ``keep_scale=(a, b)`` keeps the own scale of a scan whose denoised values
+span at least ``b`` (minimum to 99.5th percentile), with a linear ramp from ``a``. The probe runs the scan path itself
 (untrained weights: the path reads none) under each ramp on:
 
 - ``good_mni``: MNI152 T1 axial slices (every 8th with >= 15 % brain) as stored, 8-bit: PSNR(output, input);

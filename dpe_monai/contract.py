@@ -135,9 +135,10 @@ def is_scan(rule: str | None, grey: bool) -> bool:
     grey whatever its bit depth (an 8-bit grey PNG/JPEG/DICOM is an export of a scan or a micrograph; photographs
     and dermoscopy are colour). This is the flag handed to the network as ``relative``: a
     :class:`~dpe_monai.networks.GlobalLocalNet` with ``prefilter_on="relative"`` sends such images down its scan path
-    (non-local means, then the denoised image's own percentile window, nothing learned). Networks without that route
-    (the paper's ``DPENet`` ignores it; a ``GlobalLocalNet`` without ``prefilter_on="relative"``, e.g. a task-driven
-    fine-tune) read the same flag: the learned tone correction is off for scans, whose target is their own window.
+    (non-local means and its learned refiner where the network has one, then the denoised image's own percentile
+    window). Networks without that route (the paper's ``DPENet`` ignores it; a ``GlobalLocalNet`` without
+    ``prefilter_on="relative"``, e.g. a task-driven fine-tune) read the same flag: the learned tone correction is
+    off for scans, whose target is their own window.
 
     Args:
         rule: the window rule the contract applied (``None``: none recorded, the container rule).

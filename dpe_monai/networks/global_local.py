@@ -46,7 +46,8 @@ class GlobalLocalNet(nn.Module):
 
     With ``prefilter_on="relative"`` only scans (``relative`` = 1, :func:`dpe_monai.contract.is_scan`: images the
     intensity contract windowed *relative to themselves*, i.e. 12/16-bit, HU, DICOM windows, and grey images of any
-    bit depth, i.e. 8-bit exports too) take that path, and for them nothing learned acts. A scan whose denoised
+    bit depth, i.e. 8-bit exports too) take that path, and for them nothing learned acts but the optional
+    ``scan_refiner`` on the NLM output (the tone map and the body stay off). A scan whose denoised
     values span at most ``keep_scale[0]`` (a dim or flat one) comes back as ``stretch(NLM(x))`` with the 0.5-99.5 %
     window measured on every pixel of the *denoised* whole image (the target of such an image is its own percentile
     window, and noise widens the window measured on the noisy one); one spanning at least ``keep_scale[1]`` (exposed
@@ -322,7 +323,7 @@ class GlobalLocalNet(nn.Module):
                     if bool((keep < 1).any()):
                         den = self.restore(x, sigma, gain) if denoised is None else denoised
                         x = torch.where(keep > 0, x, den)
-                    if not bool((keep > 0).any()):  # only relative images: NLM and the window, nothing learned
+                    if not bool((keep > 0).any()):  # only relative images: NLM (+ refiner) and the window
                         return apply_global_intensity(x, params[:, :-1]).clamp(0.0, 1.0)
         g = apply_global_intensity(x, params[:, :-1])
         r = 2.0 * self.body(torch.cat([x, g, flag], dim=1)) - 1.0  # tanh of the body's head, in [-1, 1]
