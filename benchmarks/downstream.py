@@ -57,7 +57,8 @@ DEFAULT_TASKS = ("segmentation", "nuclei", "lesions")
 CAVEATS = {
     "segmentation": "MNI152 is one subject; the U-Net trains on axial slices outside the held-out slab (gap of "
     "{gap} slices each side). The whole MNI volume is in the DPE enhancement training split, so the enhancer has seen "
-    "these clean slices as training targets (in-distribution for DPE and BasicUNet).",
+    "these clean slices as training targets (in-distribution for DPE and BasicUNet); the scan-path refiner (bundle "
+    ">= 0.8.0), the only learned part that acts on these grey slices, was trained without MNI152.",
     "nuclei": "One real 512^2 fluorescence image (DSB2018 via stardist); the detector trains on crops left of the "
     "held-out strip. Degraded without the paper's luminance gate (the image is darker than B_T=100 and would never "
     "be degraded otherwise), so the degraded inputs are darker than anything the enhancers were trained on.",
