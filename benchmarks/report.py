@@ -96,15 +96,20 @@ def shipped_sha() -> str:
 
 
 def stale_results(res: dict[str, Any]) -> dict[str, str]:
-    """Result files (and downstream tasks) whose ``dpe`` method ran another checkpoint than the shipped one."""
-    current, out = shipped_sha(), {}
+    """Result files (and downstream tasks) whose ``dpe`` method ran another checkpoint than the shipped one, or
+    another bundle version (a release may change only the network's options, e.g. the NLM strength): label ->
+    what they scored."""
+    from benchmarks.common import bundle_version
+
+    current, version, out = shipped_sha(), bundle_version(), {}
     for name, data in res.items():
         entries = [(name, data.get("methods"))]
         entries += [(f"{name}/{t}", r.get("methods")) for t, r in (data.get("tasks") or {}).items()]
         for label, methods in entries:
-            sha = ((methods or {}).get("dpe") or {}).get("checkpoint_sha256")
-            if sha and not current.startswith(sha[:12]):
-                out[label] = sha[:12]
+            dpe = (methods or {}).get("dpe") or {}
+            sha, scored = dpe.get("checkpoint_sha256"), dpe.get("bundle_version")
+            if sha and (not current.startswith(sha[:12]) or (scored and scored != version)):
+                out[label] = f"bundle {scored or '?'}, checkpoint sha256 {sha[:12]}"
     return out
 
 
@@ -139,11 +144,13 @@ def build_report(results_dir: Path, figures_dir: Path, output: Path) -> str:
         ]
     stale = stale_results(res)
     if stale:
+        from benchmarks.common import bundle_version
+
         parts += [
             "> **Stale:** "
-            + "; ".join(f"{name} scored DPE (shipped) with checkpoint sha256 {sha}" for name, sha in stale.items())
-            + f". The shipped `models/model.pt` is sha256 {shipped_sha()}: those tables describe an earlier model"
-            " until their commands are rerun.",
+            + "; ".join(f"{name} scored DPE (shipped) as {what}" for name, what in stale.items())
+            + f". The shipped bundle is {bundle_version()}, `models/model.pt` sha256 {shipped_sha()}: those tables"
+            " describe an earlier model until their commands are rerun (`python -m benchmarks.rerun`).",
             "",
         ]
     parts += quality_section(res.get("quality"), ctx, "quality", "a")

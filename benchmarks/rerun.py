@@ -4,19 +4,20 @@
     python -m benchmarks.rerun --dry_run    # list the steps, with their state
     python -m benchmarks.rerun --only quality.json downstream.json:tumour
 
-A new shipped checkpoint (``bundles/dpe_enhancement/models/model.pt``) makes every result that scored it stale. Each
+A new shipped checkpoint (``bundles/dpe_enhancement/models/model.pt``) or network (``inference.json``'s
+``network_def``) makes every result that scored it stale. Each
 step reruns the *exact command recorded in its result JSON* (the top-level ``command``, or ``tasks.<task>.command``
 of a downstream file), with ``python`` replaced by this interpreter and, for scripts that take it, ``--precision fp32``
 added when the recorded command chose none (the shipped rows are fp32; ``auto`` picks bf16 on CPUs that have it
 natively, which changes the scan path's numbers slightly). Steps run in order, one at a time (each uses the machine's
 cores), logging to ``outputs/rerun/<step>.log``.
 
-``benchmarks/results/rerun.json`` records, per step, the sha256 of the shipped checkpoint it ran with, when, and how
-long it took; a step whose record matches the current checkpoint is skipped, so a run killed at the end of a session
-resumes at its first stale step once the finished ones are committed. Results that do not depend on the shipped
-weights (the ablation's own trainings, the BasicUNet baseline, the route census) are not rerun. The report
-(``python -m benchmarks.report``) runs at the end; it marks every section whose DPE rows scored another checkpoint as
-stale, so a partial rerun is labelled as such in ``RESULTS.md``.
+``benchmarks/results/rerun.json`` records, per step, the sha256 of the shipped checkpoint and network it ran with
+(:func:`shipped_sha256`), when, and how long it took; a step whose record matches the shipped ones is skipped, so a
+run killed at the end of a session resumes at its first stale step once the finished ones are committed. Results
+that do not depend on the shipped weights (the ablation's own trainings, the BasicUNet baseline, the route census)
+are not rerun. The report (``python -m benchmarks.report``) runs at the end; it marks every section whose DPE rows
+scored another checkpoint or bundle version as stale, so a partial rerun is labelled as such in ``RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MODEL = ROOT / "bundles" / "dpe_enhancement" / "models" / "model.pt"
+INFERENCE = ROOT / "bundles" / "dpe_enhancement" / "configs" / "inference.json"
 TASKS = ("segmentation", "nuclei", "lesions", "tumour")
 
 #: in order: a later step may read what an earlier one wrote (the tumour fine-tunes feed the last two)
@@ -53,9 +55,12 @@ STEPS: tuple[str, ...] = (
 PRECISION = ("benchmarks.quality", "benchmarks.downstream")
 
 
-def model_sha256(path: Path = MODEL) -> str:
-    """The shipped checkpoint's sha256 (hex)."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def shipped_sha256(model: Path = MODEL, config: Path = INFERENCE) -> str:
+    """sha256 (hex) of the shipped checkpoint's bytes and of ``inference.json``'s ``network_def`` (canonical JSON):
+    new weights or a changed network option (e.g. the NLM strength) both make every result stale."""
+    h = hashlib.sha256(model.read_bytes())
+    h.update(json.dumps(json.loads(config.read_text())["network_def"], sort_keys=True).encode())
+    return h.hexdigest()
 
 
 def recorded_command(step: str, results: Path = RESULTS) -> str:
@@ -102,10 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown steps {unknown}; steps: {' '.join(STEPS)}")
     state_path, logs = Path(args.state), Path(args.logs)
-    sha = model_sha256()
+    sha = shipped_sha256()
     state = load_state(state_path)
     selected = [s for s in STEPS if args.only is None or s in args.only]
-    todo = [s for s in selected if args.force or state.get(s, {}).get("model_sha256") != sha]
+    todo = [s for s in selected if args.force or state.get(s, {}).get("shipped_sha256") != sha]
     for s in STEPS:
         mark = "rerun" if s in todo else ("current" if s in selected else "not selected")
         print(f"{s:40s} {mark}", flush=True)
@@ -122,15 +127,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{step}: exit {rc}; see {logs}", flush=True)
             return rc
         state[step] = {
-            "model_sha256": sha,
+            "shipped_sha256": sha,
             "finished": datetime.datetime.now().isoformat(timespec="seconds"),
             "seconds": round(time.time() - t0, 1),
             "command": shlex.join(["python"] + cmd[1:]),
         }
         save_state(state, state_path)
-    stale = [s for s in STEPS if state.get(s, {}).get("model_sha256") != sha]
+    stale = [s for s in STEPS if state.get(s, {}).get("shipped_sha256") != sha]
     if stale:
-        print(f"not yet current for this checkpoint: {' '.join(stale)} (RESULTS.md marks them stale)", flush=True)
+        print(
+            f"not yet current for the shipped checkpoint and network: {' '.join(stale)} (RESULTS.md marks them stale)",
+            flush=True,
+        )
     return subprocess.run([sys.executable, "-m", "benchmarks.report"], cwd=ROOT).returncode
 
 

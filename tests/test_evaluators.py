@@ -122,6 +122,29 @@ def test_segmentation_evaluator(synthetic):
         assert boot["scores"][k]["value"] == pytest.approx(v["mean_dice"], abs=1e-6)
         assert boot["scores"][k]["low"] <= v["mean_dice"] + 1e-9 and boot["scores"][k]["high"] >= v["mean_dice"] - 1e-9
     assert boot["versus_best"] is None or boot["versus_best"]["best"] == "identity"
+    assert out["inputs"]["clean"]["intensity_bias"] == {"background": 0.0, "square": 0.0}
+
+
+def test_segmentation_reports_each_inputs_intensity_bias_per_class(synthetic):
+    ev = SegmentationEvaluator(
+        2,
+        ["background", "square"],
+        train_kwargs={"iterations": 1, "batch_size": 2, "network": build_segmenter(2, channels=(4, 8))},
+    )
+    ev.fit(load_datalist(synthetic, "training"))
+    items = load_datalist(synthetic, "test")
+    out = ev.evaluate(items, {"black": lambda x: torch.zeros_like(x)})
+    # a black output sits minus the clean mean of each class below the clean images (pixels of all images pooled)
+    sums = torch.zeros(2, 2, dtype=torch.float64)
+    for item in items:
+        data = load_clean(item, label=True)
+        grey = data["image"].mean(dim=0)
+        for c in range(2):
+            sums[c] += torch.tensor([float(grey[data["label"] == c].sum()), float((data["label"] == c).sum())])
+    bias = out["inputs"]["black"]["intensity_bias"]
+    assert bias["background"] == pytest.approx(-float(sums[0, 0] / sums[0, 1]), abs=1e-5)
+    assert bias["square"] == pytest.approx(-float(sums[1, 0] / sums[1, 1]), abs=1e-5)
+    assert out["inputs"]["degraded"]["intensity_bias"]["square"] != 0.0
 
 
 def test_detection_evaluator_without_torchvision(synthetic):

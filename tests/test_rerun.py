@@ -28,12 +28,38 @@ def test_precision_is_added_only_where_missing():
 
 
 def test_current_steps_are_skipped(tmp_path, capsys):
-    sha = rerun.model_sha256()
+    sha = rerun.shipped_sha256()
     state = tmp_path / "rerun.json"
-    state.write_text(json.dumps({"quality.json": {"model_sha256": sha}, "passthrough.json": {"model_sha256": "old"}}))
+    state.write_text(json.dumps({"quality.json": {"shipped_sha256": sha}, "passthrough.json": {"shipped_sha256": "x"}}))
     assert rerun.main(["--dry_run", "--state", str(state), "--only", "quality.json", "passthrough.json"]) == 0
     lines = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
     assert lines["quality.json"] == "current" and lines["passthrough.json"] == "rerun"
     assert lines["speed.json"] == "not selected"
     with pytest.raises(SystemExit):
         rerun.main(["--dry_run", "--only", "nonexistent.json"])
+
+
+def test_a_changed_network_option_makes_results_stale(tmp_path):
+    """Same weights, another ``network_def`` option (a release that only changes, e.g., the NLM strength): a new key."""
+    config = json.loads(rerun.INFERENCE.read_text())
+    changed = dict(config, network_def={**config["network_def"], "nlm_h_factor": 0.5})
+    paths = [tmp_path / "same.json", tmp_path / "changed.json"]
+    paths[0].write_text(json.dumps(config, indent=2))  # formatting alone does not count
+    paths[1].write_text(json.dumps(changed))
+    key = rerun.shipped_sha256()
+    assert rerun.shipped_sha256(config=paths[0]) == key
+    assert rerun.shipped_sha256(config=paths[1]) != key
+
+
+def test_report_marks_results_of_another_bundle_version_stale():
+    from benchmarks.common import bundle_version
+    from benchmarks.report import shipped_sha, stale_results
+
+    dpe = {"checkpoint_sha256": shipped_sha(), "bundle_version": bundle_version()}
+    res = {
+        "current.json": {"methods": {"dpe": dpe}},
+        "old_options.json": {"methods": {"dpe": {**dpe, "bundle_version": "0.0.1"}}},
+        "old_weights.json": {"methods": {"dpe": {"checkpoint_sha256": "0123456789ab"}}},
+        "downstream.json": {"tasks": {"nuclei": {"methods": {"dpe": dpe}}, "lesions": {"methods": {"dpe": {}}}}},
+    }
+    assert sorted(stale_results(res)) == ["old_options.json", "old_weights.json"]

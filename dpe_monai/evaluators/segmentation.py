@@ -220,6 +220,10 @@ def evaluate_segmentation(
 ) -> dict[str, Any]:
     """Dice per class of ``network`` on degraded, enhanced (one entry per enhancer) and clean versions of ``items``.
 
+    Each input also gets ``"intensity_bias"``: per class, the mean of (input - clean) over that class's pixels of
+    all test images (channel mean, in [0, 1] units): how far the input's intensity convention sits from the one the
+    task model was trained on (a task model trained without intensity augmentation reads such a shift as tissue).
+
     Items the simulator leaves untouched (luminance gate) are skipped and listed in ``"skipped"``. ``"bootstrap"``
     holds paired bootstrap intervals over the test images of the mean foreground Dice, of each recovery and of each
     enhancer's recovery minus the best of ``baselines``
@@ -230,6 +234,7 @@ def evaluate_segmentation(
     names = list(class_names or [str(i) for i in range(num_classes)])
     inputs = ["degraded", *enhancers, "clean"]
     metrics = {k: DiceMetric(include_background=True, reduction="mean_batch", ignore_empty=True) for k in inputs}
+    bias = {k: np.zeros((num_classes, 2)) for k in inputs}  # per class: sum of (input - clean), pixel count
     skipped, n = [], 0
     for item in items:
         data = load_clean(item, label=True, max_side=max_side)
@@ -248,11 +253,19 @@ def evaluate_segmentation(
         for key in inputs:
             pred = F.one_hot(segment(network, versions[key][None]), num_classes).permute(0, 3, 1, 2).float()
             metrics[key](y_pred=pred, y=ref)
+            diff = (versions[key] - clean).mean(dim=0)
+            for c in range(num_classes):
+                bias[key][c] += (float(diff[label == c].sum()), float((label == c).sum()))
     results: dict[str, Any] = {}
     for key in inputs:
         per_class = metrics[key].aggregate().tolist() if n else [math.nan] * num_classes
         fg = [v for v in per_class[1:] if np.isfinite(v)]
-        results[key] = {"dice": dict(zip(names, per_class)), "mean_dice": float(np.mean(fg)) if fg else math.nan}
+        shift = [s / m if m else math.nan for s, m in bias[key]]
+        results[key] = {
+            "dice": dict(zip(names, per_class)),
+            "mean_dice": float(np.mean(fg)) if fg else math.nan,
+            "intensity_bias": dict(zip(names, shift)),
+        }
     mean = {k: v["mean_dice"] for k, v in results.items()}
     per_class_recovery = {c: recovery_table({k: v["dice"][c] for k, v in results.items()}) for c in names[1:]}
     return {

@@ -35,7 +35,17 @@ from torch import nn
 
 from dpe_monai.networks.tracing import tracing
 
-__all__ = ["NonLocalMeans", "noise_level_function", "noise_sigma"]
+__all__ = ["NonLocalMeans", "noise_level_function", "noise_sigma", "strided_sorted"]
+
+
+def strided_sorted(flat: torch.Tensor, samples: int = 65536) -> torch.Tensor:
+    """Every ``n``-th value of each row of ``flat`` ``(B, N)`` (``n`` keeps about ``samples`` of them), sorted:
+    ``(B, M)``. The shared sample of :func:`noise_sigma` and of the refiner's window (``window_of``)."""
+    step = max(1, flat.shape[1] // samples)
+    if not torch.jit.is_scripting():
+        if torch.compiler.is_compiling():
+            step = torch.sym_max(1, flat.shape[1] // samples)  # stays symbolic when traced for export
+    return torch.sort(flat[:, ::step], dim=1).values
 
 
 def noise_sigma(x: torch.Tensor, samples: int = 65536) -> torch.Tensor:
@@ -49,12 +59,7 @@ def noise_sigma(x: torch.Tensor, samples: int = 65536) -> torch.Tensor:
         x: ``(B, C, H, W)`` or ``(B, C, H, W, D)`` in [0, 1].
     """
     b = x.shape[0]
-    diff = (x[:, :, :, 1:] - x[:, :, :, :-1]).float().reshape(b, -1)
-    step = max(1, diff.shape[1] // samples)
-    if not torch.jit.is_scripting():
-        if torch.compiler.is_compiling():
-            step = torch.sym_max(1, diff.shape[1] // samples)  # stays symbolic when traced for export
-    diff = torch.sort(diff[:, ::step], dim=1).values
+    diff = strided_sorted((x[:, :, :, 1:] - x[:, :, :, :-1]).float().reshape(b, -1), samples)
     mid = (diff.shape[1] - 1) // 2
     med = diff[:, mid : mid + 1]
     dev = torch.sort((diff - med).abs(), dim=1).values[:, mid]

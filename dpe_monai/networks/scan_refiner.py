@@ -21,7 +21,7 @@ from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv
 from torch import nn
 
-from dpe_monai.networks.nonlocal_means import noise_sigma
+from dpe_monai.networks.nonlocal_means import noise_sigma, strided_sorted
 from dpe_monai.networks.tracing import tracing
 
 __all__ = ["ScanRefiner", "window_of"]
@@ -30,13 +30,7 @@ __all__ = ["ScanRefiner", "window_of"]
 def window_of(x: torch.Tensor, lower: float = 0.005, upper: float = 0.995, samples: int = 65536) -> torch.Tensor:
     """The ``lower``/``upper`` quantiles of each image of ``x`` ``(B, C, *spatial)`` over all its values (strided
     to about ``samples``), ``(B, 2)``: the contract's percentile window, read on the noisy input."""
-    b = x.shape[0]
-    flat = x.float().reshape(b, -1)
-    step = max(1, flat.shape[1] // samples)
-    if not torch.jit.is_scripting():
-        if torch.compiler.is_compiling():
-            step = torch.sym_max(1, flat.shape[1] // samples)
-    flat = torch.sort(flat[:, ::step], dim=1).values
+    flat = strided_sorted(x.float().reshape(x.shape[0], -1), samples)
     n = flat.shape[1]
     lo = flat[:, int(lower * (n - 1))]
     hi = flat[:, int(upper * (n - 1))]

@@ -25,6 +25,8 @@ schedule (a longer budget on top of a finished run; give it another ``--seed`` s
 ``--channels mean`` trains the refiner as ``GlobalLocalNet(..., refiner_channels="mean")`` runs it: a 3-channel batch
 is refined on its channel mean at that mean's noise level, one correction for every channel.
 
+``--nlm_h_factor`` is the strength of the NLM it refines; train with the value the bundle's ``network_def`` runs.
+
 ``--export OUT`` writes a bundle-style ``{"model": state_dict}`` for ``GlobalLocalNet(..., scan_refiner=True)``:
 ``--base`` (default: the bundle's ``models/model.pt``) with the refiner of ``--output``'s ``latest.pt`` added, and
 trains nothing.
@@ -142,6 +144,9 @@ def main() -> None:
         help="collection sources left out of training (default: those the downstream tasks test on)",
     )
     p.add_argument("--channels", choices=["each", "mean"], default="each", help="ScanRefiner(channels=...)")
+    p.add_argument(
+        "--nlm_h_factor", type=float, default=0.8, help="the NLM strength it refines (GlobalLocalNet(nlm_h_factor=...))"
+    )
     p.add_argument("--init", default=None, help="start from this latest.pt's weights (fresh optimiser and schedule)")
     p.add_argument("--export", default=None, help="write the candidate model.pt here and stop")
     p.add_argument("--base", default=str(Path(__file__).resolve().parents[1] / "models" / "model.pt"))
@@ -167,7 +172,7 @@ def main() -> None:
     vrng = np.random.default_rng([args.seed, 10**9])
     val_batches = [batch(val, vrng, args.batch, 128, 0.0) for _ in range(4)]
 
-    nlm = NonLocalMeans(2, patch_distance=6)
+    nlm = NonLocalMeans(2, patch_distance=6, h_factor=args.nlm_h_factor)
     model = ScanRefiner(2, channels=args.channels)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.iterations, eta_min=args.lr * 0.01)
