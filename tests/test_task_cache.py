@@ -37,3 +37,23 @@ def test_cache_loads_same_training_and_retrains_on_change(tmp_path):
     key6 = training_key(_items(tmp_path), {"iterations": 6}, 0)
     _, log = load_or_train(path, key6, lambda: torch.nn.Linear(2, 2), train)
     assert log["cached"] is False and len(calls) == 2
+
+
+def _train_v1():
+    return 1
+
+
+def _train_v2():
+    return 2
+
+
+def test_key_follows_the_training_code(tmp_path):
+    """A model trained by other code is not reused: the source of the training functions joins the key."""
+    from dpe_monai.evaluators import detection, segmentation
+
+    items, settings = _items(tmp_path), {"iterations": 5}
+    assert training_key(items, settings, 0, code=(_train_v1,)) != training_key(items, settings, 0, code=(_train_v2,))
+    assert training_key(items, settings, 0, code=(_train_v1,)) == training_key(items, settings, 0, code=(_train_v1,))
+    assert segmentation.train_segmenter in segmentation.training_code()
+    assert detection.train_detector in detection.training_code()
+    assert training_key(items, settings, 0, code=segmentation.training_code()) != training_key(items, settings, 0)

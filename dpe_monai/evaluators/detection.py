@@ -221,6 +221,14 @@ def train_detector(
     return det, log
 
 
+def training_code() -> tuple[Any, ...]:
+    """The functions and modules that load, build and train the task model: their source joins the task cache's
+    key (:func:`~dpe_monai.evaluators.task_cache.training_key`), so a change to them retrains it."""
+    from dpe_monai.evaluators import augmentation
+
+    return (build_detector, train_detector, load_clean, augmentation)
+
+
 def _coco(class_names: Sequence[str]) -> Any:
     from monai.apps.detection.metrics.coco import COCOMetric
 
@@ -346,7 +354,7 @@ class DetectionEvaluator:
         kwargs = {"num_classes": len(self.class_names), **self.train_kwargs}
         self.detector, self.train_log = load_or_train(
             cache,
-            training_key(items, kwargs, self.seed),
+            training_key(items, kwargs, self.seed, code=training_code()),
             lambda: kwargs.get("detector") or build_detector(kwargs["num_classes"]),
             lambda: train_detector(items, seed=self.seed, **kwargs),
         )

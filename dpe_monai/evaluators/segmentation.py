@@ -155,6 +155,14 @@ def train_segmenter(
     return network, log
 
 
+def training_code() -> tuple[Any, ...]:
+    """The functions and modules that load, build and train the task model: their source joins the task cache's
+    key (:func:`~dpe_monai.evaluators.task_cache.training_key`), so a change to them retrains it."""
+    from dpe_monai.evaluators import augmentation
+
+    return (build_segmenter, train_segmenter, load_clean, augmentation)
+
+
 def task_segmenter(
     items: Sequence[Mapping[str, Any]],
     path: str | os.PathLike,
@@ -165,8 +173,9 @@ def task_segmenter(
     **train_kwargs: Any,
 ) -> torch.nn.Module:
     """The U-Net of a task, trained on the clean ``items`` once and kept at ``path`` (a state dict and its ``.json``
-    log, written atomically, keyed by the items and settings: :func:`~dpe_monai.evaluators.task_cache.load_or_train`);
-    later calls with the same items and settings load it, others retrain. Used as the frozen task network of
+    log, written atomically, keyed by the items, settings and training code:
+    :func:`~dpe_monai.evaluators.task_cache.load_or_train`); later calls with the same items, settings and code load
+    it, others retrain. Used as the frozen task network of
     task-driven fine-tuning and by the tumour benchmark, so both see the same network. ``positive_fraction`` of each
     batch comes from images with foreground (see :func:`train_segmenter`).
 
@@ -179,7 +188,7 @@ def task_segmenter(
     settings = {"num_classes": num_classes, "positive_fraction": positive_fraction, **train_kwargs}
     network, log = load_or_train(
         path,
-        training_key(items, settings, seed),
+        training_key(items, settings, seed, code=training_code()),
         lambda: build_segmenter(num_classes),
         lambda: train_segmenter(
             items,
@@ -331,7 +340,7 @@ class SegmentationEvaluator:
         from dpe_monai.evaluators.task_cache import load_or_train, training_key
 
         kwargs = self.train_kwargs
-        key = training_key(items, {"num_classes": self.num_classes, **kwargs}, self.seed)
+        key = training_key(items, {"num_classes": self.num_classes, **kwargs}, self.seed, code=training_code())
         self.network, self.train_log = load_or_train(
             cache,
             key,

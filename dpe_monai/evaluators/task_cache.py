@@ -1,14 +1,16 @@
 """Trained task models kept on disk, so a downstream rerun with a new enhancer does not retrain them.
 
-A task model (U-Net, RetinaNet) depends only on its clean training items, its training settings and the seed, not
-on the enhancers it later scores. :func:`load_or_train` keys the saved state dict by exactly those (a SHA-256 of
-the sorted image and label files' names and contents, the settings and the seed) and retrains on any change.
+A task model (U-Net, RetinaNet) depends only on its clean training items, its training settings, the seed and the
+code that trains it, not on the enhancers it later scores. :func:`load_or_train` keys the saved state dict by exactly
+those (a SHA-256 of the sorted image and label files' names and contents, the settings, the seed and the source of
+the training functions) and retrains on any change, so a model trained by older code is never reused.
 Files are written atomically (:func:`dpe_monai.io.atomic.write_atomically`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -20,8 +22,11 @@ import torch
 __all__ = ["load_or_train", "training_key"]
 
 
-def training_key(items: Sequence[Mapping[str, Any]], settings: Mapping[str, Any], seed: int) -> str:
-    """SHA-256 over the items' image/label files (name and content), boxes, ``settings`` and ``seed``."""
+def training_key(
+    items: Sequence[Mapping[str, Any]], settings: Mapping[str, Any], seed: int, code: Sequence[Any] = ()
+) -> str:
+    """SHA-256 over the items' image/label files (name and content), boxes, ``settings``, ``seed`` and the source
+    of ``code`` (the functions or modules that build and train the model)."""
     h = hashlib.sha256()
     for item in sorted(items, key=lambda it: str(it.get("image"))):
         for key in ("image", "label"):
@@ -34,6 +39,8 @@ def training_key(items: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]
                 h.update(json.dumps(item[key], default=str).encode())
     h.update(json.dumps(dict(settings), sort_keys=True, default=str).encode())
     h.update(str(seed).encode())
+    for obj in code:
+        h.update(inspect.getsource(obj).encode())
     return h.hexdigest()
 
 
