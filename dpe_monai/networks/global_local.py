@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dpe_monai.networks.clean_gate import CleanGate
 from dpe_monai.networks.dpenet import DPENet
 from dpe_monai.networks.global_intensity import (
     GlobalIntensity,
@@ -59,6 +60,10 @@ class GlobalLocalNet(nn.Module):
     choice for the shipped weights, whose body costs 5-8 dB on unseen scans against NLM + stretch
     (``benchmarks/results``).
 
+    With ``clean_gate`` a :class:`CleanGate` reads the whole image and gives ``w``, its pass weight (1 for an image it
+    is sure is a good one given as it is); the colour path then returns ``x + (1 - w) * (y - x)`` (scans keep their
+    own test, ``keep_scale``). ``w`` travels in ``params`` before the flag. In training (``context`` given) ``w = 0``.
+
     The tone map must come from the *whole* image. Callers that tile a large image (or enhance a volume slice by
     slice) compute it once with :meth:`estimate` and pass it to every tile as ``params``; the
     :class:`~dpe_monai.inference.Enhancer` does this. ``params`` carries the flag as its last column, so tiles and
@@ -104,6 +109,8 @@ class GlobalLocalNet(nn.Module):
             is read on what it is given: the whole image, or each tile of a tiled one.
         refiner_channels: the refiner's ``channels`` (``"each"`` or ``"mean"``: one correction for all channels,
             learned on their mean, so it adds no colour; see :class:`ScanRefiner`).
+        clean_gate: blend the colour path's output back towards a good input (:class:`CleanGate`, trained by
+            ``bundles/dpe_enhancement/scripts/train_clean_gate.py``; an untrained gate passes nothing).
     """
 
     def __init__(
@@ -124,6 +131,7 @@ class GlobalLocalNet(nn.Module):
         nlm_sure_factors: Sequence[float] | None = None,
         scan_refiner: bool = False,
         refiner_channels: str = "each",
+        clean_gate: bool = False,
     ) -> None:
         super().__init__()
         if in_channels != out_channels:
@@ -158,6 +166,7 @@ class GlobalLocalNet(nn.Module):
         if scan_refiner and prefilter != "nlm":
             raise ValueError("scan_refiner refines the prefilter's output: it needs prefilter='nlm'.")
         self.refiner = ScanRefiner(spatial_dims, channels=refiner_channels) if scan_refiner else None
+        self.gate = CleanGate() if clean_gate else None
         self.global_branch = GlobalIntensity(in_channels=in_channels, thumb=thumb, knots=knots)
         self.body = DPENet(
             spatial_dims=spatial_dims,
@@ -175,7 +184,7 @@ class GlobalLocalNet(nn.Module):
         """Parameters ``(B, P + 1)`` of whole images or volumes ``x``: the tone map (:class:`GlobalIntensity`) and
         the route flag ``relative`` (``(B,)``, None = 0) as the last column (with ``prefilter``, the noise
         level :func:`noise_sigma` before it; with ``noise_model="auto"``, the noise level and then the gain of
-        :func:`noise_level_function`)."""
+        :func:`noise_level_function`; with ``clean_gate``, the gate's ``w`` just before the flag)."""
         return self._with_flag(self._tone(x, None, relative)[0], relative)
 
     def _tone(
@@ -184,7 +193,7 @@ class GlobalLocalNet(nn.Module):
         """The tone map (and noise level) of ``x``, and ``x`` denoised when that was needed for it (a batch of 2-D
         images with a relative one), so :meth:`forward` need not run the prefilter a second time; else None."""
         if self.prefilter is None:
-            return self.global_branch(x, summary=context, relative=relative), None
+            return self._gated(self.global_branch(x, summary=context, relative=relative), x, context), None
         # the whole image's noise level: from its summary (a crop's context in training) or from x itself
         sigma = context[:, -1] if context is not None else noise_sigma(x)
         gain = torch.zeros_like(sigma)
@@ -214,7 +223,14 @@ class GlobalLocalNet(nn.Module):
         cols = [tone, sigma[:, None].to(tone.dtype)]
         if self.auto_noise:
             cols.append(gain[:, None].to(tone.dtype))
-        return torch.cat(cols, dim=1), reuse
+        return self._gated(torch.cat(cols, dim=1), x, context), reuse
+
+    def _gated(self, params: torch.Tensor, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        """``params`` with the gate's ``w`` of the whole image ``x`` appended (0 in training: ``context``)."""
+        if self.gate is None:
+            return params
+        p = torch.zeros_like(params[:, 0]) if context is not None else self.gate(x).to(params.dtype)
+        return torch.cat([params, p[:, None]], dim=1)
 
     def _keep_saturation(self, summary: torch.Tensor, x: torch.Tensor, stabilised: torch.Tensor) -> torch.Tensor:
         """``summary`` with its upper window end set to ``x``'s maximum for the images ``stabilised`` (``(B,)``
@@ -303,6 +319,18 @@ class GlobalLocalNet(nn.Module):
         if params.shape[0] != x.shape[0]:
             params = params.expand(x.shape[0], -1)
         flag = params[:, -1:].reshape([x.shape[0], 1] + [1] * (x.ndim - 2)).expand_as(x[:, :1])
+        if self.gate is not None:  # the colour path's blend weight 1 - w; a scan keeps 1
+            shape = [x.shape[0], 1] + [1] * (x.ndim - 2)
+            gate = 1.0 - params[:, -2].reshape(shape)
+            strength = torch.where(flag[:, :1] > 0.5, torch.ones_like(gate), gate)
+            params = torch.cat([params[:, :-2], params[:, -1:]], dim=1)
+            return x + strength * (self._enhance(x, params, flag, flagged, denoised) - x)
+        return self._enhance(x, params, flag, flagged, denoised)
+
+    def _enhance(
+        self, x: torch.Tensor, params: torch.Tensor, flag: torch.Tensor, flagged: bool, denoised: torch.Tensor | None
+    ) -> torch.Tensor:
+        """:meth:`forward` after the parameters: ``params`` without the gate's column."""
         keep = torch.ones_like(flag)  # where the body's residual acts
         if self.prefilter is not None:
             gain: torch.Tensor | None = None
