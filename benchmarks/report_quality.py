@@ -178,7 +178,9 @@ def passthrough_section(p: dict | None, ctx: dict) -> list[str]:
     out += [
         f"Command: `{p['command']}`  ",
         f"Machine: {ctx['machine_line'](p)}  ",
-        f"Clean (never degraded) inputs; PSNR(output, input) in dB, higher = less changed, bar {p['threshold_db']} dB.",
+        f"Clean (never degraded) inputs; PSNR(output, input) in dB, higher = less changed, bar {p['threshold_db']} dB"
+        " (an unchanged image counts as 100 dB, so a mean is lifted by the images left exactly as they were; the median"
+        " and the count below the bar say how many were changed).",
         "",
     ]
     names = list(p["collection"])
@@ -186,9 +188,7 @@ def passthrough_section(p: dict | None, ctx: dict) -> list[str]:
     rows = []
     for n in names:
         s = p["collection"][n]["summary"]
-        cells = [
-            f"{fmt(s['groups'][g]['mean'])} (min {fmt(s['groups'][g]['min'])}, n={s['groups'][g]['n']})" for g in groups
-        ]
+        cells = [_group_cell(s["groups"][g], fmt) for g in groups]
         rows.append([labels.get(n, n)] + cells + [fmt(s["average"]), fmt(s["pooled"])])
     out += [table(["method"] + groups + ["average of groups (n >= 5)", "pooled"], rows), ""]
     files = [d["file"] for d in p["dicoms"][names[0]]] if names else []
@@ -220,6 +220,15 @@ def passthrough_section(p: dict | None, ctx: dict) -> list[str]:
     return out
 
 
+def _group_cell(g: dict, fmt) -> str:
+    """``mean (median m, min x, k of n below the bar)``; runs before the median was recorded: ``mean (min x, n=n)``."""
+    if "median" not in g:
+        return f"{fmt(g['mean'])} (min {fmt(g['min'])}, n={g['n']})"
+    return (
+        f"{fmt(g['mean'])} (median {fmt(g['median'])}, min {fmt(g['min'])}, {g['below_bar']} of {g['n']} below the bar)"
+    )
+
+
 def _grey_set(res: dict, names: list[str], ctx: dict, suffix: str, caption: str) -> list[str]:
     """A table of one of the passthrough benchmark's grey-file sets (empty when the run did not have it)."""
     if not res:
@@ -228,7 +237,7 @@ def _grey_set(res: dict, names: list[str], ctx: dict, suffix: str, caption: str)
     rows = []
     for n in names:
         s = res[n]["summary"]
-        cells = [f"{fmt(v['mean'])} (min {fmt(v['min'])}, n={v['n']})" for v in s["groups"].values()]
+        cells = [_group_cell(v, fmt) for v in s["groups"].values()]
         rows.append([labels.get(n, n)] + cells)
     heads = [f"{g} {suffix}" for g in res[names[0]]["summary"]["groups"]]
     return [caption, "", table(["method"] + heads, rows), ""]

@@ -124,6 +124,9 @@ def test_passthrough(env):
     mni = out["source_scale"]["dpe"]["per_image"]
     assert len(mni) >= 2 and all(r["id"].startswith("mni152_axial") and r["psnr"] > 0 for r in mni)
     assert out["dicoms"]["dpe"] and all(d["inside_own_range"] for d in out["dicoms"]["dpe"])
+    for g in out["collection"]["dpe"]["summary"]["groups"].values():
+        psnrs = [r["psnr"] for r in rows if r["group"] in out["collection"]["dpe"]["summary"]["groups"]]
+        assert 0 <= g["below_bar"] <= g["n"] and g["min"] <= g["median"] <= max(psnrs)
 
 
 def test_ablation_configs_build_every_variant():
