@@ -57,3 +57,27 @@ def test_key_follows_the_training_code(tmp_path):
     assert segmentation.train_segmenter in segmentation.training_code()
     assert detection.train_detector in detection.training_code()
     assert training_key(items, settings, 0, code=segmentation.training_code()) != training_key(items, settings, 0)
+
+
+def test_task_segmenter_weights_follow_the_seed_alone(tmp_path):
+    """The task U-Net is built after seeding: random draws made before the call (e.g. building the enhancers being
+    compared) do not change it (they did before: fold 0's tumour U-Net differed between checkouts)."""
+    import numpy as np
+    from PIL import Image
+
+    from dpe_monai.evaluators.segmentation import task_segmenter
+
+    rng = np.random.default_rng(0)
+    items = []
+    for i in range(2):
+        img, lab = tmp_path / f"i{i}.png", tmp_path / f"l{i}.png"
+        Image.fromarray(rng.integers(0, 255, (32, 32), dtype=np.uint8)).save(img)
+        Image.fromarray((rng.random((32, 32)) > 0.7).astype(np.uint8)).save(lab)
+        items.append({"image": str(img), "label": str(lab)})
+    states = []
+    for draws in (0, 7):
+        torch.manual_seed(123)
+        torch.rand(draws)  # what ran before in the process
+        net = task_segmenter(items, tmp_path / f"seg{draws}.pt", 2, seed=0, device="cpu", iterations=2, batch_size=2)
+        states.append(net.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])

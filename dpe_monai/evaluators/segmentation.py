@@ -160,7 +160,7 @@ def training_code() -> tuple[Any, ...]:
     key (:func:`~dpe_monai.evaluators.task_cache.training_key`), so a change to them retrains it."""
     from dpe_monai.evaluators import augmentation
 
-    return (build_segmenter, train_segmenter, load_clean, augmentation)
+    return (build_segmenter, train_segmenter, task_segmenter, load_clean, augmentation)
 
 
 def task_segmenter(
@@ -190,10 +190,9 @@ def task_segmenter(
         path,
         training_key(items, settings, seed, code=training_code()),
         lambda: build_segmenter(num_classes),
-        lambda: train_segmenter(
+        lambda: train_segmenter(  # builds the U-Net after seeding: its initial weights follow the seed alone
             items,
             num_classes,
-            network=build_segmenter(num_classes),
             seed=seed,
             device=device,
             positive_fraction=positive_fraction,
