@@ -38,7 +38,9 @@ def paired_verdict(d: dict | None) -> str | None:
     return "loses" if d["high"] < 0 else ("wins" if d["low"] > 0 else "tie")
 
 
-def versus_best_table(versus: dict[str, dict | None], names: list[str], ctx: dict, sample: str) -> list[str]:
+def versus_best_table(
+    versus: dict[str, dict | None], names: list[str], ctx: dict, sample: str, weak: frozenset[str] = frozenset()
+) -> list[str]:
     """Each of ``names``' recovery minus the best classical method's, paired over the same bootstrap resamples
     (:func:`~dpe_monai.evaluators.bootstrap.paired_recovery`): an interval that holds 0 is a tie within the noise
     of ``sample``; one below 0 a loss, above 0 a win.
@@ -48,6 +50,8 @@ def versus_best_table(versus: dict[str, dict | None], names: list[str], ctx: dic
         names: the inputs to list (networks and the oracle).
         ctx: the report's context (``fmt``, ``table``, ``labels``).
         sample: what was resampled, e.g. "24 slices".
+        weak: the columns whose degradation costs the task model too little (:data:`WEAK_TASK_GAP`, or improves it):
+            recovery divides by that cost, so their intervals get no verdict ("not evidence").
     """
     versus = {m: v for m, v in versus.items() if v}
     if not versus:
@@ -56,9 +60,9 @@ def versus_best_table(versus: dict[str, dict | None], names: list[str], ctx: dic
     rows = []
     for name in names:
         cells = []
-        for v in versus.values():
+        for m, v in versus.items():
             d = v["difference"].get(name)
-            word = paired_verdict(d)
+            word = "not evidence" if m in weak and d else paired_verdict(d)
             cells.append(ci_text(d, fmt, 2) + (f" ({word})" if word else "") if d else "n/a")
         rows.append([labels.get(name, name), *cells])
     header = ["input"] + [f"recovery minus {labels.get(v['best'], v['best'])} ({m})" for m, v in versus.items()]

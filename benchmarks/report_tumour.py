@@ -123,7 +123,8 @@ def _versus_best(summary: dict, ctx: dict) -> list[str]:
     vs = summary.get("versus_best") or {}
     names = [k for k in summary["recovery"] if k.startswith("dpe") or k == "oracle"]
     sample = f"{summary['n_slices']} slices"
-    return versus_best_table({"Dice": vs.get("dice"), "AP": vs.get("mAP_50")}, names, ctx, sample)
+    weak = frozenset(c for c, m in (("Dice", "dice"), ("AP", "mAP_50")) if _gap(summary, m)[0] < WEAK_TASK_GAP)
+    return versus_best_table({"Dice": vs.get("dice"), "AP": vs.get("mAP_50")}, names, ctx, sample, weak)
 
 
 def _fine_tune_lines(r: dict, fmt: Any) -> list[str]:
@@ -197,7 +198,7 @@ def _paired_dpe(summary: dict, metric: str, fmt: Any) -> str:
     """``; DPE minus the best classical: d [low, high], tie`` from the paired bootstrap, if recorded."""
     d = ((summary.get("versus_best") or {}).get(metric) or {}).get("difference", {}).get("dpe")
     word = paired_verdict(d)
-    if word is None:
+    if word is None or _gap(summary, metric)[0] < WEAK_TASK_GAP:  # no verdict where recovery is not evidence
         return ""
     word = "a tie within the slices' noise" if word == "tie" else word
     return f"; DPE minus best classical {fmt(d['value'])} [{fmt(d['low'])}, {fmt(d['high'])}], {word}"

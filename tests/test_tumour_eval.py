@@ -101,3 +101,7 @@ def test_paired_difference_against_the_best_baseline() -> None:
     assert "versus_best" not in summarise_tumour(_records(), n_boot=20, n_boot_map=5)  # no baselines: no table
     text = "\n".join(_versus_best(s, {"fmt": fmt, "table": markdown_table, "labels": {}}))
     assert "recovery minus stretch_nlm (Dice)" in text and "(wins)" in text
+    # a degradation that costs the task model (almost) nothing: recovery divides by that cost, so no verdict
+    s["inputs"]["degraded"]["dice"]["value"] = s["inputs"]["clean"]["dice"]["value"] + 0.02
+    text = "\n".join(_versus_best(s, {"fmt": fmt, "table": markdown_table, "labels": {}}))
+    assert text.count("(not evidence)") == 2  # the Dice column of both rows; AP keeps its verdicts
