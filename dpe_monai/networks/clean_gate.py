@@ -60,7 +60,7 @@ def gate_features(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     colour = (x.amax(dim=1) - x.amin(dim=1)).reshape(b, -1).mean(dim=1)
     q = strided_sorted(grey)
     idx = (torch.tensor([0.01, 0.99], device=x.device) * (q.shape[1] - 1)).round().long()  # symbolic in export
-    p1, p99 = q[:, idx[0]], q[:, idx[1]]
+    p1, p99 = q.index_select(1, idx).unbind(1)  # no .item(): also on meta tensors (FLOP counting)
     sigma = 0.5 * (noise_sigma(x) + noise_sigma(x.transpose(2, 3)))  # both in-plane axes: a transpose reads the same
     cols = [
         torch.log(mean + eps),
