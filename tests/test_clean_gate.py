@@ -103,7 +103,7 @@ def _ph2(stem: str) -> torch.Tensor:
     return torch.from_numpy(a).permute(2, 0, 1).contiguous()
 
 
-# dark good images the colour path used to brighten without the gate (18-20 dB of themselves): a fundus photograph, a
+# dark good images the colour path used to brighten without the gate (below 35 dB of themselves): a fundus photograph, a
 # night photograph, and a dark PH2 patch (L8 92 < B_T: Algorithm 1 never degrades such an image) the gate passes
 DARK_GOOD = [("photo", "retina"), ("photo", "rocket"), ("ph2", "patch1246a")]
 # two of the darkest lesion patches (violet and dark brown, L8 86 and 44): the gate is unsure (p 0.63 and 0.76) and
