@@ -51,6 +51,8 @@ STEPS: tuple[str, ...] = (
     "task_floor.json",
     "speed.json",
 )
+#: steps that read what another step writes: they rerun whenever it does
+READS: dict[str, tuple[str, ...]] = {"passthrough_tumour_gradprom.json": ("downstream.json:tumour",)}
 #: scripts that take ``--precision``
 PRECISION = ("benchmarks.quality", "benchmarks.downstream")
 
@@ -111,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     state = load_state(state_path)
     selected = [s for s in STEPS if args.only is None or s in args.only]
     todo = [s for s in selected if args.force or state.get(s, {}).get("shipped_sha256") != sha]
+    todo = [s for s in selected if s in todo or any(r in todo for r in READS.get(s, ()))]
     for s in STEPS:
         mark = "rerun" if s in todo else ("current" if s in selected else "not selected")
         print(f"{s:40s} {mark}", flush=True)

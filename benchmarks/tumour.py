@@ -51,28 +51,50 @@ CAVEATS = {
 
 
 def fine_tune(fold: int, mode: str, args: argparse.Namespace) -> Path:
-    """Run the bundle's ``task_driven.json`` for one fold (resumable); returns its EMA checkpoint."""
-    from monai.bundle import run
+    """Run the bundle's ``task_driven.json`` for one fold (resumable); returns its EMA checkpoint. A finished or
+    partial run is reused only when it was fine-tuned against the frozen U-Net the config builds now
+    (:func:`match_task_segmenter`)."""
+    from monai.bundle import ConfigParser, run
 
     root = Path(args.work_dir).resolve() / "tumour" / args.tumour_split  # the bundle reads the datalist from elsewhere
     out = root / f"{mode}_fold{fold}"
     final = out / "models" / "model.pt"
+    config = BUNDLE / "configs" / "task_driven.json"
+    overrides = {
+        "bundle_root": str(BUNDLE),
+        "test_fold": fold,
+        "task_mode": mode,
+        "output_dir": str(out),
+        "work_dir": str(root / f"data_fold{fold}"),
+        "split": args.tumour_split,
+        "max_epochs": args.finetune_epochs,
+        "epoch_length": args.finetune_epoch_length,
+        "segmenter_iterations": args.seg_iterations,
+        "seed": args.seed,
+    }
+    parser = ConfigParser(ConfigParser.load_config_file(config))
+    parser.update(overrides)
+    parser.get_parsed_content("task_network")  # trains (or loads) the frozen U-Net exactly as the run will
+    match_task_segmenter(out, root / f"data_fold{fold}" / "task_segmenter.json")
     if final.is_file():
         return final
-    run(
-        config_file=str(BUNDLE / "configs" / "task_driven.json"),
-        bundle_root=str(BUNDLE),
-        test_fold=fold,
-        task_mode=mode,
-        output_dir=str(out),
-        work_dir=str(root / f"data_fold{fold}"),
-        split=args.tumour_split,
-        max_epochs=args.finetune_epochs,
-        epoch_length=args.finetune_epoch_length,
-        segmenter_iterations=args.seg_iterations,
-        seed=args.seed,
-    )
+    run(config_file=str(config), **overrides)
     return final
+
+
+def match_task_segmenter(out: Path, segmenter_log: Path) -> None:
+    """Keep the fine-tune folder ``out`` (finished or resumable) only when it was trained against the frozen U-Net
+    now cached at ``segmenter_log`` (the ``key`` of its log); otherwise (a retrained U-Net, or a folder from before
+    this stamp) delete it, so the fine-tune starts over. Leaves ``out`` stamped with the current key."""
+    import shutil
+
+    key = json.loads(segmenter_log.read_text())["key"]
+    stamp = out / "task_segmenter.key"
+    if out.exists() and (not stamp.is_file() or stamp.read_text().strip() != key):
+        logger.warning("%s was fine-tuned against another task U-Net; starting it over", out)
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(key + "\n")
 
 
 def fine_tune_curves(out: Path, epoch_length: int) -> dict[str, list[float]]:

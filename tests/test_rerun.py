@@ -39,6 +39,17 @@ def test_current_steps_are_skipped(tmp_path, capsys):
         rerun.main(["--dry_run", "--only", "nonexistent.json"])
 
 
+def test_a_step_that_reads_another_reruns_with_it(tmp_path, capsys):
+    sha = rerun.shipped_sha256()
+    state = tmp_path / "rerun.json"
+    current = {s: {"shipped_sha256": sha} for s in rerun.STEPS}
+    state.write_text(json.dumps(dict(current, **{"downstream.json:tumour": {"shipped_sha256": "x"}})))
+    assert rerun.main(["--dry_run", "--state", str(state)]) == 0
+    lines = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
+    assert lines["downstream.json:tumour"] == "rerun" and lines["passthrough_tumour_gradprom.json"] == "rerun"
+    assert lines["passthrough.json"] == "current"
+
+
 def test_a_changed_network_option_makes_results_stale(tmp_path):
     """Same weights, another ``network_def`` option (a release that only changes, e.g., the NLM strength): a new key."""
     config = json.loads(rerun.INFERENCE.read_text())

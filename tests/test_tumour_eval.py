@@ -105,3 +105,24 @@ def test_paired_difference_against_the_best_baseline() -> None:
     s["inputs"]["degraded"]["dice"]["value"] = s["inputs"]["clean"]["dice"]["value"] + 0.02
     text = "\n".join(_versus_best(s, {"fmt": fmt, "table": markdown_table, "labels": {}}))
     assert text.count("(not evidence)") == 2  # the Dice column of both rows; AP keeps its verdicts
+
+
+def test_fine_tune_is_kept_only_for_the_task_unet_it_was_trained_against(tmp_path) -> None:
+    import json
+
+    from benchmarks.tumour import match_task_segmenter
+
+    log = tmp_path / "task_segmenter.json"
+    out = tmp_path / "gradprom_fold0"
+    log.write_text(json.dumps({"key": "a"}))
+    (out / "models").mkdir(parents=True)
+    (out / "models" / "model.pt").write_bytes(b"from before the stamp")
+    match_task_segmenter(out, log)  # no stamp: unknown U-Net, so the run starts over
+    assert not (out / "models").exists() and (out / "task_segmenter.key").read_text().strip() == "a"
+    (out / "models").mkdir()
+    (out / "models" / "model.pt").write_bytes(b"trained against a")
+    match_task_segmenter(out, log)  # same U-Net: kept (finished or resumable)
+    assert (out / "models" / "model.pt").read_bytes() == b"trained against a"
+    log.write_text(json.dumps({"key": "b"}))  # the U-Net was retrained
+    match_task_segmenter(out, log)
+    assert not (out / "models").exists() and (out / "task_segmenter.key").read_text().strip() == "b"
