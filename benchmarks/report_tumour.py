@@ -89,7 +89,13 @@ def tumour_section(r: dict | None, ctx: dict, heading: str = "### tumour") -> li
             best, best_rec = _best_classical(s, "dice")
             row = [fold, ", ".join(f["test_patients"]), setting, str(s["n_slices"])]
             row += [ci_text(s["recovery"].get(k, {}).get("dice"), fmt, 2) for k in ("dpe", "dpe_gradprom")]
-            row += [f"{labels.get(best, best)} {fmt(best_rec)}" if best else "n/a"]
+            gap = _gap(s, "dice")[0]
+            weak = (
+                f" (not evidence: the degradation costs {fmt(gap, 3)} Dice)"
+                if gap == gap and gap < WEAK_TASK_GAP
+                else ""
+            )
+            row += [f"{labels.get(best, best)} {fmt(best_rec)}{weak}" if best else "n/a"]
             fold_rows.append(row)
     header = ["fold", "test patients", "degradation", "slices", "DPE recovery (Dice)", "GradProm recovery (Dice)",
               "best classical (Dice)"]  # fmt: skip

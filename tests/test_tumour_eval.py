@@ -83,6 +83,10 @@ def test_report_section_renders() -> None:
     assert "scored by an earlier definition of the ceiling" in text
     verdict = tumour_verdict(r, ctx)
     assert any("task-driven wins" in line for line in verdict)
+    assert "(not evidence: the degradation costs" not in text
+    summary["inputs"]["degraded"]["dice"]["value"] = summary["inputs"]["clean"]["dice"]["value"] - 0.04
+    text = "\n".join(tumour_section(r, ctx))  # the per-fold best classical pick says it is no evidence either
+    assert "(not evidence: the degradation costs 0.040 Dice)" in text
 
 
 def test_paired_difference_against_the_best_baseline() -> None:
