@@ -54,7 +54,7 @@ def fine_tune(fold: int, mode: str, args: argparse.Namespace) -> Path:
     """Run the bundle's ``task_driven.json`` for one fold (resumable); returns its EMA checkpoint. A finished or
     partial run is reused only when it was fine-tuned against the frozen U-Net the config builds now
     (:func:`match_task_segmenter`)."""
-    from monai.bundle import ConfigParser, run
+    from monai.bundle import run
 
     root = Path(args.work_dir).resolve() / "tumour" / args.tumour_split  # the bundle reads the datalist from elsewhere
     out = root / f"{mode}_fold{fold}"
@@ -72,23 +72,30 @@ def fine_tune(fold: int, mode: str, args: argparse.Namespace) -> Path:
         "segmenter_iterations": args.seg_iterations,
         "seed": args.seed,
     }
-    parser = ConfigParser(ConfigParser.load_config_file(config))
-    parser.update(overrides)
-    parser.get_parsed_content("task_network")  # trains (or loads) the frozen U-Net exactly as the run will
-    match_task_segmenter(out, root / f"data_fold{fold}" / "task_segmenter.json")
+    match_task_segmenter(out, task_segmenter_key(config, overrides))
     if final.is_file():
         return final
     run(config_file=str(config), **overrides)
     return final
 
 
-def match_task_segmenter(out: Path, segmenter_log: Path) -> None:
+def task_segmenter_key(config: Path, overrides: dict[str, Any]) -> str:
+    """Train (or load) the frozen U-Net exactly as the bundle run ``config`` with ``overrides`` will (its own
+    ``task_network`` expression) and return the key of its cache (``task_segmenter.json`` in ``work_dir``)."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser(ConfigParser.load_config_file(config))
+    parser.update(overrides)
+    parser.get_parsed_content("task_network")
+    return str(json.loads((Path(overrides["work_dir"]) / "task_segmenter.json").read_text())["key"])
+
+
+def match_task_segmenter(out: Path, key: str) -> None:
     """Keep the fine-tune folder ``out`` (finished or resumable) only when it was trained against the frozen U-Net
-    now cached at ``segmenter_log`` (the ``key`` of its log); otherwise (a retrained U-Net, or a folder from before
-    this stamp) delete it, so the fine-tune starts over. Leaves ``out`` stamped with the current key."""
+    whose cache key is ``key``; otherwise (a retrained U-Net, or a folder from before this stamp) delete it, so the
+    fine-tune starts over. Leaves ``out`` stamped with ``key``."""
     import shutil
 
-    key = json.loads(segmenter_log.read_text())["key"]
     stamp = out / "task_segmenter.key"
     if out.exists() and (not stamp.is_file() or stamp.read_text().strip() != key):
         logger.warning("%s was fine-tuned against another task U-Net; starting it over", out)

@@ -15,13 +15,19 @@ def test_gap_to_floor():
     assert task_floor.gap_to_floor({}) == []
 
 
-def test_reads_a_finished_fine_tune(tmp_path: Path):
-    """A fine-tune already trained (its EMA checkpoint and MLflow store in place) is read, not run again."""
+def test_reads_a_finished_fine_tune(tmp_path: Path, monkeypatch):
+    """A fine-tune already trained against the current task U-Net (its EMA checkpoint, MLflow store and stamp in
+    place) is read, not run again."""
     import mlflow
 
+    from benchmarks import tumour
+
+    seen = []
+    monkeypatch.setattr(tumour, "task_segmenter_key", lambda config, overrides: seen.append(overrides) or "unet-key")
     out = tmp_path / "work" / "tumour" / "slab" / "gradprom_fold0"
     (out / "models").mkdir(parents=True)
     (out / "models" / "model.pt").write_bytes(b"trained earlier")
+    (out / "task_segmenter.key").write_text("unet-key\n")
     client = mlflow.MlflowClient(f"sqlite:///{(out / 'mlruns.db').resolve()}")
     run = client.create_run(client.create_experiment("dpe_task_driven")).info.run_id
     for step in range(1, 5):  # 2 epochs of 2 iterations
@@ -31,6 +37,8 @@ def test_reads_a_finished_fine_tune(tmp_path: Path):
     argv = ["--folds", "0", "--task_modes", "gradprom", "--finetune_epoch_length", "2"]
     payload = task_floor.main([*argv, "--work_dir", str(tmp_path / "work"), "--output", str(out_json)])
     rec = payload["runs"]["gradprom_fold0"]
+    assert (out / "models" / "model.pt").read_bytes() == b"trained earlier"
+    assert seen[0]["work_dir"] == str((tmp_path / "work" / "tumour" / "slab" / "data_fold0").resolve())
     assert [round(g, 3) for g in rec["gap_to_floor"]] == [0.125, 0.025]
     assert json.loads(out_json.read_text())["settings"]["epoch_length"] == 2
 
