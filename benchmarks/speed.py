@@ -20,7 +20,6 @@ import copy
 import json
 import logging
 import shlex
-import statistics
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ import torch
 from torch import nn
 
 from benchmarks.common import BUNDLE, REPO, RESULTS, json_arg, machine_info, parse_network, sha256, write_json
+from benchmarks.flops import gflops, measure_peak, time_call
 
 logger = logging.getLogger("benchmarks.speed")
 
@@ -77,62 +77,6 @@ def load_generator(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]
     else:
         info["weights"] = "random initialisation (latency does not depend on the weight values)"
     return net.eval(), info
-
-
-def gflops(net: nn.Module, size: int, channels: int = 3) -> float:
-    """Forward GFLOP (2 x multiply-accumulates of convolutions, matmuls) at ``size``^2, counted on the meta device."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    meta = copy.deepcopy(net).to("meta")
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        meta(torch.empty(1, channels, size, size, device="meta"))
-    return counter.get_total_flops() / 1e9
-
-
-def _time(fn: Callable[[], Any], warmup: int, repeats: int) -> tuple[float, float]:
-    """``(median seconds over repeats, seconds of the first call)``; CUDA work is synchronised before each reading."""
-    if torch.cuda.is_available():
-        inner = fn
-
-        def fn() -> Any:
-            out = inner()
-            torch.cuda.synchronize()
-            return out
-
-    start = time.perf_counter()
-    fn()
-    first = time.perf_counter() - start
-    for _ in range(max(warmup - 1, 0)):
-        fn()
-    runs = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - start)
-    return statistics.median(runs), first
-
-
-def measure_peak(device: torch.device, size: int, repeats: int = 3) -> dict[str, float]:
-    """Peak GFLOP/s of a ``size``^2 matmul and of a 3x3 64->64 convolution at 256^2 (channels-last), fp32 and bf16.
-
-    Without native bf16 (e.g. AVX2-only CPUs, where bf16 runs emulated and about 10x slower) the bf16 matmul is
-    measured at ``min(size, 512)``: enough to show the gap, without minutes of emulated arithmetic.
-    """
-    from dpe_monai.precision import native_bf16
-
-    out: dict[str, float] = {}
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        n = size if name == "fp32" or native_bf16(device) else min(size, 512)
-        out[f"matmul_{name}_size"] = n
-        a = torch.randn(n, n, device=device, dtype=dtype)
-        sec, _ = _time(lambda a=a: torch.mm(a, a), 1, repeats)
-        out[f"matmul_{name}"] = 2 * n**3 / sec / 1e9
-        conv = nn.Conv2d(64, 64, 3, padding=1).to(device, dtype).to(memory_format=torch.channels_last)
-        x = torch.randn(1, 64, 256, 256, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
-        with torch.no_grad():
-            sec, _ = _time(lambda conv=conv, x=x: conv(x), 1, repeats)
-        out[f"conv3x3_{name}"] = 2 * 64 * 64 * 9 * 256 * 256 / sec / 1e9
-    return out
 
 
 def _onnx_session(net: nn.Module, path: Path) -> Any:
@@ -204,7 +148,7 @@ def latency(args: argparse.Namespace, net: nn.Module, device: torch.device) -> d
                     start = time.perf_counter()
                     fn = build_runner(variant, net, x, cache)
                     setup = time.perf_counter() - start
-                    sec, first = _time(fn, args.warmup, args.repeats)
+                    sec, first = time_call(fn, args.warmup, args.repeats)
                     want = ref
                     if variant in SCAN_VARIANTS:
                         grey = x[:, :1].expand_as(x).contiguous()
