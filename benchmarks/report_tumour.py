@@ -89,11 +89,8 @@ def tumour_section(r: dict | None, ctx: dict, heading: str = "### tumour") -> li
             best, best_rec = _best_classical(s, "dice")
             row = [fold, ", ".join(f["test_patients"]), setting, str(s["n_slices"])]
             row += [ci_text(s["recovery"].get(k, {}).get("dice"), fmt, 2) for k in ("dpe", "dpe_gradprom")]
-            gap = _gap(s, "dice")[0]
             weak = (
-                f" (not evidence: the degradation costs {fmt(gap, 3)} Dice)"
-                if gap == gap and gap < WEAK_TASK_GAP
-                else ""
+                f" (not evidence: the degradation costs {fmt(_gap(s, 'dice')[0], 3)} Dice)" if _weak(s, "dice") else ""
             )
             row += [f"{labels.get(best, best)} {fmt(best_rec)}{weak}" if best else "n/a"]
             fold_rows.append(row)
@@ -109,13 +106,19 @@ def _gap(summary: dict, metric: str) -> tuple[float, float, float]:
     return clean - degraded, clean, degraded
 
 
+def _weak(summary: dict, metric: str) -> bool:
+    """Whether the degradation costs the task model less than :data:`WEAK_TASK_GAP` of ``metric`` (or improves it):
+    recovery divides by that cost, so it is no evidence for or against a method (False when not recorded)."""
+    return _gap(summary, metric)[0] < WEAK_TASK_GAP
+
+
 def _small_gap_lines(summary: dict, fmt: Any) -> list[str]:
     """A warning per task metric whose degradation costs the task model less than :data:`WEAK_TASK_GAP`: recovery
     divides by that cost, so its values and intervals there say little for or against a method."""
     lines = []
     for metric, name in (("dice", "Dice"), ("mAP_50", "AP@0.5")):
         gap, clean, degraded = _gap(summary, metric)
-        if gap == gap and gap < WEAK_TASK_GAP:
+        if _weak(summary, metric):
             lines.append(
                 f"**Warning:** the degradation costs the task model only {fmt(gap, 3)} {name} (clean {fmt(clean, 3)}, "
                 f"degraded {fmt(degraded, 3)}; flagged below {WEAK_TASK_GAP}). Recovery divides by that cost, so "
@@ -129,7 +132,7 @@ def _versus_best(summary: dict, ctx: dict) -> list[str]:
     vs = summary.get("versus_best") or {}
     names = [k for k in summary["recovery"] if k.startswith("dpe") or k == "oracle"]
     sample = f"{summary['n_slices']} slices"
-    weak = frozenset(c for c, m in (("Dice", "dice"), ("AP", "mAP_50")) if _gap(summary, m)[0] < WEAK_TASK_GAP)
+    weak = frozenset(c for c, m in (("Dice", "dice"), ("AP", "mAP_50")) if _weak(summary, m))
     return versus_best_table({"Dice": vs.get("dice"), "AP": vs.get("mAP_50")}, names, ctx, sample, weak)
 
 
@@ -167,7 +170,7 @@ def tumour_verdict(r: dict | None, ctx: dict, suffix: str = "") -> list[str]:
             best, best_rec = _best_classical(s, metric)
             if "dpe" not in rec:
                 continue
-            small = _gap(s, metric)[0] < WEAK_TASK_GAP
+            small = _weak(s, metric)
             weak = f" (the degradation costs this task model less than {WEAK_TASK_GAP}: not evidence either way)"
             if "dpe_gradprom" not in rec:
                 out.append(
@@ -204,7 +207,7 @@ def _paired_dpe(summary: dict, metric: str, fmt: Any) -> str:
     """``; DPE minus the best classical: d [low, high], tie`` from the paired bootstrap, if recorded."""
     d = ((summary.get("versus_best") or {}).get(metric) or {}).get("difference", {}).get("dpe")
     word = paired_verdict(d)
-    if word is None or _gap(summary, metric)[0] < WEAK_TASK_GAP:  # no verdict where recovery is not evidence
+    if word is None or _weak(summary, metric):  # no verdict where recovery is not evidence
         return ""
     word = "a tie within the slices' noise" if word == "tie" else word
     return f"; DPE minus best classical {fmt(d['value'])} [{fmt(d['low'])}, {fmt(d['high'])}], {word}"
