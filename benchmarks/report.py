@@ -26,8 +26,11 @@ from benchmarks.report_downstream import (
     small_test_set,
 )
 from benchmarks.report_quality import passthrough_section, quality_section
-from benchmarks.report_sections import LOWER, ablation_section, group_mean, is_nan, speed_section
+from benchmarks.report_sections import ablation_section, speed_section
 from benchmarks.report_tumour import task_floor_section, tumour_section, tumour_verdict
+from dpe_monai.evaluators.verdict import LOWER_IS_BETTER as LOWER
+from dpe_monai.evaluators.verdict import column_mean as group_mean
+from dpe_monai.evaluators.verdict import is_missing as is_nan
 from dpe_monai.markdown import markdown_table as table
 
 COMMANDS = {

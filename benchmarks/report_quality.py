@@ -7,7 +7,11 @@ from typing import Any
 
 from benchmarks.common import CLASSICAL_METHODS, REPO
 from benchmarks.plots import grouped_bars
-from benchmarks.report_sections import LOWER, METRIC_NAMES, PAPER_TABLE_II, _best, _img, group_mean, is_nan
+from benchmarks.report_sections import METRIC_NAMES, PAPER_TABLE_II, _best, _img
+from dpe_monai.evaluators import verdict
+from dpe_monai.evaluators.verdict import LOWER_IS_BETTER as LOWER
+from dpe_monai.evaluators.verdict import column_mean as group_mean
+from dpe_monai.evaluators.verdict import is_missing as is_nan
 
 NOISE_ORDER = {
     "quality": "noise before the exposure drop (the paper's order)",
@@ -112,25 +116,12 @@ def _seconds(q: dict, ctx: dict) -> list[str]:
     ]
 
 
-def best_classical(summary: dict, col: str, metric: str) -> str | None:
-    """The classical method with the best ``metric`` in column ``col`` (``"average"``, ``"pooled"`` or a group)."""
-    vals = {m: group_mean(summary, m, col, metric) for m in summary if m in CLASSICAL_METHODS}
-    return _best(vals, LOWER[metric])
-
-
 def gap_closed(summary: dict, col: str, metric: str, method: str = "dpe") -> dict[str, Any] | None:
     """``(method - best classical) / (oracle - best classical)`` for one column, or None without an oracle row."""
-    if "oracle" not in summary or method not in summary:
+    if "oracle" not in summary:
         return None
-    best = best_classical(summary, col, metric)
-    if best is None:
-        return None
-    b, o, m = (group_mean(summary, k, col, metric) for k in (best, "oracle", method))
-    if any(is_nan(v) for v in (b, o, m)):
-        return None
-    better = (o < b) if LOWER[metric] else (o > b)  # no gap to close where the best classical beats the oracle
-    fraction = (m - b) / (o - b) if better else float("nan")
-    return {"best": best, "best_value": b, "oracle": o, "value": m, "fraction": fraction}
+    g = verdict.gap_closed(summary, col, metric, CLASSICAL_METHODS, method)
+    return None if g is None or is_nan(g["oracle"]) else g
 
 
 def gap_lines(summary: dict, cols: list[str], ctx: dict) -> list[str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.plots import latency_chart
+from dpe_monai.evaluators.verdict import is_missing as is_nan
 
 PAPER_TABLE_II = {  # PSNR / DeltaE per group (radiology, dermatology, microscopy, average)
     "LIME": {
@@ -35,7 +36,6 @@ METRIC_NAMES = {
     "delta_e": "DeltaE CIEDE2000 (lower is better)",
     "feature_distance": "feature distance (lower is better)",
 }
-LOWER = {"psnr": False, "ssim": False, "delta_e": True, "feature_distance": True}
 ABLATION_FLAGS = {
     "base": "----",
     "residual": "R---",
@@ -44,10 +44,6 @@ ABLATION_FLAGS = {
     "adversarial": "RGFA",
     "global_local": "RG-- + global",
 }
-
-
-def is_nan(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def _best(values: dict[str, Any], lower: bool) -> str | None:
@@ -59,15 +55,6 @@ def _best(values: dict[str, Any], lower: bool) -> str | None:
 
 def _img(ctx: dict, path: Path, alt: str) -> str:
     return f"![{alt}]({os.path.relpath(path, ctx['output_dir'])})"
-
-
-def group_mean(summary: dict, method: str, group: str, metric: str) -> Any:
-    entry = summary[method]
-    if group == "average":
-        return entry["average"].get(metric)
-    if group == "pooled":
-        return entry["pooled"].get(metric, {}).get("mean")
-    return entry.get(group, {}).get(metric, {}).get("mean")
 
 
 # --------------------------------------------------------------------------------------------------- ablation

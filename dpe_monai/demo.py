@@ -4,8 +4,15 @@
 2. degrade its test split with the simulator (fixed seed; dark images the simulator skips are left out), written
    as files in each item's own format and bit depth;
 3. enhance those files with the bundle's ``inference.json`` (the shipped ``models/model.pt``);
-4. score degraded, CLAHE and DPE against the clean images (PSNR, SSIM, CIEDE2000 DeltaE) per modality group;
+4. score the degraded images, the strongest simple pipelines (CLAHE and the non-local-means + stretch family), DPE
+   and the oracle ceiling against the clean images (PSNR, SSIM, CIEDE2000 DeltaE) per modality group, and say
+   whether DPE beats the best simple method and how much of the gap to the oracle it closes;
 5. write the enhanced images, a side-by-side grid and a metrics table, and log everything to MLflow.
+
+Every file is seen through the intensity contract (:mod:`dpe_monai.contract`), as the benchmarks see it: an 8-bit
+file through 0..255, a 16-bit scan through its own percentile window. A scan is degraded inside its clean window
+and the enhanced file is read through the window the enhancer used (the degraded file's), so DPE is scored on the
+values a viewer shows with the output's DICOM window, not on the dark raw counts it keeps in the scan's own units.
 """
 
 from __future__ import annotations
@@ -23,20 +30,39 @@ from dpe_monai.locate import bundle_dir
 __all__ = ["main", "run_demo"]
 
 BUNDLE = bundle_dir()
-METHODS = ("degraded", "clahe", "dpe")
+#: the simple pipelines DPE must beat: CLAHE (the familiar one) and the strongest ones of the benchmarks
+CLASSICAL = ("clahe", "auto_levels_nlm", "stretch_nlm", "nlm_stretch")
+METHODS = ("degraded", *CLASSICAL, "dpe", "oracle")
+LABELS = {
+    "clahe": "CLAHE",
+    "auto_levels_nlm": "auto-levels + NLM",
+    "stretch_nlm": "stretch + NLM",
+    "nlm_stretch": "NLM + stretch",
+    "dpe": "DPE",
+    "oracle": "oracle (unreachable)",
+}
 
 
-def _unit(image, values=None) -> torch.Tensor:
-    """``(C, H, W)`` in [0, 1] through the file's container window (as the enhancer uses)."""
-    lo, hi = image.container_range()
-    arr = image.array if values is None else values
-    return torch.from_numpy(np.clip((arr - lo) / max(hi - lo, 1e-12), 0, 1).astype(np.float32))
+def _window(image) -> tuple[float, float]:
+    """The contract's window of a file, in its units (what the CLI and the bundle window it with)."""
+    from dpe_monai.inference.files import native_window
+
+    lo, hi, _ = native_window(image)
+    return lo, hi
+
+
+def _unit(values: np.ndarray, window: tuple[float, float]) -> torch.Tensor:
+    """``(C, H, W)`` values through ``window`` into [0, 1]."""
+    from dpe_monai.contract import to_unit
+
+    return torch.from_numpy(to_unit(values, *window))
 
 
 def degrade_split(items: list[dict], out_dir: Path, seed: int) -> list[dict]:
     """Write a degraded copy of each item (same format and bit depth); returns the items that were degraded.
 
-    The simulator is seeded per item by the evaluation protocol's rule (:func:`dpe_monai.evaluators.common.degrade`).
+    The clean image is windowed by the contract, degraded in [0, 1] by the evaluation protocol's seeded rule
+    (:func:`dpe_monai.evaluators.common.degrade`) and written back through the same window.
     """
     from dpe_monai.evaluators.common import degrade, item_id
     from dpe_monai.io import read_image, write_image
@@ -44,10 +70,10 @@ def degrade_split(items: list[dict], out_dir: Path, seed: int) -> list[dict]:
     kept = []
     for item in items:
         clean = read_image(item["image"])
-        lq, params = degrade(_unit(clean), seed, item_id(item))
+        lo, hi = _window(clean)
+        lq, params = degrade(_unit(clean.array, (lo, hi)), seed, item_id(item))
         if not params["applied"]:
             continue
-        lo, hi = clean.container_range()
         target = out_dir / item["modality_group"] / Path(item["image"]).name
         write_image(clean, lo + lq.numpy().astype(np.float64) * (hi - lo), [target])
         kept.append({**item, "degraded": str(target), "lq_params": params})
@@ -58,52 +84,73 @@ def _rgb(x: torch.Tensor) -> torch.Tensor:
     return x if x.shape[0] == 3 else x[:1].expand(3, *x.shape[1:])
 
 
-def score(items: list[dict], enhanced_dir: Path) -> dict:
-    """Score degraded, CLAHE and DPE against the clean images with the quality engine.
+def _views(item: dict) -> dict[str, torch.Tensor]:
+    """An item's images in [0, 1], RGB ``(3, H, W)``, as the protocol scores them.
+
+    ``clean`` and ``degraded`` through the clean file's window (the degraded row is the simulator's output as the
+    benchmarks score it); ``input``: the degraded file through its own window, what the enhancer and the simple
+    pipelines take; ``dpe``: the enhanced file through that same window (the window its DICOM tags record).
+    """
+    from dpe_monai.io import read_image
+
+    clean, lq_file = read_image(item["image"]), read_image(item["degraded"])
+    window, lq_window = _window(clean), _window(lq_file)
+    return {
+        "clean": _rgb(_unit(clean.array, window)),
+        "degraded": _rgb(_unit(lq_file.array, window)),
+        "input": _rgb(_unit(lq_file.array, lq_window)),
+        "dpe": _rgb(_unit(read_image(item["enhanced"]).array, lq_window)),
+    }
+
+
+def score(items: list[dict]) -> dict:
+    """Score the degraded image, the simple pipelines, DPE and the oracle (given the true factors) against the clean
+    images (:func:`_views`); each item needs ``"image"``, ``"degraded"``, ``"enhanced"`` and ``"lq_params"``.
 
     Returns:
         ``{"per_image": [...], "summary": ...}`` as :func:`dpe_monai.evaluators.quality.summarise` makes them.
     """
-    from dpe_monai.baselines import ClassicalEnhancer
+    from dpe_monai.baselines import ClassicalEnhancer, OracleEnhancer
     from dpe_monai.evaluators.common import item_id
     from dpe_monai.evaluators.quality import QualityScorer, summarise
-    from dpe_monai.io import read_image
 
-    scorer, clahe = QualityScorer(feature_backbone=None), ClassicalEnhancer("clahe")
+    scorer, oracle = QualityScorer(feature_backbone=None), OracleEnhancer()
+    simple = {name: ClassicalEnhancer(name) for name in CLASSICAL}
     rows = []
     for item in items:
-        ref = _rgb(_unit(read_image(item["image"])))
-        lq = _rgb(_unit(read_image(item["degraded"])))
-        out = (
-            enhanced_dir / item["modality_group"] / (Path(item["degraded"]).stem + "_dpe" + Path(item["image"]).suffix)
-        )
-        preds = {"degraded": lq, "clahe": clahe(lq[None])[0], "dpe": _rgb(_unit(read_image(out)))}
+        views = _views(item)
+        preds = {"degraded": views["degraded"]}
+        preds.update({name: fn(views["input"][None])[0] for name, fn in simple.items()})
+        preds["dpe"] = views["dpe"]
+        preds["oracle"] = oracle(views["degraded"][None], item["lq_params"])[0]
+        metrics = {m: scorer(pred.float().clamp(0, 1), views["clean"]) for m, pred in preds.items()}
         rows.append(
-            {
-                "id": item_id(item),
-                "group": item["modality_group"],
-                "enhanced": str(out),
-                "metrics": {m: scorer(pred.float().clamp(0, 1), ref) for m, pred in preds.items()},
-            }
+            {"id": item_id(item), "group": item["modality_group"], "enhanced": item["enhanced"], "metrics": metrics}
         )
     return {"per_image": rows, "summary": summarise(rows, METHODS)}
 
 
-def save_grid(items: list[dict], scores: dict, path: Path, per_group: int = 2) -> Path:
-    """PNG grid: rows = samples (``per_group`` per modality group), columns = degraded | DPE | clean."""
+def enhanced_path(item: dict, enhanced_dir: Path) -> Path:
+    """Where the bundle's inference writes the enhanced copy of ``item["degraded"]``."""
+    name = Path(item["degraded"]).stem + "_dpe" + Path(item["image"]).suffix
+    return enhanced_dir / item["modality_group"] / name
+
+
+def save_grid(items: list[dict], path: Path, simple: str, per_group: int = 2) -> Path:
+    """PNG grid: rows = samples (``per_group`` per modality group), columns = degraded | ``simple`` | DPE | clean."""
     from PIL import Image
 
+    from dpe_monai.baselines import ClassicalEnhancer
     from dpe_monai.handlers import make_grid
-    from dpe_monai.io import read_image
 
-    rows, seen = [], defaultdict(int)
-    for item, row in zip(items, scores["per_image"]):
+    method, rows, seen = ClassicalEnhancer(simple), [], defaultdict(int)
+    for item in items:
         if seen[item["modality_group"]] >= per_group:
             continue
         seen[item["modality_group"]] += 1
-        imgs = [_unit(read_image(p)) for p in (item["degraded"], row["enhanced"], item["image"])]
-        imgs = [torch.nn.functional.interpolate(i[None], size=(192, 192), mode="nearest")[0] for i in imgs]
-        rows.append(imgs)
+        v = _views(item)
+        imgs = [v["degraded"], method(v["input"][None])[0], v["dpe"], v["clean"]]
+        rows.append([torch.nn.functional.interpolate(i[None], size=(192, 192), mode="nearest")[0] for i in imgs])
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(make_grid(rows)).save(path)
     return path
@@ -129,6 +176,7 @@ def run_demo(output: Path, dataset_dir: Path, checkpoint: Path, seed: int = 0, l
     from dpe_monai.data import ensure_collection
     from dpe_monai.evaluators.common import save_json
     from dpe_monai.evaluators.quality import quality_table
+    from dpe_monai.evaluators.verdict import best_of, verdict_table
     from dpe_monai.tracking import default_tracking_uri, log_run
 
     output.mkdir(parents=True, exist_ok=True)
@@ -152,22 +200,32 @@ def run_demo(output: Path, dataset_dir: Path, checkpoint: Path, seed: int = 0, l
     wf.initialize()
     wf.run()
     wf.finalize()
-    scores = score(kept, enhanced_dir)
-    table = quality_table(scores["summary"], METHODS)
+    kept = [{**item, "enhanced": str(enhanced_path(item, enhanced_dir))} for item in kept]
+    scores = score(kept)
+    table = quality_table(scores["summary"], METHODS, LABELS)
+    verdict = verdict_table(scores["summary"], CLASSICAL, labels=LABELS)
+    simple = best_of(scores["summary"], CLASSICAL, "pooled", "psnr") or CLASSICAL[0]
     paths = {
         "enhanced": enhanced_dir,
-        "grid": save_grid(kept, scores, output / "grid.png"),
+        "grid": save_grid(kept, output / "grid.png", simple),
         "metrics": output / "metrics.md",
         "metrics_json": output / "metrics.json",
         "mlflow": output / "mlruns.db",
     }
     protocol = (
         f"Test split of the packaged collection, degraded by the simulator (paper mode, seed {seed}, seeded per item "
-        "by SeededLowQualityd's rule), written in each file's format and bit depth; metrics on [0, 1] through the "
-        "format's range (0..255 / 0..65535) by dpe_monai.evaluators.quality (PSNR, SSIM, DeltaE = CIEDE2000 on sRGB, "
-        "grey replicated; SSIM skipped below 11 px)."
+        "by SeededLowQualityd's rule) inside the clean file's intensity-contract window (8-bit: 0..255; otherwise its "
+        "0.5-99.5 % percentile window) and written in each file's format and bit depth. Metrics on [0, 1] by "
+        "dpe_monai.evaluators.quality (PSNR, SSIM, DeltaE = CIEDE2000 on sRGB, grey replicated; SSIM skipped below "
+        "11 px): the clean and degraded images through the clean file's window; the simple pipelines take the "
+        "degraded file through its own window, as DPE does, and DPE's file is read through that window (the one its "
+        "DICOM tags record). The oracle knows the simulator's true factors and noise: a ceiling no method can reach."
     )
-    paths["metrics"].write_text(f"# Demo metrics\n\n{protocol}\n\nCheckpoint: `{checkpoint}`\n\n{table}\n")
+    grid_note = f"`grid.png`: degraded | {LABELS[simple]} (the best simple method, pooled PSNR) | DPE | clean."
+    paths["metrics"].write_text(
+        f"# Demo metrics\n\n{protocol}\n\nCheckpoint: `{checkpoint}`\n\n{table}\n\n"
+        f"## DPE against the best simple method\n\n{verdict}\n\n{grid_note}\n"
+    )
     save_json(paths["metrics_json"], {"protocol": protocol, **scores})
     log_run(
         tracking_uri,
@@ -177,7 +235,7 @@ def run_demo(output: Path, dataset_dir: Path, checkpoint: Path, seed: int = 0, l
         metrics=_flat_metrics(scores["summary"]),
         artifacts=[paths["grid"], paths["metrics"], paths["metrics_json"]],
     )
-    print(table)
+    print(f"{table}\n\nDPE against the best simple method:\n{verdict}")
     return {"summary": scores["summary"], "paths": paths}
 
 

@@ -26,9 +26,28 @@ def test_demo_writes_metrics_grid_and_mlflow(tmp_path):
     assert set(summary) == set(METHODS) and {"dermatology", "radiology", "pooled", "average"} <= set(summary["dpe"])
     table = paths["metrics"].read_text()
     assert "| radiology |" in table and "mean of group means" in table
+    assert "DPE against the best simple method" in table and "oracle (unreachable)" in table
     saved = json.loads(paths["metrics_json"].read_text())
     assert len(saved["per_image"]) == 3 and saved["summary"]["dpe"]["pooled"]["psnr"]["n"] == 3
     con = sqlite3.connect(paths["mlflow"])
     keys = {k for (k,) in con.execute("select distinct key from metrics")}
     con.close()
-    assert "pooled_dpe_psnr" in keys and "average_clahe_delta_e" in keys
+    assert "pooled_dpe_psnr" in keys and "average_clahe_delta_e" in keys and "pooled_oracle_psnr" in keys
+
+
+def test_demo_scores_a_16_bit_scan_through_the_window_the_enhancer_used(tmp_path):
+    """A 16-bit scan keeps its own units in the enhanced file (the contract), so the demo must read that file through
+    the window the enhancer used; read through the container range (0..65535) the enhanced scan looked as dark as
+    the degraded one and DPE scored what the degraded image scored."""
+    datalist = make_tiny_collection(tmp_path / "data", n_train=1, n_val=2, size=40)
+    lists = json.loads(datalist.read_text())
+    lists["test"] = lists["test"][1:]  # the 16-bit grey item
+    lists["test"][0]["modality_group"] = "radiology"
+    datalist.write_text(json.dumps(lists))
+
+    result = run_demo(tmp_path / "out", tmp_path / "data", BUNDLE / "models" / "model.pt", seed=0)
+
+    (row,) = json.loads(result["paths"]["metrics_json"].read_text())["per_image"]
+    psnr = {m: v["psnr"] for m, v in row["metrics"].items()}
+    assert psnr["dpe"] > psnr["degraded"] + 6, psnr
+    assert psnr["dpe"] > psnr["clahe"], psnr

@@ -71,9 +71,10 @@ def item_id(item: Mapping[str, Any]) -> str:
 def clean_transforms(keys: str | Sequence[str] = "image", max_side: int | None = None) -> list:
     """The evaluation loading protocol as MONAI transforms (``keys[0]`` is the image, any others labels).
 
-    ``LoadImaged`` (channel first, file dtype), ``IntensityWindowd(mode="auto")`` (8-bit: /255, otherwise min-max),
-    ``ToRGBd`` and, with ``max_side``, a centre crop of every key. Shared by :func:`load_clean`, the quality
-    protocol (:func:`dpe_monai.evaluators.quality.pair_transforms`) and the bundle's ``evaluate.json``.
+    ``LoadImaged`` (channel first, file dtype), ``IntensityWindowd(mode="auto")`` (the contract: 8-bit /255,
+    otherwise the percentile window), ``ToRGBd`` and, with ``max_side``, a centre crop of every key. Shared by
+    :func:`load_clean`, the quality protocol (:func:`dpe_monai.evaluators.quality.pair_transforms`) and the
+    bundle's ``evaluate.json``.
     """
     from monai.transforms import CenterSpatialCropd, LoadImaged
 
@@ -95,8 +96,8 @@ def load_clean(item: Mapping[str, Any], label: bool = False, max_side: int | Non
 
     ``LoadImaged`` (so 2-D files come as ``(C, W, H)``, MONAI's convention, matching the datalist's
     ``[x0, y0, x1, y1]`` boxes with x the first spatial axis), ``IntensityWindowd(mode="auto")`` (8-bit: /255,
-    otherwise min-max), ``ToRGBd``, and a centre crop to ``max_side``. With ``label`` the item's ``"label"`` is
-    loaded too, as ``(H, W)`` int64 (same crop).
+    otherwise the contract's percentile window), ``ToRGBd``, and a centre crop to ``max_side``. With ``label`` the
+    item's ``"label"`` is loaded too, as ``(H, W)`` int64 (same crop).
 
     Returns:
         ``{"image": Tensor, "label": Tensor | None, "rule": str | None, "relative": bool}``; ``rule`` is the

@@ -1,11 +1,12 @@
 """Full-reference image quality of any set of enhancement callables on any datalist (the Table II protocol).
 
-Protocol (recorded by :func:`protocol`): each item is loaded as the bundle's ``evaluate.json`` loads it (float32
-RGB in [0, 1], 8-bit files /255, others min-max, centre crop to ``max_side``), degraded by the simulator seeded per
-item (seed, item id), enhanced by every method from the same degraded tensor, and scored against the clean tensor
-in float (no 8-bit rounding): PSNR (data range 1), SSIM (MONAI, 11x11 Gaussian window, per channel), CIEDE2000
-DeltaE (sRGB -> Lab D65) and the feature distance of :class:`~dpe_monai.metrics.FeatureDistanceMetric`. Items the
-simulator's luminance gate leaves untouched are not scored (their input equals the reference).
+Protocol (recorded by :func:`protocol`): each item is loaded as the bundle's ``evaluate.json`` loads it (float32 RGB
+in [0, 1] through the intensity contract: 8-bit files /255, others their percentile window; centre crop to
+``max_side``), degraded by the simulator seeded per item (seed, item id), enhanced by every method from the same
+degraded tensor, and scored against the clean tensor in float (no 8-bit rounding): PSNR (data range 1), SSIM (MONAI,
+11x11 Gaussian window, per channel), CIEDE2000 DeltaE (sRGB -> Lab D65) and the feature distance of
+:class:`~dpe_monai.metrics.FeatureDistanceMetric`. Items the simulator's luminance gate leaves untouched are not
+scored (their input equals the reference).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from dpe_monai.evaluators.common import (
     save_json,
     timed,
 )
+from dpe_monai.evaluators.verdict import LOWER_IS_BETTER
 from dpe_monai.markdown import markdown_table
 
 __all__ = [
@@ -49,7 +51,6 @@ __all__ = [
 MIN_GROUP_N = 5
 
 METRICS = ("psnr", "ssim", "delta_e", "feature_distance")
-LOWER_IS_BETTER = {"psnr": False, "ssim": False, "delta_e": True, "feature_distance": True}
 
 
 def protocol(seed: int, mode: str, max_side: int | None, feature_backbone: str | None) -> dict[str, Any]:
@@ -59,7 +60,10 @@ def protocol(seed: int, mode: str, max_side: int | None, feature_backbone: str |
         "degradation": f"dpe_monai.transforms.SeededLowQualityd(mode={mode!r}): the simulator seeded per item by "
         "(seed, item id); item id = the datalist's 'id', else the image path's last three parts",
         "value_range": "float32 [0, 1]; no 8-bit rounding",
-        "loading": "LoadImaged -> IntensityWindowd(auto: 8-bit /255, else min-max) -> ToRGBd (grey replicated)",
+        "loading": (
+            "LoadImaged -> IntensityWindowd(auto: the intensity contract, 8-bit /255, else the 0.5-99.5 % percentile "
+            "window over the body) -> ToRGBd (grey replicated)"
+        ),
         "grey_images": "replicated to RGB before the simulator (as in training and evaluate.json), so its noise is "
         "drawn per channel and degraded grey images carry chroma noise",
         "crop": f"centre crop to {max_side}" if max_side else "none",
