@@ -146,6 +146,35 @@ def test_compressed_dicom_decodes_and_is_written_uncompressed(tmp_path: Path, na
     np.testing.assert_array_equal(written.pixel_array, ds.pixel_array)
 
 
+def test_big_endian_dicom_is_written_little_endian_with_its_values(tmp_path: Path) -> None:
+    """A big-endian source (a retired syntax) comes back Explicit VR Little Endian holding the same pixel values; its
+    bytes once went out little-endian under the big-endian label, which read back as noise."""
+    path = _testdata("MR_small_bigendian.dcm")
+    source = pydicom.dcmread(path)
+    assert not source.file_meta.TransferSyntaxUID.is_little_endian
+    out = tmp_path / "mr_dpe.dcm"
+    image = read_image(path)
+    write_image(image, image.array, [out])
+    written = pydicom.dcmread(out)
+    assert written.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    np.testing.assert_array_equal(written.pixel_array, source.pixel_array)
+    assert written.PatientName == source.PatientName and written.Rows == source.Rows
+
+
+def test_an_empty_series_number_is_kept_empty(tmp_path: Path) -> None:
+    """SeriesNumber is Type 2: present and empty is legal, and must not stop the file being enhanced."""
+    ds = pydicom.dcmread(_testdata("CT_small.dcm"))
+    ds.SeriesNumber = None
+    src = tmp_path / "ct.dcm"
+    ds.save_as(src)
+    out = tmp_path / "ct_dpe.dcm"
+    image = read_image(src)
+    write_image(image, image.array, [out])
+    written = pydicom.dcmread(out)
+    assert "SeriesNumber" in written and written.SeriesNumber is None
+    np.testing.assert_array_equal(written.pixel_array, ds.pixel_array)
+
+
 def test_one_palette_and_alpha_policy(tmp_path: Path) -> None:
     """Palette/alpha/PALETTE COLOR: decoded for reading, refused for enhancement with the policy's reason."""
     grey_palette = Image.fromarray(np.arange(48, dtype=np.uint8).reshape(6, 8)).convert("P")

@@ -128,8 +128,8 @@ def write_dicom(image: NativeImage, values: np.ndarray, out_paths: list[Path], s
 
     Compressed sources (JPEG lossless, JPEG-LS, JPEG 2000, RLE, lossy JPEG) are decoded on reading and the derived
     output is written *uncompressed* with the Explicit VR Little Endian transfer syntax (no re-encoding, so nothing is
-    lost a second time and no encoder is needed); YBR colour is written as RGB; ``LossyImageCompression`` is kept as
-    the source had it.
+    lost a second time and no encoder is needed); so are big-endian sources (a retired syntax); YBR colour is
+    written as RGB; ``LossyImageCompression`` is kept as the source had it.
 
     Raises:
         BadImageError: ``image`` was decoded from a layout that cannot be written back as read (PALETTE COLOR).
@@ -152,13 +152,15 @@ def write_dicom(image: NativeImage, values: np.ndarray, out_paths: list[Path], s
         if image.info.get("window") is not None:
             _set_window(ds, *image.info["window"])
         _derive(ds, series_uid)
-        if ds.file_meta.TransferSyntaxUID.is_compressed:
+        syntax = ds.file_meta.TransferSyntaxUID
+        if syntax.is_compressed or not syntax.is_little_endian:
             ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         if rgb:
             ds.PhotometricInterpretation = "RGB"
             ds.PlanarConfiguration = 0
-        ds.PixelData = np.ascontiguousarray(stored).tobytes()
-        ds.save_as(out, enforce_file_format=True)
+        ds.PixelData = np.ascontiguousarray(stored, dtype=stored.dtype.newbyteorder("<")).tobytes()
+        implicit = ds.file_meta.TransferSyntaxUID.is_implicit_VR
+        pydicom.dcmwrite(out, ds, enforce_file_format=True, little_endian=True, implicit_vr=implicit)
 
 
 def _set_window(ds: pydicom.Dataset, lo: float, hi: float) -> None:
@@ -187,5 +189,5 @@ def _derive(ds: pydicom.Dataset, series_uid: str) -> None:
     ds.ImageType = ["DERIVED", "SECONDARY"] + [v for v in image_type[2:]]
     ds.SeriesDescription = (str(ds.get("SeriesDescription", "")) + DERIVED_SUFFIX).strip()[:64]
     ds.DerivationDescription = "Deep Perceptual Enhancement (dpe-monai)"
-    if "SeriesNumber" in ds and str(ds.SeriesNumber).strip():
+    if ds.get("SeriesNumber") not in (None, ""):  # Type 2: may be present and empty
         ds.SeriesNumber = int(ds.SeriesNumber) + 1000
