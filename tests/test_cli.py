@@ -173,6 +173,20 @@ def test_outputs_never_replace_inputs(bundle, tmp_path, capsys):
     assert a.read_bytes() == before and (out / "a_dpe.png").read_bytes() == enhanced
 
 
+def test_two_inputs_with_one_output_name_fail_instead_of_one_being_lost(bundle, tmp_path, capsys):
+    """``c1/x.png`` and ``c2/x.png`` both map to ``out/x_dpe.png``: the second is reported by name, and
+    ``--overwrite`` does not let it replace the first one's result."""
+    first, second = _png(tmp_path / "c1" / "x.png", seed=1), _png(tmp_path / "c2" / "x.png", seed=2)
+    out = tmp_path / "out"
+    for extra in ([], ["--overwrite"]):
+        assert _enhance(bundle, str(first), str(second), "-o", str(out), *extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: {second}: its output") and str(first) in err[0], err
+    assert sorted(p.name for p in out.iterdir()) == ["x_dpe.png"]
+    assert _enhance(bundle, str(first), "-o", str(tmp_path / "only1"), "--overwrite") == 0
+    assert (out / "x_dpe.png").read_bytes() == (tmp_path / "only1" / "x_dpe.png").read_bytes()  # the first's
+
+
 def test_failure_mid_batch_leaves_no_partial_files(bundle, tmp_path, monkeypatch, capsys):
     import dpe_monai.io as io
 

@@ -87,11 +87,15 @@ def enhance_native(
     return from_unit(y, image.array, lo, hi, rule, container)
 
 
-def discover_inputs(inputs: Sequence[str | Path], output_dir: str | Path) -> tuple[list[InputJob], list]:
+def discover_inputs(
+    inputs: Sequence[str | Path], output_dir: str | Path, postfix: str = "_dpe"
+) -> tuple[list[InputJob], list]:
     """:func:`~dpe_monai.io.discover` the inputs, leaving out everything inside ``output_dir``.
 
     Earlier outputs are never read as inputs, even when the output folder lies inside an input folder (a file
-    named explicitly is still taken).
+    named explicitly is still taken). Two inputs whose outputs would have the same path (``a/x.png`` and
+    ``b/x.png`` given together) cannot both be written: the first keeps it, each later one becomes a problem
+    that names the other, so nothing is lost silently and ``--overwrite`` never replaces one result by another.
 
     Returns:
         ``(jobs, problems)`` as :func:`~dpe_monai.io.discover`.
@@ -104,7 +108,22 @@ def discover_inputs(inputs: Sequence[str | Path], output_dir: str | Path) -> tup
         r = p.resolve()
         return r not in named and (r == out or out in r.parents)
 
-    return [j for j in jobs if not any(inside(p) for p in j.paths)], [pr for pr in problems if not inside(Path(pr[0]))]
+    kept, claimed = [], {}
+    for job in (j for j in jobs if not any(inside(p) for p in j.paths)):
+        targets = [t.resolve() for t in output_paths(job, output_dir, postfix)]
+        taken = next((t for t in targets if t in claimed), None)
+        if taken is None:
+            claimed.update((t, job_name(job)) for t in targets)
+            kept.append(job)
+        else:
+            problems.append(
+                (
+                    job.paths[0],
+                    f"its output {taken} is also the output of {claimed[taken]}; enhance "
+                    "inputs with the same name into separate output folders (nothing written for this one)",
+                )
+            )
+    return kept, [pr for pr in problems if not inside(Path(pr[0]))]
 
 
 @dataclass
@@ -219,7 +238,7 @@ def enhance_files(
     """
     start = time.perf_counter()
     summary = EnhanceSummary()
-    jobs, problems = discover_inputs(inputs, output_dir)
+    jobs, problems = discover_inputs(inputs, output_dir, postfix)
     for path, msg in problems:
         summary.failed.append((str(path), f"{path}: {msg}"))
         if on_error:
