@@ -23,8 +23,11 @@ Training, evaluation, the bundle, the CLI, MONAI Label and the demo all window i
 ``y = x + (hi - lo) * (v - u)`` with ``v`` the network output. Inside the window this is exactly
 ``lo + v * (hi - lo)``; values outside the window (e.g. bone and air outside a brain window) keep their distance
 from it, so nothing outside the window is erased. ``y`` is then clipped to :func:`output_range`: the container
-range for ``"container"``-windowed 8-bit data, otherwise the input's own min..max, so an enhanced scan never holds
-values the scan did not have. Integer outputs are rounded to the stored dtype. A DICOM output's
+range where the container window applies (8-bit data under ``"auto"``, any data under ``"container"``: brightness is
+absolute there, so a dark image may be brightened beyond its own maximum; a 12-bit scan stored in 16 bits and
+windowed ``"container"`` is read as very dark and stretched over the whole 16-bit range, which is why ``"auto"``
+windows such data relative to itself), otherwise the input's own min..max, so an enhanced scan never holds values
+the scan did not have. Integer outputs are rounded to the stored dtype. A DICOM output's
 WindowCenter/WindowWidth are set to the window used (:func:`dicom_window_tags`), so a viewer shows exactly ``v``.
 
 Training targets are windowed with the same ``"auto"`` rule, so the network learns the display convention it is
