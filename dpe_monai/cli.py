@@ -230,13 +230,11 @@ def _check_inputs(args: argparse.Namespace) -> None:
 
     missing = [p for p in args.inputs if not Path(p).exists()]
     if len(missing) == len(args.inputs):
-        raise UsageError(
-            f"{missing[0]}: no such file or folder" + (f" (and {len(missing) - 1} more)" if missing[1:] else "")
-        )
+        raise UsageError(f"no such file or folder: {', '.join(map(str, missing))}")
     output = Path(args.output).resolve()
     if any(Path(p).is_dir() and Path(p).resolve() == output for p in args.inputs):
         raise UsageError(f"--output {args.output}: is an input folder; choose another folder (a new subfolder works)")
-    jobs, problems = discover_inputs(args.inputs, args.output)
+    jobs, problems = discover_inputs(args.inputs, args.output, args.postfix)
     if not jobs:
         why = f" ({problems[0][0]}: {problems[0][1]})" if problems else ""
         raise UsageError(f"nothing to do: no supported image files in {' '.join(map(str, args.inputs))}{why}")

@@ -72,7 +72,10 @@ def enhance_native(
     clipped to the scan's own range. The window used is recorded in ``image.info["window"]`` (``(lo, hi)``) so
     writers can set display tags (DICOM WindowCenter/WindowWidth) that show the result as the network made it.
     """
-    lo, hi, rule = native_window(image, window)
+    try:
+        lo, hi, rule = native_window(image, window)
+    except ValueError as e:  # a window this file cannot have (e.g. "dicom" without window tags)
+        raise BadImageError(image.name, str(e)) from None
     x = to_unit(image.array, lo, hi)
     t = torch.from_numpy(np.ascontiguousarray(x))[None]
     if getattr(enhancer, "uses_convention", False):
