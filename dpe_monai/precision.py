@@ -5,7 +5,10 @@ are about 10x slower than fp32. So ``"auto"`` never assumes: bf16 is chosen only
 
 1. the device advertises native bf16 (CUDA with bf16 support, or a CPU flag), **and**
 2. a measured 3x3 convolution (the network's dominant operation) runs at least ``min_speedup`` times faster in
-   bf16 autocast than in fp32 on this device (measured once per device and cached).
+   bf16 autocast than in fp32 on this device. The speedup is measured once per machine (device name, torch
+   version, thread count) and kept in ``~/.cache/dpe-monai/precision.json`` (``$DPE_MONAI_PRECISION_CACHE``; empty:
+   measure every time), so repeated runs on one machine make the same choice: a fresh timing on a busy shared
+   machine can land on either side of ``min_speedup`` and flip the last bit of a result between runs.
 
 Inference adds a third check of its own (:class:`~dpe_monai.inference.Enhancer`): the network's output on a probe
 image in bf16 must match fp32 within a tolerance. fp16 is CUDA-only. The decision is returned with its evidence, so
@@ -14,13 +17,24 @@ callers can log it. Depends on torch only; every layer may import it.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["autocast", "bf16_speedup", "cpu_has_native_bf16", "native_bf16", "resolve_amp_dtype"]
+__all__ = [
+    "autocast",
+    "bf16_speedup",
+    "cpu_has_native_bf16",
+    "machine_key",
+    "native_bf16",
+    "resolve_amp_dtype",
+    "stored_speedup",
+]
 
 
 def cpu_has_native_bf16() -> bool:
@@ -76,6 +90,54 @@ def bf16_speedup(device: str = "cpu", size: int = 96, channels: int = 32, repeat
     return timed(None) / max(timed(torch.bfloat16), 1e-9)
 
 
+def machine_key(device: torch.device | str) -> str:
+    """What a stored speedup belongs to: the device's name, the torch version and the thread count."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        name = torch.cuda.get_device_name(dev)
+    else:
+        name = "unknown cpu"
+        try:
+            with open("/proc/cpuinfo") as f:
+                name = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), name)
+        except OSError:
+            pass
+    return f"{dev.type} | {name} | torch {torch.__version__} | {torch.get_num_threads()} threads"
+
+
+def _store() -> Path | None:
+    path = os.environ.get("DPE_MONAI_PRECISION_CACHE")
+    if path is None:
+        return Path.home() / ".cache" / "dpe-monai" / "precision.json"
+    return Path(path).expanduser() if path else None
+
+
+def stored_speedup(device: torch.device | str) -> tuple[float, str]:
+    """:func:`bf16_speedup` measured once per :func:`machine_key` and kept on disk; returns ``(speedup, source)``.
+
+    ``source`` is the store's path when the value was read from it, else ``"measured"``. An unreadable store is
+    measured over; an unwritable one is left alone (the choice is then made per process).
+    """
+    key, path = machine_key(device), _store()
+    table: dict[str, float] = {}
+    if path is not None:
+        try:
+            table = json.loads(path.read_text())
+            return float(table[key]), str(path)
+        except (OSError, ValueError, KeyError, TypeError):
+            table = table if isinstance(table, dict) else {}
+    speedup = bf16_speedup(str(torch.device(device)))
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({**table, key: speedup}, indent=1))
+            os.replace(tmp, path)
+        except OSError:
+            pass
+    return speedup, "measured"
+
+
 def resolve_amp_dtype(
     precision: str | None, device: torch.device | str, min_speedup: float = 1.2
 ) -> tuple[torch.dtype | None, dict[str, Any]]:
@@ -103,7 +165,7 @@ def resolve_amp_dtype(
         record["native"] = native_bf16(dev)
         dtype = None
         if record["native"]:
-            record["speedup"] = bf16_speedup(str(dev))
+            record["speedup"], record["speedup_source"] = stored_speedup(dev)
             dtype = torch.bfloat16 if record["speedup"] >= min_speedup else None
         elif dev.type == "cuda":  # no bf16 on this GPU: fp16 autocast (with a GradScaler in training)
             dtype = torch.float16

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -29,6 +31,25 @@ def test_auto_needs_native_bf16_and_a_measured_speedup(monkeypatch):
     assert dtype is None and rec["speedup"] == 0.1 and rec["chosen"] == "fp32"
     monkeypatch.setattr(precision, "bf16_speedup", lambda device: 2.0)
     assert precision.resolve_amp_dtype("auto", "cpu")[0] == torch.bfloat16
+
+
+def test_auto_keeps_its_measurement_so_runs_on_one_machine_agree(monkeypatch, tmp_path):
+    store = tmp_path / "precision.json"
+    monkeypatch.setenv("DPE_MONAI_PRECISION_CACHE", str(store))
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(precision, "bf16_speedup", lambda device: 1.25)
+    dtype, rec = precision.resolve_amp_dtype("auto", "cpu")
+    assert dtype == torch.bfloat16 and rec["speedup_source"] == "measured"
+    monkeypatch.setattr(precision, "bf16_speedup", lambda device: 1.15)  # a later timing on a busier machine
+    dtype, rec = precision.resolve_amp_dtype("auto", "cpu")
+    assert dtype == torch.bfloat16 and rec["speedup"] == 1.25 and rec["speedup_source"] == str(store)
+    assert json.loads(store.read_text()) == {precision.machine_key("cpu"): 1.25}
+    store.write_text("not json")  # a damaged store is measured over and rewritten
+    dtype, rec = precision.resolve_amp_dtype("auto", "cpu")
+    assert dtype is None and rec["speedup_source"] == "measured" and json.loads(store.read_text())
+    monkeypatch.setenv("DPE_MONAI_PRECISION_CACHE", "")  # empty: measure every time
+    monkeypatch.setattr(precision, "bf16_speedup", lambda device: 2.0)
+    assert precision.resolve_amp_dtype("auto", "cpu")[1]["speedup_source"] == "measured"
 
 
 def test_speedup_is_measured():
