@@ -58,6 +58,18 @@ def test_inference_keeps_format_bit_depth_and_geometry(tmp_path):
     con.close()
 
 
+def test_inference_refuses_to_write_into_its_input_folder(tmp_path):
+    """``output_dir == dataset_dir`` is refused by name before anything (results, MLflow store) is written there."""
+    from dpe_monai.engines.file_enhancement import EnhanceFileDataset
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray((smooth((40, 48)) * 255).astype(np.uint8)).save(src / "a.png")
+    with pytest.raises(ValueError, match="is the input folder"):
+        EnhanceFileDataset(str(src), str(src / "."))
+    assert sorted(p.name for p in src.iterdir()) == ["a.png"]
+
+
 def test_evaluate_scores_methods(tmp_path):
     datalist = make_tiny_collection(tmp_path / "data")
     results = {}

@@ -57,6 +57,11 @@ class EnhanceFileDataset(torch.utils.data.Dataset):
 
     def __init__(self, dataset_dir: str | Path | None, output_dir: str | Path) -> None:
         self.dataset_dir = require_folder(dataset_dir, "dataset_dir")
+        if Path(output_dir).expanduser().resolve() == self.dataset_dir.resolve():
+            raise ValueError(
+                f"`output_dir` {output_dir}: is the input folder `dataset_dir`; choose another folder (a new "
+                "subfolder works: earlier outputs inside the input folder are never read as inputs)"
+            )
         jobs, problems = discover_inputs([self.dataset_dir], output_dir)
         self.jobs: list[InputJob] = jobs
         self.problems: list[tuple[str, str]] = [(str(p), f"{p}: {msg}") for p, msg in problems]
