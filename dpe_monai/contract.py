@@ -8,8 +8,10 @@ Training, evaluation, the bundle, the CLI, MONAI Label and the demo all window i
 - ``"auto"`` (the default everywhere):
 
   1. 8-bit integer data (photographs, dermoscopy, H&E, 8-bit PNG/JPEG/DICOM): the container range 0..255.
-     Brightness is absolute there, so a dark photo looks dark to the network and can be brightened.
-  2. otherwise (12/16-bit, HU, NIfTI, float, with or without a DICOM window): a robust percentile window, the
+     Brightness is absolute there, so a dark photo looks dark to the network and can be brightened. Not for
+     NIfTI (``fmt="nifti"``): a volume's values have no display range, whatever type stores them (an 8-bit brain
+     volume ending at 109 was once read as a dark image and brightened 2.4 times).
+  2. otherwise (12/16-bit, HU, any NIfTI, float, with or without a DICOM window): a robust percentile window, the
      0.5th..99.5th percentile over the body (values above the image minimum, i.e. padding and the darkest
      background excluded, when that leaves >= 1 % of the values). Never a container range the data does not fill.
      The stored DICOM window is *not* the default: it is often a generic value (1000/2000 on an MR whose values end
@@ -87,6 +89,7 @@ def window_bounds(
     mode: str = "auto",
     dicom_window: tuple[float, float] | None = None,
     container: tuple[float, float] | None = None,
+    fmt: str | None = None,
 ) -> tuple[float, float, str]:
     """``(lo, hi, rule)``: the window of ``values`` (in the file's units) under ``mode``; ``rule`` is the one applied.
 
@@ -96,6 +99,7 @@ def window_bounds(
         mode: one of :data:`WINDOW_MODES`.
         dicom_window: ``(center, width)`` from the file, if it has one.
         container: the format's storable range, for ``"container"`` (default: the integer dtype's range).
+        fmt: the file format when known (``"nifti"``: ``"auto"`` never takes the 8-bit container rule).
 
     Raises:
         ValueError: unknown mode, or a mode whose information is missing (``"dicom"`` without a window).
@@ -104,7 +108,7 @@ def window_bounds(
     if mode not in WINDOW_MODES:
         raise ValueError(f"window must be one of {WINDOW_MODES}, got {mode!r}.")
     if mode == "auto":
-        if dtype.itemsize == 1 and (dtype.kind in "ui" or dtype == np.bool_):
+        if dtype.itemsize == 1 and (dtype.kind in "ui" or dtype == np.bool_) and fmt != "nifti":
             return 0.0, 255.0, "container"
         return (*body_percentiles(values), "percentile")
     if mode == "dicom":

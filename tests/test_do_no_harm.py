@@ -195,3 +195,35 @@ def test_good_8bit_scan_that_does_not_fill_the_range_keeps_its_scale(enhancer, t
     dark = np.round(0.6 * (m + 0.5 * (plane - m))).astype(np.uint8)  # Algorithm 1: contrast 0.5, brightness 0.6
     a, b = _png_roundtrip(dark, tmp_path / "dark.png", enhancer)
     assert np.percentile(a, 99.5) < 0.5 and np.percentile(b, 99.5) > 0.9, "a dim, flat scan is no longer stretched"
+
+
+def test_a_good_8bit_nifti_volume_is_windowed_as_a_scan(enhancer, tmp_path):
+    """nibabel's real T1 (``anatomical.nii``) stored as uint8, values ending near 110: a NIfTI volume has no display
+    range, so it is windowed relative to itself like its int16 twin and comes back nearly unchanged (it was read as
+    a dark 8-bit photo and brightened about 2.4 times, 8 dB of itself)."""
+    import os
+
+    import nibabel as nib
+    from nibabel.testing import data_path
+
+    src = nib.load(os.path.join(data_path, "anatomical.nii"))
+    vol = np.asarray(src.dataobj, dtype=np.float64)
+    vol8 = np.round(np.clip(vol, 0, None) / vol.max() * 110).astype(np.uint8)
+    path = tmp_path / "t1_u8.nii.gz"
+    nib.save(nib.Nifti1Image(vol8, src.affine), path)
+    jobs, _ = discover([path])
+    image = read_image(jobs[0].paths, jobs[0].kind)
+    lo, hi, rule = native_window(image)
+    assert rule == "percentile" and hi <= 110
+    out = enhance_native(image, enhancer)
+    assert out.max() <= 110 and out.min() >= 0  # its own range
+    a, b = image.array / 110.0, out / 110.0
+    psnr = 10 * math.log10(1.0 / max(float(np.mean((a - b) ** 2)), 1e-12))
+    assert psnr >= 35.0, f"a good 8-bit NIfTI comes back at only {psnr:.1f} dB of itself"
+    from monai.transforms import LoadImage
+
+    from dpe_monai.transforms import IntensityWindow
+
+    window = IntensityWindow(mode="auto")
+    window(LoadImage(image_only=True, ensure_channel_first=True, dtype=None)(str(path)))
+    assert window.last_params["rule"] == "percentile"  # the MONAI pipeline (training, MONAI Label) agrees

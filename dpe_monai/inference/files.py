@@ -56,7 +56,9 @@ def native_window(image: NativeImage, window: str = "auto") -> tuple[float, floa
         container = image.container_range()
     except Exception:  # noqa: BLE001 - a container range is only needed by mode "container"
         container = None
-    return window_bounds(image.array, image.dtype, window, dicom_window=dicom_window, container=container)
+    return window_bounds(
+        image.array, image.dtype, window, dicom_window=dicom_window, container=container, fmt=image.kind
+    )
 
 
 def enhance_native(

@@ -136,9 +136,10 @@ class IntensityWindow(InvertibleTransform):
     - ``"fixed"``: ``lower`` / ``upper`` in the image's units (e.g. -1000 / 1000 HU).
     - ``"dtype"``: the full range of the integer dtype (``source_dtype`` or the image's own), e.g. 0..65535.
     - ``"minmax"``: the image's own min / max.
-    - ``"auto"``: the project's intensity contract (:mod:`dpe_monai.contract`): 0..255 for 8-bit data, else the
-      DICOM window from meta when present, else the 0.5-99.5 % percentiles over the body. Training, evaluation and
-      inference all use it, so the network sees files the same way everywhere.
+    - ``"auto"``: the project's intensity contract (:mod:`dpe_monai.contract`): 0..255 for 8-bit data (not
+      NIfTI, read from meta's file name), else the DICOM window from meta when present, else the 0.5-99.5 %
+      percentiles over the body. Training, evaluation and inference all use it, so the network sees files the same
+      way everywhere.
 
     On a MetaTensor the ``(lo, hi, dtype)`` record is pushed on ``applied_operations`` so ``inverse`` works
     (also through ``monai.transforms.Invertd``); for any input it is kept on ``self.last_params`` as
@@ -194,8 +195,13 @@ class IntensityWindow(InvertibleTransform):
     def window_bounds(self, arr: np.ndarray, dtype: np.dtype, meta: Mapping | None = None) -> tuple[float, float]:
         """``(lo, hi)`` for ``arr`` (numpy, original units) under the configured mode."""
         if self.mode == "auto":
+            name = str((meta or {}).get("filename_or_obj", "")).lower()
             lo, hi, self._rule = window_bounds(
-                arr, dtype, "auto", dicom_window=dicom_window_from_meta(meta, self.window_index)
+                arr,
+                dtype,
+                "auto",
+                dicom_window=dicom_window_from_meta(meta, self.window_index),
+                fmt="nifti" if name.endswith((".nii", ".nii.gz")) else None,
             )
             return lo, hi
         if self.mode == "minmax":
