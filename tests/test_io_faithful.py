@@ -194,3 +194,44 @@ def test_one_palette_and_alpha_policy(tmp_path: Path) -> None:
         read_image(us)
     decoded = read_image(us, strict=False)
     assert decoded.array.shape[0] == 3 and decoded.dtype == np.uint8
+
+
+def test_pixel_size_description_and_sample_layout_survive(tmp_path: Path) -> None:
+    """A micrograph's scale is part of the file: TIFF resolution and unit, its description (ImageJ spacing) and its
+    planar RGB layout, and a PNG's dpi, come back as the source had them."""
+    rng = np.random.default_rng(0)
+    grey = (rng.random((32, 40)) * 60000).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "grey.tif", grey, resolution=(300, 300), resolutionunit=2, description="sample 7")
+    rgb = (rng.random((3, 32, 40)) * 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "planar.tif", rgb, photometric="rgb", planarconfig="separate", resolution=(2.5, 2.5))
+    stack = (rng.random((4, 32, 40)) * 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "stack.tif", stack, imagej=True, resolution=(4.0, 4.0), metadata={"spacing": 0.5})
+    Image.fromarray((rng.random((32, 40)) * 255).astype(np.uint8)).save(tmp_path / "a.png", dpi=(150, 150))
+    for name in ("grey.tif", "planar.tif", "stack.tif", "a.png"):
+        image = read_image(tmp_path / name)
+        out = tmp_path / f"out_{name}"
+        write_image(image, image.array, [out])
+        np.testing.assert_array_equal(read_image(out).array, image.array)
+        if name.endswith(".png"):
+            with Image.open(out) as png, Image.open(tmp_path / name) as src:
+                assert png.info["dpi"] == src.info["dpi"] and np.allclose(png.info["dpi"], 150, atol=0.1)
+            continue
+        with tifffile.TiffFile(tmp_path / name) as a, tifffile.TiffFile(out) as b:
+            pa, pb = a.pages[0], b.pages[0]
+            for tag in ("XResolution", "YResolution", "ResolutionUnit", "ImageDescription"):
+                assert pa.tags[tag].value == pb.tags[tag].value, (name, tag)
+            assert int(pa.planarconfig) == int(pb.planarconfig) and len(a.pages) == len(b.pages), name
+            if name == "stack.tif":
+                assert b.is_imagej and b.imagej_metadata["spacing"] == 0.5
+
+
+def test_colour_dicom_gets_no_grey_display_window(tmp_path: Path) -> None:
+    """WindowCenter/WindowWidth (VOI LUT) apply to MONOCHROME images only; an RGB result carries none, a grey one
+    carries the window the enhancement used."""
+    from dpe_monai.inference.files import enhance_native
+
+    for name, grey in (("SC_rgb.dcm", False), ("CT_small.dcm", True)):
+        image = read_image(_testdata(name))
+        out = tmp_path / f"{name}_dpe.dcm"
+        write_image(image, enhance_native(image, lambda x: x), [out])
+        assert ("WindowCenter" in pydicom.dcmread(out)) == grey, name

@@ -149,7 +149,7 @@ def write_dicom(image: NativeImage, values: np.ndarray, out_paths: list[Path], s
         else:
             pix = values[0] if not rgb else np.moveaxis(values, 0, -1)
         stored = _stored_values(pix, ds, image.dtype)
-        if image.info.get("window") is not None:
+        if image.info.get("window") is not None and not rgb:  # a VOI window applies to grey (MONOCHROME) only
             _set_window(ds, *image.info["window"])
         _derive(ds, series_uid)
         syntax = ds.file_meta.TransferSyntaxUID

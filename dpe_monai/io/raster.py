@@ -53,6 +53,8 @@ def _read_pil(path: Path, kind: str, strict: bool) -> tuple[np.ndarray, dict]:
                 raise BadImageError(path, f"unsupported image mode {mode!r}")
             arr = np.asarray(img)
             info.update(mode=img.mode, format=img.format or kind.upper())
+            if "dpi" in img.info:  # pixel size (PNG pHYs, JPEG JFIF, BMP): a micrograph's scale
+                info["dpi"] = tuple(float(v) for v in img.info["dpi"])
     except BadImageError:
         raise
     except UnidentifiedImageError as e:
@@ -64,6 +66,28 @@ def _read_pil(path: Path, kind: str, strict: bool) -> tuple[np.ndarray, dict]:
     return (arr if arr.ndim == 2 else np.moveaxis(arr, -1, 0)), info
 
 
+def _tiff_tags(tif: tifffile.TiffFile) -> dict:
+    """What a TIFF result keeps of its source: pixel size (resolution and unit), the description, or an ImageJ file's
+    metadata (spacing, unit) written as ImageJ again, and the sample layout (planar configuration)."""
+    page = tif.pages[0]
+    tags: dict = {}
+    if int(page.samplesperpixel) > 1:  # how colour samples are laid out (grey pages have no layout to keep)
+        tags["planarconfig"] = "separate" if int(page.planarconfig) == 2 else "contig"
+    x, y = page.tags.get("XResolution"), page.tags.get("YResolution")
+    if x is not None and y is not None:
+        tags["resolution"] = (x.value, y.value)
+        unit = page.tags.get("ResolutionUnit")
+        tags["resolutionunit"] = int(unit.value) if unit is not None else 2  # the TIFF default: inch
+    if tif.is_imagej:
+        derived = ("ImageJ", "images", "channels", "slices", "frames", "hyperstack", "mode", "loop", "min", "max")
+        tags.update(imagej=True, metadata={k: v for k, v in (tif.imagej_metadata or {}).items() if k not in derived})
+        return tags
+    description = page.tags.get("ImageDescription")
+    if description is not None and isinstance(description.value, str) and description.value:
+        tags.update(description=description.value, metadata=None)  # the source's description, not tifffile's own
+    return tags
+
+
 def _read_tiff(path: Path, strict: bool) -> tuple[np.ndarray, dict]:
     """TIFF -> ``(C, rows, cols[, pages])`` samples and writer info; one non-singleton extra axis is the depth."""
     try:
@@ -71,9 +95,10 @@ def _read_tiff(path: Path, strict: bool) -> tuple[np.ndarray, dict]:
             series = tif.series[0]
             arr, axes, page = series.asarray(), series.axes, tif.pages[0]
             photometric, colormap = int(page.photometric), page.colormap
+            tiff_tags = _tiff_tags(tif)
     except Exception as e:  # tifffile raises several types for corrupt files
         raise BadImageError(path, f"not a readable TIFF ({type(e).__name__}: {e})") from e
-    info: dict = {}
+    info: dict = {"tiff_tags": tiff_tags}
     series_shape, added = arr.shape, "S" not in axes
     if not added:  # samples first
         arr, axes = np.moveaxis(arr, axes.index("S"), 0), "S" + axes.replace("S", "")
@@ -141,7 +166,9 @@ def _cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
 def write_raster(image: NativeImage, values: np.ndarray, out_path: str | Path) -> None:
     """Write ``values`` (``image.array`` layout, the file's units) in ``image``'s format, bit depth and channels.
 
-    A multi-page TIFF stack ``(C, rows, cols, pages)`` is written with the same page count.
+    A multi-page TIFF stack ``(C, rows, cols, pages)`` is written with the same page count. The pixel size (PNG/JPEG/BMP
+    dpi, TIFF resolution and unit), a TIFF's description (ImageJ's spacing and units) and its sample layout (planar
+    or interleaved RGB) are kept.
 
     Raises:
         BadImageError: ``image`` was decoded from a layout that cannot be written back as read.
@@ -153,11 +180,16 @@ def write_raster(image: NativeImage, values: np.ndarray, out_path: str | Path) -
         data = np.moveaxis(data, -1, 1)
     hwc = data[0] if data.shape[0] == 1 else np.moveaxis(data, 0, -1)
     if image.kind == "tiff":
-        tifffile.imwrite(out_path, hwc, photometric=image.info.get("photometric", "minisblack"))
+        tags = dict(image.info.get("tiff_tags", {}))
+        if tags.get("planarconfig") == "separate" and hwc.ndim == 3 and hwc.shape[-1] == 3:
+            hwc = np.moveaxis(hwc, -1, 0)  # samples first, as the source stored them
+        tifffile.imwrite(out_path, hwc, photometric=image.info.get("photometric", "minisblack"), **tags)
         return
     pil = Image.fromarray(hwc)
     fmt = {"png": "PNG", "jpeg": "JPEG", "bmp": "BMP"}[image.kind]
-    kwargs = {"quality": 95} if fmt == "JPEG" else {}
+    kwargs: dict = {"quality": 95} if fmt == "JPEG" else {}
+    if "dpi" in image.info:
+        kwargs["dpi"] = image.info["dpi"]
     pil.save(out_path, format=fmt, **kwargs)
 
 
