@@ -78,13 +78,25 @@ def test_routed_onnx_export_takes_the_flag(tmp_path):
     from dpe_monai.networks.nonlocal_means import NonLocalMeans
 
     torch.manual_seed(0)
-    net = GlobalLocalNet(prefilter="nlm", prefilter_on="relative").eval()
+    net = GlobalLocalNet(
+        prefilter="nlm",
+        prefilter_on="relative",
+        keep_scale=(0.8, 0.9),
+        scan_refiner=True,
+        refiner_channels="mean",
+        clean_gate=True,
+    ).eval()  # the shipped layout (inference.json), refiner and gate included
     net.prefilter = NonLocalMeans(2, patch_distance=1)
+    with torch.no_grad():  # untrained, the refiner's head and the gate are zero: give them something to compute
+        for p in [*net.refiner.parameters(), *net.gate.parameters()]:
+            p.add_(0.05 * torch.randn_like(p))
     mod = _export_module()
     out = mod.export_network(net, tmp_path / "routed.onnx")
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["image", "relative"]
-    assert mod.check_session(session, net, ((1, 3, 97, 131), (1, 3, 64, 80))) < 1e-4
+    # sizes other than the traced one: a size fixed at export once made the scan path silently wrong elsewhere
+    sizes = ((1, 3, 97, 131), (1, 3, 64, 80), (1, 3, 256, 256), (1, 3, 300, 200))
+    assert mod.check_session(session, net, sizes) < 1e-4
     grey = torch.rand(1, 1, 64, 80).expand(1, 3, 64, 80).contiguous().numpy()
     scan = session.run(None, {"image": grey, "relative": np.ones(1, np.float32)})[0]
     learned = session.run(None, {"image": grey, "relative": np.zeros(1, np.float32)})[0]

@@ -31,10 +31,11 @@ def window_of(x: torch.Tensor, lower: float = 0.005, upper: float = 0.995, sampl
     """The ``lower``/``upper`` quantiles of each image of ``x`` ``(B, C, *spatial)`` over all its values (strided
     to about ``samples``), ``(B, 2)``: the contract's percentile window, read on the noisy input."""
     flat = strided_sorted(x.float().reshape(x.shape[0], -1), samples)
-    n = flat.shape[1]
-    lo = flat[:, int(lower * (n - 1))]
-    hi = flat[:, int(upper * (n - 1))]
-    return torch.stack([lo, hi], dim=1)
+    # the indices int(q * (n - 1)) as tensor arithmetic in float64 (the same floor as Python's), so an export keeps
+    # them symbolic in the image size instead of freezing the traced size's (the ONNX scan path was wrong elsewhere)
+    q = torch.tensor([lower, upper], dtype=torch.float64, device=flat.device)
+    idx = (q * (flat.shape[1] - 1)).floor().long()
+    return flat.index_select(1, idx)
 
 
 class ScanRefiner(nn.Module):
@@ -106,7 +107,11 @@ class ScanRefiner(nn.Module):
                 return self._refine(x[:, :1], d[:, :1], sigma, window).expand_as(x)
         if self.channels == "mean" and x.shape[1] > 1:
             xm, dm = x.mean(dim=1, keepdim=True), d.mean(dim=1, keepdim=True)
-            correction = self._refine(xm, dm, noise_sigma(xm).to(sigma.dtype), window) - dm
+            level = noise_sigma(xm).to(sigma.dtype)
+            # a grey image replicated to RGB keeps the level it was given, as the shortcut above does (an export
+            # takes this branch for every image; the channel mean's strided sample differs on large images)
+            level = torch.where((x == x[:, :1]).flatten(1).all(dim=1), sigma.to(level.dtype), level)
+            correction = self._refine(xm, dm, level, window) - dm
             return (d + correction).clamp(0.0, 1.0)
         return self._refine(x, d, sigma, window)
 
