@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -165,3 +166,32 @@ def test_inference_and_evaluate_build_the_same_network():
         json.loads((BUNDLE / "configs" / f).read_text())["network_def"] for f in ("inference.json", "evaluate.json")
     ]
     assert defs[0] == defs[1]
+
+
+@pytest.mark.parametrize("config", ["train.json", "task_driven.json"])
+def test_training_never_writes_into_the_shipped_models_folder(config):
+    """A documented training run from the bundle folder once replaced the shipped ``models/model.pt`` by a network
+    that inference could not load; checkpoints go under the run's ``output_dir``."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLE / "configs" / config))
+    parser["bundle_root"] = "/bundle"
+    ckpt, out = Path(parser.get_parsed_content("ckpt_dir")), Path(parser.get_parsed_content("output_dir"))
+    assert ckpt != Path("/bundle/models") and out in ckpt.parents, (ckpt, out)
+
+
+def test_a_task_driven_checkpoint_loads_into_inference_with_the_documented_overrides():
+    """The bundle docs' command for a task-driven fine-tune (``inference.json --network_def#prefilter None
+    --network_def#scan_refiner False --network_def#clean_gate False``) builds exactly the network that
+    ``task_driven.json`` trains (it once missed the clean gate's keys)."""
+    from monai.bundle import ConfigParser
+
+    trained = ConfigParser()
+    trained.read_config(str(CONFIGS / "task_driven.json"))
+    state = trained.get_parsed_content("network_def", instantiate=True).state_dict()
+    infer = ConfigParser()
+    infer.read_config(str(CONFIGS / "inference.json"))
+    for key, value in (("prefilter", None), ("scan_refiner", False), ("clean_gate", False)):
+        infer[f"network_def#{key}"] = value
+    infer.get_parsed_content("network_def", instantiate=True).load_state_dict(state, strict=True)
