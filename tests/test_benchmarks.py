@@ -89,6 +89,13 @@ def test_route_census(env):
     assert out["counts"] == {"test/all/scan": 1} and [m["id"] for m in out["moved_by_near_grey"]] != []
 
 
+def test_default_quality_run_leaves_out_an_untrained_basicunet(tmp_path):
+    """The BasicUNet baseline is not shipped: a default run on a fresh checkout scores everything else."""
+    assert quality.default_methods(str(tmp_path / "missing.pt")) == [m for m in quality.ALL_METHODS if m != "basicunet"]
+    (tmp_path / "model.pt").write_bytes(b"x")
+    assert quality.default_methods(str(tmp_path / "model.pt")) == list(quality.ALL_METHODS)
+
+
 def test_quality(env):
     out = quality.main(
         [
