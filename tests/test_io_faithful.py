@@ -206,8 +206,9 @@ def test_pixel_size_description_and_sample_layout_survive(tmp_path: Path) -> Non
     tifffile.imwrite(tmp_path / "planar.tif", rgb, photometric="rgb", planarconfig="separate", resolution=(2.5, 2.5))
     stack = (rng.random((4, 32, 40)) * 255).astype(np.uint8)
     tifffile.imwrite(tmp_path / "stack.tif", stack, imagej=True, resolution=(4.0, 4.0), metadata={"spacing": 0.5})
+    tifffile.imwrite(tmp_path / "time.tif", stack, imagej=True, metadata={"axes": "TYX", "finterval": 0.5})
     Image.fromarray((rng.random((32, 40)) * 255).astype(np.uint8)).save(tmp_path / "a.png", dpi=(150, 150))
-    for name in ("grey.tif", "planar.tif", "stack.tif", "a.png"):
+    for name in ("grey.tif", "planar.tif", "stack.tif", "time.tif", "a.png"):
         image = read_image(tmp_path / name)
         out = tmp_path / f"out_{name}"
         write_image(image, image.array, [out])
@@ -221,6 +222,7 @@ def test_pixel_size_description_and_sample_layout_survive(tmp_path: Path) -> Non
             for tag in ("XResolution", "YResolution", "ResolutionUnit", "ImageDescription"):
                 assert pa.tags[tag].value == pb.tags[tag].value, (name, tag)
             assert int(pa.planarconfig) == int(pb.planarconfig) and len(a.pages) == len(b.pages), name
+            assert b.series[0].axes == a.series[0].axes, name  # a Z-stack is not reopened as channels
             if name == "stack.tif":
                 assert b.is_imagej and b.imagej_metadata["spacing"] == 0.5
 

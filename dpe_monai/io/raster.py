@@ -110,6 +110,9 @@ def _read_tiff(path: Path, strict: bool) -> tuple[np.ndarray, dict]:
         raise BadImageError(path, why + "image or a 3-D stack, grey or RGB")
     keep = [0, *extra, len(axes) - 2, len(axes) - 1]
     arr = arr.reshape([arr.shape[i] for i in keep])  # drop singleton axes: (S[, D], Y, X)
+    if extra and tiff_tags.get("imagej"):  # a Z-stack stays a Z-stack, a time series a time series (ImageJ: T, Z, C)
+        letter = axes[extra[0]]
+        tiff_tags["metadata"]["axes"] = (letter if letter in "TZC" else "Z") + "YX"
     if extra:
         if arr.shape[0] > 1:  # read as a colour volume; the writer reproduces grey stacks only
             why = f"unsupported array shape {tuple(series_shape)} (axes {axes[1:] if added else axes}): multi-page "
