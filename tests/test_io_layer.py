@@ -7,6 +7,7 @@ through ``LoadImaged`` by its dotted name), the user-folder scanner and ``data/e
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import shutil
 import warnings
@@ -187,3 +188,36 @@ def test_io_is_the_bottom_layer() -> None:
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     allowed = ("dpe_monai.io", "dpe_monai.contract")
     assert all(m.startswith(allowed) for m in eval(loaded) if m != "dpe_monai"), loaded
+
+
+def _series(folder: Path, n: int = 4, uid: str = "1.2.826.0.1.3680043.8.498.7") -> list[Path]:
+    ct = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        ds = copy.deepcopy(ct)
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = uid, f"{uid}.{i}"
+        ds.ImagePositionPatient = [0.0, 0.0, 2.5 * i]
+        ds.save_as(folder / f"s{i}.dcm", enforce_file_format=True)
+        paths.append(folder / f"s{i}.dcm")
+    return paths
+
+
+def test_a_localizer_in_the_series_leaves_the_stack_whole(tmp_path: Path) -> None:
+    """A file of another size saved under the series' UID (a localizer) goes alone; the slices stay one series
+    (they were all split into single images, each with its own derived series and display window)."""
+    paths = _series(tmp_path / "s")
+    loc = pydicom.dcmread(paths[0])
+    loc.SOPInstanceUID += ".99"
+    loc.PixelData = loc.pixel_array[:64, :48].copy().tobytes()
+    loc.Rows, loc.Columns = 64, 48
+    loc.save_as(tmp_path / "s" / "localizer.dcm", enforce_file_format=True)
+    jobs, problems = discover([tmp_path / "s"])
+    assert not problems and sorted(len(j.paths) for j in jobs) == [1, 4]
+
+
+def test_a_series_given_file_by_file_is_one_series(tmp_path: Path) -> None:
+    """``dpe-monai enhance s/*.dcm`` (a shell glob) groups the files as the folder ``s`` would."""
+    paths = _series(tmp_path / "s")
+    jobs, _ = discover([str(p) for p in reversed(paths)])
+    assert len(jobs) == 1 and jobs[0].paths == paths and jobs[0].root == tmp_path / "s"

@@ -219,12 +219,21 @@ def slice_sort_key(ds: Dataset, path: str | Path) -> tuple[float, int, str]:
     return (position, tag_int(ds, "InstanceNumber", 0), str(path))
 
 
+def _layout(ds: Dataset) -> tuple:
+    """What the slices of one stack share: size, sample type and orientation."""
+    keys = ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated")
+    try:
+        iop = tuple(round(float(v), 3) for v in ds.get("ImageOrientationPatient") or ())
+    except (TypeError, ValueError):
+        iop = ()
+    return (*(tag_int(ds, k, 0) for k in keys), iop)
+
+
 def _is_series(members: Sequence[tuple[str, Dataset]]) -> bool:
     """A true multi-file series: same geometry and sample type, and no two files at the same slice position."""
     if len(members) < 2:
         return False
-    keys = ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated")
-    layout = {tuple(tag_int(ds, k, 0) for k in keys) for _, ds in members}
+    layout = {_layout(ds) for _, ds in members}
     places = {slice_sort_key(ds, "")[:2] for _, ds in members}
     return len(layout) == 1 and len(places) == len(members)
 
@@ -232,8 +241,9 @@ def _is_series(members: Sequence[tuple[str, Dataset]]) -> bool:
 def group_series(headers: Sequence[tuple[str, Dataset]]) -> list[list[str]]:
     """Group DICOM files by ``SeriesInstanceUID``; multi-frame files and files without a UID stand alone.
 
-    Files sharing a UID but not forming a stack (different sizes, or the same slice position twice, e.g. the same
-    image saved with several transfer syntaxes) are kept as separate single-file items.
+    Files sharing a UID are split by layout (size, sample type, orientation: a localizer saved with the series
+    leaves the stack, which stays one series); a part that does not form a stack (the same slice position twice,
+    e.g. the same image saved with several transfer syntaxes, or echoes at one position) is kept as single files.
 
     Args:
         headers: ``(path, header)`` pairs.
@@ -249,8 +259,12 @@ def group_series(headers: Sequence[tuple[str, Dataset]]) -> list[list[str]]:
         groups.setdefault(key, []).append((path, ds))
     ordered: list[list[str]] = []
     for members in groups.values():
-        if _is_series(members):
-            ordered.append([p for p, _ in sorted(members, key=lambda m: slice_sort_key(m[1], m[0]))])
-        else:
-            ordered += [[p] for p, _ in members]
+        parts: dict[tuple, list[tuple[str, Dataset]]] = {}
+        for member in members:
+            parts.setdefault(_layout(member[1]), []).append(member)
+        for part in parts.values():
+            if _is_series(part):
+                ordered.append([p for p, _ in sorted(part, key=lambda m: slice_sort_key(m[1], m[0]))])
+            else:
+                ordered += [[p] for p, _ in part]
     return sorted(ordered, key=lambda paths: paths[0])

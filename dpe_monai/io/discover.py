@@ -36,10 +36,12 @@ def discover(inputs: list[str | Path]) -> tuple[list[InputJob], list[tuple[Path,
 
     Returns:
         ``(jobs, problems)``: jobs sorted by path; problems as ``(path, message)`` for missing inputs and empty
-        folders. Files of unknown type inside folders are ignored silently; given explicitly they are problems.
+        folders. DICOM files are grouped into series within each folder, and across the files given one by one.
+        Files of unknown type inside folders are ignored silently; given explicitly they are problems.
     """
     jobs: list[InputJob] = []
     problems: list[tuple[Path, str]] = []
+    named: list[tuple[str, pydicom.Dataset]] = []  # DICOM files given one by one (a shell glob of a series)
     for item in map(Path, inputs):
         if not item.exists():
             problems.append((item, "no such file or directory"))
@@ -64,10 +66,12 @@ def discover(inputs: list[str | Path]) -> tuple[list[InputJob], list[tuple[Path,
                 jobs.append(InputJob(kind, [path], root))
                 continue
             try:
-                dicoms.append((str(path), read_dicom_header(path)))
+                (dicoms if item.is_dir() else named).append((str(path), read_dicom_header(path)))
             except Exception:  # unreadable: let the reader report it as a single-file job
                 jobs.append(InputJob("dicom", [path], root))
         for group in group_series(dicoms):
             jobs.append(InputJob("dicom", [Path(p) for p in group], root))
+    for group in group_series(named):  # grouped across the arguments, as the folder holding them would be
+        jobs.append(InputJob("dicom", [Path(p) for p in group], Path(group[0]).parent))
     jobs.sort(key=lambda j: str(j.paths[0]))
     return jobs, problems
