@@ -55,3 +55,10 @@ def test_from_bundle_and_inferer(tmp_path, net):
     assert e(torch.rand(1, 3, 30, 30)).shape == (1, 3, 30, 30)
     inferer = EnhancerInferer(precision="fp32")
     assert inferer(torch.rand(1, 3, 24, 24), net).shape == (1, 3, 24, 24)
+
+
+def test_a_volume_sliced_into_lines_is_refused_by_name(net):
+    """A (96, 96, 1) volume sliced along axis 0 gives 96x1 slices: a clear refusal, not an index error deep inside."""
+    with pytest.raises(ValueError, match="slices along axis 0 are 96x1 pixels"):
+        Enhancer(net, device="cpu", precision="fp32", axis=0)(torch.rand(1, 1, 96, 96, 1))
+    assert Enhancer(net, device="cpu", precision="fp32", axis=2)(torch.rand(1, 1, 96, 96, 1)).shape == (1, 1, 96, 96, 1)

@@ -203,8 +203,13 @@ class Enhancer:
 
         A global-local network gets one tone map for the whole volume (no slice-to-slice flicker).
         """
-        params = self.global_params(x.movedim(2 + self.axis, -1), relative)
         spatial = [s for i, s in enumerate(x.shape[2:]) if i != self.axis]
+        if min(spatial) < 2:
+            raise ValueError(
+                f"slices along axis {self.axis} are {spatial[0]}x{spatial[1]} pixels, too small to enhance; "
+                f"slice along another axis (volume {tuple(x.shape[2:])})"
+            )
+        params = self.global_params(x.movedim(2 + self.axis, -1), relative)
         roi = [min(self.tile_size, s) for s in spatial]
         tiled = any(r < s for r, s in zip(roi, spatial))
         inferer = SliceInferer(
