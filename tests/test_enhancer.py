@@ -62,3 +62,10 @@ def test_a_volume_sliced_into_lines_is_refused_by_name(net):
     with pytest.raises(ValueError, match="slices along axis 0 are 96x1 pixels"):
         Enhancer(net, device="cpu", precision="fp32", axis=0)(torch.rand(1, 1, 96, 96, 1))
     assert Enhancer(net, device="cpu", precision="fp32", axis=2)(torch.rand(1, 1, 96, 96, 1)).shape == (1, 1, 96, 96, 1)
+
+
+def test_a_colour_volume_enhances_outside_inference_mode(net):
+    """An RGB volume called from plain code (no ``torch.inference_mode`` around it) once failed inside MONAI's
+    slice inferer, which blends the slices in place."""
+    out = Enhancer(net, device="cpu", precision="fp32")(torch.rand(1, 3, 40, 48, 3))
+    assert out.shape == (1, 3, 40, 48, 3) and torch.isfinite(out).all()

@@ -223,7 +223,8 @@ class Enhancer:
             sw_device=self.device,
             device=torch.device("cpu"),
         )
-        return inferer(x, lambda s: self._enhance_2d(s, params)).cpu()
+        with torch.inference_mode():  # the inferer blends slices in place; the slices are inference tensors
+            return inferer(x, lambda s: self._enhance_2d(s, params)).cpu()
 
     # ------------------------------------------------------------------ construction
     @classmethod
