@@ -29,8 +29,9 @@ range where the container window applies (8-bit data under ``"auto"``, any data 
 absolute there, so a dark image may be brightened beyond its own maximum; a 12-bit scan stored in 16 bits and
 windowed ``"container"`` is read as very dark and stretched over the whole 16-bit range, which is why ``"auto"``
 windows such data relative to itself), otherwise the input's own min..max, so an enhanced scan never holds values
-the scan did not have. Integer outputs are rounded to the stored dtype. A DICOM output's
-WindowCenter/WindowWidth are set to the window used (:func:`dicom_window_tags`), so a viewer shows exactly ``v``.
+the scan did not have. Integer outputs are rounded to the stored dtype. A DICOM output keeps the source's display
+windows first (a viewer opens it as before: a head CT in its brain window) and gets the window used
+(:func:`dicom_window_tags`) as the last preset, "DPE enhancement window", which shows exactly ``v``.
 
 Training targets are windowed with the same ``"auto"`` rule, so the network learns the display convention it is
 used with. This module depends on numpy only; every layer may import it.

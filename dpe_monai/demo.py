@@ -12,7 +12,8 @@
 Every file is seen through the intensity contract (:mod:`dpe_monai.contract`), as the benchmarks see it: an 8-bit
 file through 0..255, a 16-bit scan through its own percentile window. A scan is degraded inside its clean window
 and the enhanced file is read through the window the enhancer used (the degraded file's), so DPE is scored on the
-values a viewer shows with the output's DICOM window, not on the dark raw counts it keeps in the scan's own units.
+values a viewer shows with the output's "DPE enhancement window" preset, not on the dark raw counts it keeps in
+the scan's own units.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def _views(item: dict) -> dict[str, torch.Tensor]:
 
     ``clean`` and ``degraded`` through the clean file's window (the degraded row is the simulator's output as the
     benchmarks score it); ``input``: the degraded file through its own window, what the enhancer and the simple
-    pipelines take; ``dpe``: the enhanced file through that same window (the window its DICOM tags record).
+    pipelines take; ``dpe``: the enhanced file through that same window (its DICOM "DPE enhancement window" preset).
     """
     from dpe_monai.io import read_image
 
@@ -218,8 +219,9 @@ def run_demo(output: Path, dataset_dir: Path, checkpoint: Path, seed: int = 0, l
         "0.5-99.5 % percentile window) and written in each file's format and bit depth. Metrics on [0, 1] by "
         "dpe_monai.evaluators.quality (PSNR, SSIM, DeltaE = CIEDE2000 on sRGB, grey replicated; SSIM skipped below "
         "11 px): the clean and degraded images through the clean file's window; the simple pipelines take the "
-        "degraded file through its own window, as DPE does, and DPE's file is read through that window (the one its "
-        "DICOM tags record). The oracle knows the simulator's true factors and noise: a ceiling no method can reach."
+        "degraded file through its own window, as DPE does, and DPE's file is read through that window (its DICOM "
+        "'DPE enhancement window' preset). The oracle knows the simulator's true factors and noise: a ceiling no "
+        "method can reach."
     )
     grid_note = f"`grid.png`: degraded | {LABELS[simple]} (the best simple method, pooled PSNR) | DPE | clean."
     paths["metrics"].write_text(

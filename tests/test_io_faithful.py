@@ -237,3 +237,18 @@ def test_colour_dicom_gets_no_grey_display_window(tmp_path: Path) -> None:
         out = tmp_path / f"{name}_dpe.dcm"
         write_image(image, enhance_native(image, lambda x: x), [out])
         assert ("WindowCenter" in pydicom.dcmread(out)) == grey, name
+
+
+def test_the_source_display_window_stays_first(tmp_path: Path) -> None:
+    """A head CT stored at its brain window (WC 40 / WW 100) opens in that window after enhancement; the window the
+    enhancement used follows as a second preset (it once replaced the clinical one, WC 105.5 / WW 2233)."""
+    from dpe_monai.inference.files import enhance_native
+
+    image = read_image(_testdata("693_UNCR.dcm"))
+    out = tmp_path / "ct_dpe.dcm"
+    write_image(image, enhance_native(image, lambda x: x), [out])
+    o = pydicom.dcmread(out)
+    assert [float(v) for v in o.WindowCenter][0] == 40 and [float(v) for v in o.WindowWidth][0] == 100
+    assert list(o.WindowCenterWidthExplanation) == ["source window", "DPE enhancement window"]
+    lo, hi = image.info["window"]
+    assert abs(float(o.WindowWidth[1]) - (hi - lo + 1)) < 1  # the preset that shows the network output as made

@@ -72,7 +72,7 @@ def enhance_native(
     relative to itself, with the flag :func:`~dpe_monai.contract.is_scan` that routes it), and the network's
     change is applied back in the file's units (values outside the window keep their distance from it) and
     clipped to the scan's own range. The window used is recorded in ``image.info["window"]`` (``(lo, hi)``) so
-    writers can set display tags (DICOM WindowCenter/WindowWidth) that show the result as the network made it.
+    writers can add a display preset (DICOM WindowCenter/WindowWidth) that shows the result as the network made it.
     """
     try:
         lo, hi, rule = native_window(image, window)

@@ -164,20 +164,33 @@ def write_dicom(image: NativeImage, values: np.ndarray, out_paths: list[Path], s
 
 
 def _set_window(ds: pydicom.Dataset, lo: float, hi: float) -> None:
-    """Replace the display window by ``[lo, hi]`` (modality units, bright = dense), the window the enhancement used.
+    """Add ``[lo, hi]`` (modality units, bright = dense), the window the enhancement used, as the last display preset.
 
-    For MONOCHROME1 the window is mirrored back onto the stored scale's modality values; a VOI LUT sequence, which
-    would take precedence over the window in viewers, is removed.
+    The source's own windows (and a VOI LUT sequence) stay first, so a viewer opens the enhanced scan in the window
+    the scanner or the radiologist set (a head CT stays at its brain window); the enhancement window follows as a
+    preset named "DPE enhancement window" that shows the network's output exactly. A source without a window gets
+    the enhancement window alone. For MONOCHROME1 the window is mirrored back onto the stored scale's modality values.
     """
     if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         a, b = modality_range(ds)
         lo, hi = (a + b) - hi, (a + b) - lo
     center, width = dicom_window_tags(lo, hi)
-    ds.WindowCenter = f"{center:.6g}"
-    ds.WindowWidth = f"{width:.6g}"
-    ds.WindowCenterWidthExplanation = "DPE enhancement window"
-    if "VOILUTSequence" in ds:
-        del ds.VOILUTSequence
+    centers, widths = _values(ds, "WindowCenter"), _values(ds, "WindowWidth")
+    if not centers or len(centers) != len(widths):
+        centers, widths = [], []
+    names = [str(v) for v in _values(ds, "WindowCenterWidthExplanation")]
+    names = names if len(names) == len(centers) else ["source window"] * len(centers)
+    ds.WindowCenter = [*map(str, centers), f"{center:.6g}"] if centers else f"{center:.6g}"
+    ds.WindowWidth = [*map(str, widths), f"{width:.6g}"] if widths else f"{width:.6g}"
+    ds.WindowCenterWidthExplanation = [*names, "DPE enhancement window"] if centers else "DPE enhancement window"
+
+
+def _values(ds: pydicom.Dataset, keyword: str) -> list:
+    """A tag's values as a list (empty when absent or empty)."""
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return []
+    return list(value) if isinstance(value, pydicom.multival.MultiValue) else [value]
 
 
 def _derive(ds: pydicom.Dataset, series_uid: str) -> None:
