@@ -24,7 +24,7 @@ from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut
 
 from dpe_monai.data.folders import display_array, scan_folder
-from dpe_monai.io import detect_kind, discover, read_image
+from dpe_monai.io import BadImageError, detect_kind, discover, read_image
 from dpe_monai.io.readers import DPEImageReader
 
 #: file name in the fixture folder -> kind every detector must report (None: not an image).
@@ -221,3 +221,36 @@ def test_a_series_given_file_by_file_is_one_series(tmp_path: Path) -> None:
     paths = _series(tmp_path / "s")
     jobs, _ = discover([str(p) for p in reversed(paths)])
     assert len(jobs) == 1 and jobs[0].paths == paths and jobs[0].root == tmp_path / "s"
+
+
+def test_a_truncated_slice_fails_alone_and_the_rest_of_its_series_is_enhanced(tmp_path: Path) -> None:
+    """One cut file in a series is one failure naming it; the other slices are still enhanced as one series, each
+    output at its own slice position (before, the cut file failed the whole series and nothing was written)."""
+    from dpe_monai.inference import enhance_files
+
+    paths = _series(tmp_path / "s")
+    whole = paths[2].read_bytes()
+    paths[2].write_bytes(whole[: len(whole) - 4000])  # cut inside the pixel data
+    summary = enhance_files([tmp_path / "s"], tmp_path / "out", lambda x: x)
+    assert summary.exit_code == 2
+    (name, message), *rest = summary.failed
+    assert not rest and name == str(paths[2]) and "truncated" in message and str(paths[2]) in message
+    (done, outs), *more = summary.done
+    assert not more and "series of 3" in done
+    written = sorted((tmp_path / "out").glob("*.dcm"))
+    assert [p.name for p in written] == ["s0_dpe.dcm", "s1_dpe.dcm", "s3_dpe.dcm"]
+    ds = [pydicom.dcmread(p) for p in written]
+    assert len({d.SeriesInstanceUID for d in ds}) == 1
+    assert [float(d.ImagePositionPatient[2]) for d in ds] == [0.0, 2.5, 7.5]
+    for src, out in zip([paths[0], paths[1], paths[3]], ds):  # identity enhancer: the stored values come back
+        np.testing.assert_array_equal(out.pixel_array, pydicom.dcmread(src).pixel_array)
+
+
+def test_a_series_whose_files_all_fail_is_one_line(tmp_path: Path) -> None:
+    paths = _series(tmp_path / "s", n=2)
+    for p in paths:
+        p.write_bytes(p.read_bytes()[:-4000])
+    with pytest.raises(BadImageError, match="truncated.*no file of this series of 2 is readable"):
+        read_image(paths, "dicom", partial=True)
+    with pytest.raises(BadImageError, match="truncated"):
+        read_image(paths[::-1][:1] + paths[:1], "dicom")

@@ -175,13 +175,16 @@ def enhance_job(
     The per-file rules shared by :func:`enhance_files` and the bundle's file evaluator: never write over an input
     (``inputs``: every input of the batch, resolved), skip existing outputs unless ``overwrite``, read, check,
     enhance in the scan's own units (:func:`enhance_native`) and write atomically; any error becomes one line
-    naming the file.
+    naming the file. A file of a DICOM series that cannot be read (e.g. truncated) is a failure of its own, named
+    in one line, and the series' other files are still enhanced.
 
     Returns:
-        ``{"name", "status": "done" | "skipped" | "failed", "outputs" | "message"}``.
+        ``{"name", "status": "done" | "skipped" | "failed", "outputs" | "message", "dropped"}``; ``dropped``: the
+        series files left out, as ``(path, message)`` (already in ``summary.failed``).
     """
     name = job_name(job)
     outs = output_paths(job, output_dir, postfix)
+    dropped: list[tuple[str, str]] = []
     try:
         for out in outs:
             if any(out.resolve() == p.resolve() for p in job.paths):
@@ -195,7 +198,12 @@ def enhance_job(
             if out.resolve() in inputs:
                 raise OutputCollisionError(f"{out}: output path is an input file; refusing to overwrite it")
         if not dry_run:
-            image = read_image(job.paths, job.kind)
+            image = read_image(job.paths, job.kind, partial=True)
+            dropped = list(image.info.get("dropped", [])) if isinstance(image.info, dict) else []
+            if dropped:  # the series' unreadable files: each its own failure; the rest are still enhanced
+                name = job_name(InputJob(job.kind, list(image.sources), job.root))
+                summary.failed.extend(dropped)
+                outs = [o for p, o in zip(job.paths, outs) if p in image.sources]
             check_values(image.name, image.array, max_pixels)
             write_image(image, enhance_native(image, enhancer, window), outs)
     except (BadImageError, OutputCollisionError) as e:
@@ -204,9 +212,9 @@ def enhance_job(
         message = f"{name}: {type(e).__name__}: {e}"
     else:
         summary.done.append((name, [str(o) for o in outs]))
-        return {"name": name, "status": "done", "outputs": [str(o) for o in outs]}
+        return {"name": name, "status": "done", "outputs": [str(o) for o in outs], "dropped": dropped}
     summary.failed.append((name, message))
-    return {"name": name, "status": "failed", "message": message}
+    return {"name": name, "status": "failed", "message": message, "dropped": dropped}
 
 
 def enhance_files(
@@ -258,8 +266,11 @@ def enhance_files(
         record = enhance_job(
             job, output_dir, enhancer, summary, all_inputs, postfix, overwrite, dry_run, max_pixels, window
         )
-        if record["status"] == "failed" and on_error:
-            on_error(record["name"], record["message"])
+        if on_error:
+            for path, message in record.get("dropped", []):
+                on_error(path, message)
+            if record["status"] == "failed":
+                on_error(record["name"], record["message"])
     summary.seconds = time.perf_counter() - start
     return summary
 

@@ -49,7 +49,9 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def read_image(paths: str | Path | list[Path], kind: str | None = None, strict: bool = True) -> NativeImage:
+def read_image(
+    paths: str | Path | list[Path], kind: str | None = None, strict: bool = True, partial: bool = False
+) -> NativeImage:
     """Read a file (or a DICOM series given as its ordered files) as a :class:`NativeImage`.
 
     Args:
@@ -59,6 +61,8 @@ def read_image(paths: str | Path | list[Path], kind: str | None = None, strict: 
             multi-file RGB DICOM), as the enhancement path needs; with False those are decoded to grey/RGB
             (:data:`~dpe_monai.io.formats.UNWRITABLE_LAYOUTS`). Non-image objects (DICOM SEG, 1-bit DICOM, reports)
             are refused either way.
+        partial: a DICOM series is read without the files of it that cannot be read, which are listed in
+            ``info["dropped"]`` (:func:`~dpe_monai.io.dicom_series.read_dicom`); other formats ignore it.
 
     Raises:
         BadImageError: one line naming the file and the problem.
@@ -70,7 +74,7 @@ def read_image(paths: str | Path | list[Path], kind: str | None = None, strict: 
     if kind == "nifti":
         return read_nifti(paths[0])
     if kind == "dicom":
-        return read_dicom(paths, strict=strict)
+        return read_dicom(paths, strict=strict, partial=partial)
     if kind is None:
         raise BadImageError(paths[0], f"unsupported file type {paths[0].suffix or '(no extension)'!r}")
     return read_raster(paths[0], strict=strict)

@@ -20,7 +20,7 @@ __all__ = ["read_dicom", "write_dicom", "DERIVED_SUFFIX"]
 DERIVED_SUFFIX = " DPE enhanced"
 
 
-def read_dicom(paths: list[Path], strict: bool = True) -> NativeImage:
+def read_dicom(paths: list[Path], strict: bool = True, partial: bool = False) -> NativeImage:
     """Read one DICOM file or an ordered series (same ``SeriesInstanceUID``) as ``(C, rows, cols[, slices])``.
 
     Values are modality values (rescale slope/intercept applied) with MONOCHROME1 inverted so brighter means
@@ -29,35 +29,33 @@ def read_dicom(paths: list[Path], strict: bool = True) -> NativeImage:
     Args:
         paths: one file, or the files of one series in slice order.
         strict: refuse PALETTE COLOR (it cannot be written back as read); with False it is mapped to RGB.
+        partial: a file of a series that cannot be read (truncated, empty, undecodable, not an image) is left out
+            and recorded in ``info["dropped"]`` as ``(path, one-line message)``, so the rest of the series is still
+            enhanced (each output keeps its own slice position); ``sources`` then lists the files read. Without
+            it, such a file fails the whole series. A series whose files all fail raises the first file's error.
 
     Raises:
         BadImageError: unreadable/truncated files, files without pixel data, non-image objects (SEG, reports...),
             1-bit data, inconsistent series, PALETTE COLOR when ``strict``.
     """
-    slices, headers = [], []
+    slices, headers, read, dropped, errors = [], [], [], [], []
     palette = False
     for path in paths:
-        if path.stat().st_size == 0:
-            raise BadImageError(path, "file is empty (0 bytes)")
         try:
-            header = read_dicom_header(path)
-        except InvalidDicomError as e:
-            raise BadImageError(path, "not a DICOM file (no DICOM file meta header or 'DICM' prefix)") from e
-        except Exception as e:
-            raise BadImageError(path, f"not a readable DICOM file ({type(e).__name__}: {e})") from e
-        reason = not_an_image(header)
-        if reason:
-            raise BadImageError(path, reason)
-        if str(header.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR":
-            if strict:
-                raise BadImageError(path, UNWRITABLE_LAYOUTS["PALETTE COLOR"])
-            palette = True
-        try:
-            values, ds = read_dicom_pixels(path)
-        except Exception as e:
-            raise _pixel_problem(path, e) from e
-        slices.append(np.asarray(values, dtype=np.float64))
+            values, header, palette_file = _read_one(path, strict)
+        except BadImageError as e:
+            if not (partial and len(paths) > 1):
+                raise
+            dropped.append((str(path), str(e)))
+            errors.append(e)
+            continue
+        palette = palette or palette_file
+        slices.append(values)
         headers.append(header)
+        read.append(path)
+    if not slices:
+        raise BadImageError(errors[0].path, f"{errors[0].problem}; no file of this series of {len(paths)} is readable")
+    paths = read
     shapes = {s.shape for s in slices}
     if len(shapes) != 1:
         raise BadImageError(paths[0], f"series slices differ in shape: {sorted(shapes)}")
@@ -77,13 +75,36 @@ def read_dicom(paths: list[Path], strict: bool = True) -> NativeImage:
     ds0 = headers[0]
     bits, signed = int(ds0.get("BitsAllocated", 16)), int(ds0.get("PixelRepresentation", 0)) == 1
     dtype = np.dtype(f"{'i' if signed else 'u'}{max(bits, 8) // 8}")
-    info = {"headers": headers, "frames": frames, "rgb": rgb}
+    info = {"headers": headers, "frames": frames, "rgb": rgb, "dropped": dropped}
     if palette:
         dtype = np.dtype(np.uint8 if arr.max() <= 255 else np.uint16)  # the RGB table's sample type
         info["unwritable"] = UNWRITABLE_LAYOUTS["PALETTE COLOR"]
     elif rgb and len(paths) > 1:
         info["unwritable"] = "multi-file RGB DICOM series are not supported for enhancement"
     return NativeImage(array=arr, kind="dicom", sources=list(paths), dtype=dtype, info=info)
+
+
+def _read_one(path: Path, strict: bool) -> tuple[np.ndarray, pydicom.Dataset, bool]:
+    """One file's modality values, header and whether it is PALETTE COLOR (mapped to RGB when not ``strict``)."""
+    if path.stat().st_size == 0:
+        raise BadImageError(path, "file is empty (0 bytes)")
+    try:
+        header = read_dicom_header(path)
+    except InvalidDicomError as e:
+        raise BadImageError(path, "not a DICOM file (no DICOM file meta header or 'DICM' prefix)") from e
+    except Exception as e:
+        raise BadImageError(path, f"not a readable DICOM file ({type(e).__name__}: {e})") from e
+    reason = not_an_image(header)
+    if reason:
+        raise BadImageError(path, reason)
+    palette = str(header.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR"
+    if palette and strict:
+        raise BadImageError(path, UNWRITABLE_LAYOUTS["PALETTE COLOR"])
+    try:
+        values, _ = read_dicom_pixels(path)
+    except Exception as e:
+        raise _pixel_problem(path, e) from e
+    return np.asarray(values, dtype=np.float64), header, palette
 
 
 def _pixel_problem(path: Path, error: Exception) -> BadImageError:
