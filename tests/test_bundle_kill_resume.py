@@ -71,4 +71,13 @@ def test_sigkill_then_resume(tmp_path):
     after = torch.load(latest, weights_only=True)
     assert after["trainer"]["iteration"] == 2 * (epoch + 1) and after["trainer"]["epoch"] == epoch + 1
     assert after["trainer"]["max_epochs"] == epoch + 1
-    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["latest.pt", "model.pt"]
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["latest.pt", "model.pt", "run_name.txt"]
+    # the resumed training logs into the MLflow run the killed one left open, and finishes it
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'out' / 'mlruns.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert [r.info.run_name for r in runs] == [(tmp_path / "models" / "run_name.txt").read_text().strip()]
+    assert runs[0].info.status == "FINISHED"
+    steps = {m.step for m in client.get_metric_history(runs[0].info.run_id, "g_loss")}
+    assert steps == set(range(1, 2 * (epoch + 1) + 1)), sorted(steps)

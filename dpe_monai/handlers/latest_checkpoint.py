@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import re
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
     from ignite.engine import Engine
 
-__all__ = ["LatestCheckpoint", "ReplaceThenRemoveSaver", "TrainerProgress"]
+__all__ = ["LatestCheckpoint", "ReplaceThenRemoveSaver", "TrainerProgress", "resumable_run_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -152,3 +153,26 @@ class LatestCheckpoint:
             )
         logger.info("resumed from %s at epoch %d, iteration %d", self.path, engine.state.epoch, engine.state.iteration)
         return True
+
+
+def resumable_run_name(save_dir: str | os.PathLike, prefix: str, resume: bool, filename: str = "run_name.txt") -> str:
+    """The tracking run name of a training whose checkpoints live in ``save_dir``; a resumed run reuses it.
+
+    A fresh run gets ``<prefix>_<ISO time>`` and records it in ``<save_dir>/<filename>`` (rank 0 only, atomically).
+    With ``resume`` the recorded name is returned, so MONAI's ``MLFlowHandler``, which continues an unfinished run
+    of the same name, logs the resumed training into the run the killed one left open instead of a new run.
+    """
+    path = Path(save_dir) / filename
+    if resume and path.is_file():
+        name = path.read_text(encoding="utf-8").strip()
+        if name:
+            return name
+    name = f"{prefix}_{datetime.datetime.now().isoformat(timespec='seconds')}"
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_rank() > 0):
+        from dpe_monai.io.atomic import atomic_write
+
+        with atomic_write(path) as tmp:
+            tmp.write_text(name + "\n", encoding="utf-8")
+    return name
