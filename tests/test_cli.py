@@ -191,6 +191,12 @@ def test_two_inputs_with_one_output_name_fail_instead_of_one_being_lost(bundle, 
     assert sorted(p.name for p in out.iterdir()) == ["x_dpe.png"]
     assert _enhance(bundle, str(first), "-o", str(tmp_path / "only1"), "--overwrite") == 0
     assert (out / "x_dpe.png").read_bytes() == (tmp_path / "only1" / "x_dpe.png").read_bytes()  # the first's
+    # the order the user gave them in decides, not the path order: c2 named first keeps the name
+    assert _enhance(bundle, str(second), str(first), "-o", str(tmp_path / "rev")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {first}: its output") and str(second) in err[0], err
+    assert _enhance(bundle, str(second), "-o", str(tmp_path / "only2")) == 0
+    assert (tmp_path / "rev" / "x_dpe.png").read_bytes() == (tmp_path / "only2" / "x_dpe.png").read_bytes()
 
 
 def test_failure_mid_batch_leaves_no_partial_files(bundle, tmp_path, monkeypatch, capsys):

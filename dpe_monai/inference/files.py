@@ -99,8 +99,9 @@ def discover_inputs(
 
     Earlier outputs are never read as inputs, even when the output folder lies inside an input folder (a file
     named explicitly is still taken). Two inputs whose outputs would have the same path (``a/x.png`` and
-    ``b/x.png`` given together) cannot both be written: the first keeps it, each later one becomes a problem
-    that names the other, so nothing is lost silently and ``--overwrite`` never replaces one result by another.
+    ``b/x.png`` given together) cannot both be written: the one given first on the command line keeps it (within
+    one folder argument, the first in path order), each later one becomes a problem that names the other, so
+    nothing is lost silently and ``--overwrite`` never replaces one result by another.
 
     Returns:
         ``(jobs, problems)`` as :func:`~dpe_monai.io.discover`.
@@ -113,8 +114,14 @@ def discover_inputs(
         r = p.resolve()
         return r not in named and (r == out or out in r.parents)
 
+    args = [Path(p).resolve() for p in inputs]
+
+    def given_at(job: InputJob) -> int:  # the first argument that names the job's file or a folder above it
+        first = job.paths[0].resolve()
+        return next((i for i, a in enumerate(args) if a == first or a in first.parents), len(args))
+
     kept, claimed = [], {}
-    for job in (j for j in jobs if not any(inside(p) for p in j.paths)):
+    for job in sorted((j for j in jobs if not any(inside(p) for p in j.paths)), key=given_at):  # stable: path order
         targets = [t.resolve() for t in output_paths(job, output_dir, postfix)]
         taken = next((t for t in targets if t in claimed), None)
         if taken is None:
@@ -128,6 +135,7 @@ def discover_inputs(
                     "inputs with the same name into separate output folders (nothing written for this one)",
                 )
             )
+    kept.sort(key=lambda j: str(j.paths[0]))
     return kept, [pr for pr in problems if not inside(Path(pr[0]))]
 
 
