@@ -85,6 +85,7 @@ def test_routed_onnx_export_takes_the_flag(tmp_path):
         scan_refiner=True,
         refiner_channels="mean",
         clean_gate=True,
+        exposed=(0.9, 0.95),
     ).eval()  # the shipped layout (inference.json), refiner and gate included
     net.prefilter = NonLocalMeans(2, patch_distance=1)
     with torch.no_grad():  # untrained, the refiner's head and the gate are zero: give them something to compute
@@ -97,7 +98,7 @@ def test_routed_onnx_export_takes_the_flag(tmp_path):
     # sizes other than the traced one: a size fixed at export once made the scan path silently wrong elsewhere
     sizes = ((1, 3, 97, 131), (1, 3, 64, 80), (1, 3, 256, 256), (1, 3, 300, 200))
     assert mod.check_session(session, net, sizes) < 1e-4
-    grey = torch.rand(1, 1, 64, 80).expand(1, 3, 64, 80).contiguous().numpy()
+    grey = (0.6 * torch.rand(1, 1, 64, 80)).expand(1, 3, 64, 80).contiguous().numpy()
     scan = session.run(None, {"image": grey, "relative": np.ones(1, np.float32)})[0]
     learned = session.run(None, {"image": grey, "relative": np.zeros(1, np.float32)})[0]
     assert np.abs(scan - learned).max() > 1e-3  # the flag selects a different path

@@ -70,6 +70,10 @@ def test_gated_network_scripts():
         scripted = torch.jit.script(gated)
         x, rel = torch.rand(2, 3, 40, 40) * 0.5, torch.tensor([0.0, 1.0])
         assert torch.allclose(scripted(x, relative=rel), gated(x, relative=rel), atol=1e-5)
+        gated.exposed = gated.gate.exposed = (0.9, 0.95)  # the shipped rule for images that end near white
+        scripted = torch.jit.script(gated)
+        for x in (torch.rand(2, 3, 40, 40) * 0.5, 0.85 + 0.12 * torch.rand(2, 3, 40, 40)):
+            assert torch.allclose(scripted(x, relative=rel), gated(x, relative=rel), atol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +150,29 @@ def test_shipped_gate_does_not_stop_the_enhancement_of_degraded_colour_images(en
     with torch.no_grad():
         y, z = enhancer(lq[None], relative=False)[0], ungated(lq[None], relative=False)[0]
     assert torch.allclose(y, z, atol=1e-6)
+
+
+def test_exposed_images_pass_an_untrained_gate_and_keep_a_scans_scale():
+    """``exposed=(0.9, 0.95)``: an image whose bright end is near white passes the colour path (even through a gate
+    that passes nothing) and keeps its own scale on the scan path; a dark one is left to the learned test and the
+    window; in between the weight ramps. Before, a near-uniform bright image was stretched to full range."""
+    gate = CleanGate(exposed=(0.9, 0.95))
+    rng = np.random.default_rng(0)
+    flat = torch.from_numpy(0.957 + rng.integers(-1, 2, (1, 3, 64, 64)) / 255.0).float()  # 244 +/- 1
+    assert float(gate(flat).detach()) == 1.0 and float(CleanGate()(flat).detach()) < 1e-6
+    assert float(gate(flat * 0.5).detach()) < 1e-6  # a dark image: only the learned test can pass it
+    mid = float(gate(flat * (0.925 / 0.957)).detach())
+    assert 0.2 < mid < 0.8
+    with pytest.raises(ValueError, match="exposed"):
+        CleanGate(exposed=(0.95, 0.9))
+    torch.manual_seed(0)
+    kw = dict(channels=(8, 8, 8, 8, 8), clean_gate=True, **SCAN_PATH)
+    plain = GlobalLocalNet(**kw).eval()
+    net = GlobalLocalNet(exposed=(0.9, 0.95), **kw).eval()
+    net.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        for rel in (torch.tensor([0.0]), torch.tensor([1.0])):
+            out, before = net(flat, relative=rel), plain(flat, relative=rel)
+            assert _psnr(out, flat) > 45.0 and _psnr(before, flat) < 20.0, (rel, _psnr(out, flat), _psnr(before, flat))
+        dark = flat * 0.5  # a darkened copy is still stretched on the scan path, as without the rule
+        assert torch.allclose(net(dark, relative=torch.tensor([1.0])), plain(dark, relative=torch.tensor([1.0])))

@@ -227,3 +227,23 @@ def test_a_good_8bit_nifti_volume_is_windowed_as_a_scan(enhancer, tmp_path):
     window = IntensityWindow(mode="auto")
     window(LoadImage(image_only=True, ensure_channel_first=True, dtype=None)(str(path)))
     assert window.last_params["rule"] == "percentile"  # the MONAI pipeline (training, MONAI Label) agrees
+
+
+def test_a_near_white_image_is_not_stretched_into_texture(enhancer, tmp_path):
+    """A near-uniform bright image (an 8-bit grey field at 244 +/- 1, one with faint specks, and pydicom's near-white
+    RGB secondary capture ``SC_jpeg_no_color_transform.dcm``) comes back at >= 40 dB of itself: no degradation the
+    enhancer was made for ends near white (``exposed``). Before, the window stretched the noise about 128x into
+    cloud texture (6 dB) and the secondary capture came back with dark blobs (13 dB)."""
+    rng = np.random.default_rng(3)
+    flat = (244 + rng.integers(-1, 2, (128, 128))).astype(np.uint8)
+    specks = np.full((128, 128), 244, np.uint8)
+    specks[rng.integers(0, 128, 20), rng.integers(0, 128, 20)] = 240
+    for name, plane in (("flat", flat), ("specks", specks)):
+        a, b = _png_roundtrip(plane, tmp_path / f"{name}.png", enhancer)
+        psnr = 10 * math.log10(1.0 / max(float(np.mean((a - b) ** 2)), 1e-12))
+        assert psnr >= 40.0, f"{name}: {psnr:.1f} dB"
+    image = _read("SC_jpeg_no_color_transform.dcm")
+    out = enhance_native(image, enhancer)
+    a, b = _unit_pair(image, out)
+    psnr = 10 * math.log10(1.0 / max(float(np.mean((a - b) ** 2)), 1e-12))
+    assert psnr >= 40.0, f"SC_jpeg_no_color_transform.dcm: {psnr:.1f} dB"

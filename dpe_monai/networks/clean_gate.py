@@ -30,7 +30,7 @@ from torch import nn
 
 from dpe_monai.networks.nonlocal_means import noise_sigma, strided_sorted
 
-__all__ = ["CleanGate", "gate_features"]
+__all__ = ["CleanGate", "check_exposed", "exposure_weight", "gate_features"]
 
 #: the statistics :func:`gate_features` returns, in order
 FEATURES: tuple[str, ...] = (
@@ -87,16 +87,31 @@ class CleanGate(nn.Module):
             of 277 good images below 35 dB of themselves, against 99 without the gate, for 0.15-0.17 dB of the
             degraded images' PSNR; 0.9 left 32 for 0.06-0.07 dB; ``train_clean_gate.py --check``).
 
+        exposed: ``(a, b)``, ``0 < a < b <= 1``: besides the learned test, an image whose grey 99th percentile
+            reaches ``b`` passes whole (from ``a`` on, partly: ``w = max(w, clip((p99 - a) / (b - a), 0, 1))``).
+            Algorithm 1's brightness factor is at most 0.8 and every realistic degradation darkens the image or
+            only adds noise, so no degraded image the enhancer was made for ends near white, while the MLP, which
+            never saw such images, can say anything about them (a near-white secondary capture came back with dark
+            blobs). None: the learned test alone.
+
     ``shift`` and ``scale`` (buffers, saved with the weights) standardise the statistics; the training script sets
     them from its training set. The output layer starts at zero weight and a large negative bias, so an untrained
-    gate passes nothing (``p`` about 0).
+    gate passes nothing (``p`` about 0) but what ``exposed`` passes.
     """
 
-    def __init__(self, hidden: Sequence[int] = (32, 32), features: int = len(FEATURES), threshold: float = 0.5) -> None:
+    def __init__(
+        self,
+        hidden: Sequence[int] = (32, 32),
+        features: int = len(FEATURES),
+        threshold: float = 0.5,
+        exposed: tuple[float, float] | None = None,
+    ) -> None:
         super().__init__()
         if not 0.0 <= threshold < 1.0:
             raise ValueError(f"threshold must be in [0, 1), got {threshold}.")
         self.threshold = float(threshold)
+        self.exposed = check_exposed(exposed)
+        self.p99_column = FEATURES.index("p99")
         self.mlp = FullyConnectedNet(features, 1, list(hidden), act="PRELU")
         self.register_buffer("shift", torch.zeros(features))
         self.register_buffer("scale", torch.ones(features))
@@ -116,4 +131,24 @@ class CleanGate(nn.Module):
         return torch.sigmoid(self.logit(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ((self.probability(x) - self.threshold) / (1.0 - self.threshold)).clamp(0.0, 1.0)
+        f = gate_features(x)
+        p = torch.sigmoid(self.logit_of_features(f))
+        w = ((p - self.threshold) / (1.0 - self.threshold)).clamp(0.0, 1.0)
+        if self.exposed is not None:
+            w = torch.maximum(w, exposure_weight(f[:, self.p99_column], self.exposed))
+        return w
+
+
+def check_exposed(exposed: Sequence[float] | None) -> tuple[float, float] | None:
+    """``exposed`` as a float pair ``(a, b)`` with ``0 < a < b <= 1``, or None; anything else raises ``ValueError``."""
+    if exposed is None:
+        return None
+    if len(exposed) != 2 or not 0.0 < exposed[0] < exposed[1] <= 1.0:
+        raise ValueError(f"exposed must be (a, b) with 0 < a < b <= 1, or None; got {exposed!r}.")
+    return float(exposed[0]), float(exposed[1])
+
+
+def exposure_weight(top: torch.Tensor, exposed: tuple[float, float]) -> torch.Tensor:
+    """``clip((top - a) / (b - a), 0, 1)`` for ``(a, b) = exposed``: how surely an image whose bright end (a high
+    percentile, in [0, 1]) is ``top`` is exposed rather than darkened (1 from ``b`` on, 0 up to ``a``)."""
+    return ((top - exposed[0]) / (exposed[1] - exposed[0])).clamp(0.0, 1.0)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dpe_monai.networks.clean_gate import CleanGate
+from dpe_monai.networks.clean_gate import CleanGate, check_exposed, exposure_weight
 from dpe_monai.networks.dpenet import DPENet
 from dpe_monai.networks.global_intensity import (
     GlobalIntensity,
@@ -111,6 +111,13 @@ class GlobalLocalNet(nn.Module):
             learned on their mean, so it adds no colour; see :class:`ScanRefiner`).
         clean_gate: blend the colour path's output back towards a good input (:class:`CleanGate`, trained by
             ``bundles/dpe_enhancement/scripts/train_clean_gate.py``; an untrained gate passes nothing).
+        exposed: ``(a, b)``, ``0 < a < b <= 1``: an image whose bright end reaches ``b`` of white is taken as exposed,
+            not darkened, and is not stretched (from ``a`` on, partly): a scan keeps its own scale (its denoised
+            99.5th percentile is read, as ``keep_scale`` reads its span; a scan without a black point, such as a
+            near-uniform bright field, has a small span but is no darkened image), and the colour path passes it
+            through the clean gate (the grey 99th percentile; :class:`CleanGate`). No degradation the enhancer was
+            made for leaves an image's bright end near white (Algorithm 1's brightness factor is at most 0.8).
+            None: off.
     """
 
     def __init__(
@@ -132,6 +139,7 @@ class GlobalLocalNet(nn.Module):
         scan_refiner: bool = False,
         refiner_channels: str = "each",
         clean_gate: bool = False,
+        exposed: tuple[float, float] | None = None,
     ) -> None:
         super().__init__()
         if in_channels != out_channels:
@@ -153,6 +161,7 @@ class GlobalLocalNet(nn.Module):
         if keep_scale is not None and not 0.0 < keep_scale[0] < keep_scale[1] <= 1.0:
             raise ValueError(f"keep_scale must be (a, b) with 0 < a < b <= 1, or None; got {keep_scale!r}.")
         self.keep_scale = None if keep_scale is None else (float(keep_scale[0]), float(keep_scale[1]))
+        self.exposed = check_exposed(exposed)
         self.noise_model = noise_model
         self.auto_noise = noise_model == "auto" and prefilter == "nlm"
         self.relative_only = prefilter_on == "relative"
@@ -166,7 +175,7 @@ class GlobalLocalNet(nn.Module):
         if scan_refiner and prefilter != "nlm":
             raise ValueError("scan_refiner refines the prefilter's output: it needs prefilter='nlm'.")
         self.refiner = ScanRefiner(spatial_dims, channels=refiner_channels) if scan_refiner else None
-        self.gate = CleanGate() if clean_gate else None
+        self.gate = CleanGate(exposed=self.exposed) if clean_gate else None
         self.global_branch = GlobalIntensity(in_channels=in_channels, thumb=thumb, knots=knots)
         self.body = DPENet(
             spatial_dims=spatial_dims,
@@ -258,12 +267,15 @@ class GlobalLocalNet(nn.Module):
     def _keep_own_scale(self, summary: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
         """``summary`` with its window ``[q_lo, q_hi]`` moved towards ``[0, 1]`` by ``t = clip((w - a) / (b - a), 0,
         1)``, ``w = q_hi - floor`` (``floor``: ``(B,)`` the denoised image's minimum, so a black background counts
-        as the image's black point) and ``(a, b) = keep_scale``: a scan exposed well enough keeps its own scale."""
+        as the image's black point) and ``(a, b) = keep_scale``: a scan exposed well enough keeps its own scale; with
+        ``exposed``, ``t`` is at least :func:`exposure_weight` of ``q_hi`` (a bright end near white)."""
         keep = self.keep_scale
         if keep is None:
             return summary
         lo, hi = summary[:, :1], summary[:, 1:2]
         t = ((hi - floor[:, None].to(hi.dtype) - keep[0]) / (keep[1] - keep[0])).clamp(0.0, 1.0)
+        if self.exposed is not None:
+            t = torch.maximum(t, exposure_weight(hi, self.exposed))
         return torch.cat([lo * (1.0 - t), hi + t * (1.0 - hi), summary[:, 2:]], dim=1)
 
     def _denoised_view(self, x: torch.Tensor, sigma: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:

@@ -113,11 +113,14 @@ def check_session(session: Any, network: torch.nn.Module, shapes: tuple[tuple[in
     routed = "relative" in [i.name for i in session.get_inputs()]
     worst = 0.0
     gen = torch.Generator().manual_seed(0)
-    for shape in shapes:
+    for i, shape in enumerate(shapes):
+        # dark images (bright end 0.6, as a degraded one) at every size; at the first, also bright ones, which the
+        # network's ``exposed`` rule passes (colour path) or leaves at their own scale (scan path)
         colour = torch.rand(*shape, generator=gen)
-        cases = [(colour, 0.0)]
+        cases = [(0.6 * colour, 0.0)] + ([(colour, 0.0)] if i == 0 else [])
         if routed:
-            cases.append((colour[:, :1].expand(shape).contiguous(), 1.0))
+            grey = colour[:, :1].expand(shape).contiguous()
+            cases += [(0.6 * grey, 1.0)] + ([(grey, 1.0)] if i == 0 else [])
         for x, flag in cases:
             feed = {"image": x.numpy()}
             with torch.no_grad():
