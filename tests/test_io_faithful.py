@@ -252,3 +252,32 @@ def test_the_source_display_window_stays_first(tmp_path: Path) -> None:
     assert list(o.WindowCenterWidthExplanation) == ["source window", "DPE enhancement window"]
     lo, hi = image.info["window"]
     assert abs(float(o.WindowWidth[1]) - (hi - lo + 1)) < 1  # the preset that shows the network output as made
+
+
+def test_a_modality_lut_sequence_is_inverted_on_writing(tmp_path: Path) -> None:
+    """``mlut_18.dcm`` maps its stored values (12 bits, signed) through a Modality LUT Sequence, not slope/intercept.
+    The reader applies the table; the writer stores the result back through it, so an unchanged image comes back with
+    its own stored values (before, the table's outputs, 0..65535, were clipped into the 12-bit range: 84 % of the
+    pixels at 2047). A table that goes up and down cannot be inverted and is refused by name."""
+    from dpe_monai.inference import enhance_files
+
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(_testdata("mlut_18.dcm"), src / "mlut.dcm")
+    ds = pydicom.dcmread(src / "mlut.dcm")
+    ds.SOPInstanceUID += ".2"
+    lut = (
+        np.frombuffer(ds.ModalityLUTSequence[0].LUTData, np.uint16).copy()
+        if isinstance(ds.ModalityLUTSequence[0].LUTData, bytes)
+        else np.asarray(ds.ModalityLUTSequence[0].LUTData, np.uint16)
+    )
+    lut[2048:] = lut[2048:][::-1]  # up, then down
+    ds.ModalityLUTSequence[0].LUTData = lut.tolist()
+    ds.save_as(src / "updown.dcm", enforce_file_format=True)
+    summary = enhance_files([src], tmp_path / "out", lambda x: x)
+    (name, message), *rest = summary.failed
+    assert not rest and Path(name).name == "updown.dcm" and "Modality LUT is not monotonic" in message
+    stored_in = pydicom.dcmread(src / "mlut.dcm").pixel_array
+    out = pydicom.dcmread(tmp_path / "out" / "mlut_dpe.dcm")
+    np.testing.assert_array_equal(out.pixel_array, stored_in)
+    assert "ModalityLUTSequence" in out

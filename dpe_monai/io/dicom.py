@@ -29,11 +29,13 @@ __all__ = [
     "apply_photometric",
     "group_series",
     "dicom_bit_depth",
+    "modality_lut",
     "modality_range",
     "not_an_image",
     "read_dicom_header",
     "read_dicom_pixels",
     "slice_sort_key",
+    "stored_from_lut",
     "tag_int",
     "tag_number",
 ]
@@ -76,8 +78,42 @@ def dicom_bit_depth(ds: Dataset) -> int:
     return tag_int(ds, "BitsAllocated", 16) or 16
 
 
+def modality_lut(ds: Dataset) -> tuple[int, np.ndarray] | None:
+    """A Modality LUT Sequence as ``(first stored value, modality value of each stored value from it on)``; None
+    when the file has none (rescale slope/intercept or nothing). The table is pydicom's ``apply_modality_lut`` of
+    the stored values it covers, so it reads exactly as the pixels were read."""
+    seq = ds.get("ModalityLUTSequence")
+    if not seq:
+        return None
+    n, first = int(seq[0].LUTDescriptor[0]) or 65536, int(seq[0].LUTDescriptor[1])
+    if tag_int(ds, "PixelRepresentation", 0) == 1 and first >= 2**15:  # a signed first value written as US
+        first -= 2**16
+    return first, np.asarray(apply_modality_lut(np.arange(first, first + n), ds), dtype=np.float64)
+
+
+def stored_from_lut(values: np.ndarray, lut: tuple[int, np.ndarray]) -> np.ndarray:
+    """Invert a monotonic :func:`modality_lut`: the stored value whose modality value is nearest to each of
+    ``values`` (``ValueError`` for a table that goes up and down)."""
+    first, table = lut
+    steps = np.diff(table)
+    if np.all(steps >= 0):
+        order = np.arange(table.size)
+    elif np.all(steps <= 0):
+        order = np.arange(table.size)[::-1]
+    else:
+        raise ValueError("its Modality LUT is not monotonic, so the result cannot be stored back in the file's units")
+    t = table[order]
+    idx = np.clip(np.searchsorted(t, values), 1, t.size - 1)
+    nearer = np.where(np.abs(values - t[idx - 1]) <= np.abs(t[idx] - values), idx - 1, idx)
+    return first + order[nearer]
+
+
 def modality_range(ds: Dataset) -> tuple[float, float]:
-    """Theoretical ``[low, high]`` of the modality values: ``BitsStored`` range through slope/intercept."""
+    """Theoretical ``[low, high]`` of the modality values: ``BitsStored`` range through slope/intercept, or the
+    range of a Modality LUT Sequence's values."""
+    lut = modality_lut(ds)
+    if lut is not None:
+        return float(lut[1].min()), float(lut[1].max())
     bits = tag_int(ds, "BitsStored", 0) or tag_int(ds, "BitsAllocated", 16) or 16
     if tag_int(ds, "PixelRepresentation", 0) == 1:
         lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
@@ -155,6 +191,12 @@ def not_an_image(ds: Dataset) -> str | None:
         return f"{name} object (SOP class {uid}) is not an image: its pixel data cannot be enhanced and written back"
     if tag_int(ds, "BitsAllocated", 16) == 1:
         return "1-bit pixel data (BitsAllocated 1) cannot be enhanced and written back as read"
+    lut = modality_lut(ds) if "ModalityLUTSequence" in ds else None
+    if lut is not None:
+        try:
+            stored_from_lut(lut[1][:1], lut)
+        except ValueError as e:
+            return str(e)
     return None
 
 

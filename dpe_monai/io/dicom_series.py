@@ -11,7 +11,14 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from dpe_monai.contract import dicom_window_tags
-from dpe_monai.io.dicom import modality_range, not_an_image, read_dicom_header, read_dicom_pixels
+from dpe_monai.io.dicom import (
+    modality_lut,
+    modality_range,
+    not_an_image,
+    read_dicom_header,
+    read_dicom_pixels,
+    stored_from_lut,
+)
 from dpe_monai.io.formats import UNWRITABLE_LAYOUTS
 from dpe_monai.io.image import BadImageError, NativeImage
 
@@ -126,13 +133,18 @@ def _pixel_problem(path: Path, error: Exception) -> BadImageError:
 
 
 def _stored_values(values: np.ndarray, ds: pydicom.Dataset, dtype: np.dtype) -> np.ndarray:
-    """Modality values -> stored pixel values of ``ds`` (undo MONOCHROME1 inversion and rescale, clip to BitsStored)."""
+    """Modality values -> stored pixel values of ``ds`` (undo MONOCHROME1 inversion and rescale or the Modality LUT
+    Sequence, clip to BitsStored)."""
     if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         lo, hi = modality_range(ds)
         values = (lo + hi) - values
-    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
-    stored = np.rint((values - intercept) / slope)
+    lut = modality_lut(ds)
+    if lut is not None:  # a Modality LUT Sequence: the stored value whose LUT entry is nearest
+        stored = stored_from_lut(values, lut).astype(np.float64)
+    else:
+        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+        intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+        stored = np.rint((values - intercept) / slope)
     bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 16)))
     signed = int(ds.get("PixelRepresentation", 0)) == 1
     lo_s, hi_s = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
