@@ -281,3 +281,37 @@ def test_a_modality_lut_sequence_is_inverted_on_writing(tmp_path: Path) -> None:
     out = pydicom.dcmread(tmp_path / "out" / "mlut_dpe.dcm")
     np.testing.assert_array_equal(out.pixel_array, stored_in)
     assert "ModalityLUTSequence" in out
+
+
+def test_photo_and_png_metadata_are_kept(tmp_path: Path) -> None:
+    """A JPEG keeps its EXIF (a phone photograph's orientation: without it every EXIF-aware viewer shows the result
+    turned 90 degrees from its input) and ICC profile; a PNG keeps its text chunks, gamma and transparent value, and
+    the same pixels stay see-through even where the enhancement moves others onto that value."""
+    from PIL import ImageCms
+
+    from dpe_monai.inference import enhance_files
+
+    src = tmp_path / "in"
+    src.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees to display
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3)).astype(np.uint8)
+    Image.fromarray(rgb).save(src / "photo.jpg", quality=92, exif=exif.tobytes(), icc_profile=icc)
+    from PIL.PngImagePlugin import PngInfo
+
+    chunks = PngInfo()
+    chunks.add_text("Comment", "pixel size 0.5 um")
+    chunks.add(b"gAMA", (45455).to_bytes(4, "big"))
+    grey = np.random.default_rng(1).integers(1, 256, (48, 64)).astype(np.uint8)
+    grey[:, :16] = 0  # the transparent border
+    Image.fromarray(grey).save(src / "grey.png", pnginfo=chunks, transparency=0)
+    summary = enhance_files([src], tmp_path / "out", lambda x: (x - 0.2).clamp(0, 1))  # moves dark pixels to 0
+    assert summary.exit_code == 0, summary.failed
+    photo = Image.open(tmp_path / "out" / "photo_dpe.jpg")
+    assert dict(photo.getexif()).get(0x0112) == 6 and photo.info.get("icc_profile") == icc
+    png = Image.open(tmp_path / "out" / "grey_dpe.png")
+    assert png.info.get("Comment") == "pixel size 0.5 um" and abs(png.info.get("gamma", 0) - 0.45455) < 1e-6
+    assert png.info.get("transparency") == 0
+    out = np.asarray(png)
+    np.testing.assert_array_equal(out == 0, grey == 0)  # the same pixels are transparent, no more, no fewer

@@ -55,6 +55,7 @@ def _read_pil(path: Path, kind: str, strict: bool) -> tuple[np.ndarray, dict]:
             info.update(mode=img.mode, format=img.format or kind.upper())
             if "dpi" in img.info:  # pixel size (PNG pHYs, JPEG JFIF, BMP): a micrograph's scale
                 info["dpi"] = tuple(float(v) for v in img.info["dpi"])
+            info["keep"] = _kept_metadata(img)
     except BadImageError:
         raise
     except UnidentifiedImageError as e:
@@ -64,6 +65,50 @@ def _read_pil(path: Path, kind: str, strict: bool) -> tuple[np.ndarray, dict]:
     if info["mode"] == "I":  # Pillow opens some 16-bit PNGs as 32-bit integers
         arr = arr.astype(np.uint16) if arr.min() >= 0 and arr.max() <= 65535 else arr
     return (arr if arr.ndim == 2 else np.moveaxis(arr, -1, 0)), info
+
+
+def _kept_metadata(img: Image.Image) -> dict:
+    """What a PNG/JPEG result keeps besides pixels and dpi: EXIF (e.g. a photograph's orientation), the ICC colour
+    profile, and a PNG's text chunks, gamma and single transparent value (tRNS of a grey or RGB image)."""
+    keep: dict = {k: img.info[k] for k in ("exif", "icc_profile") if img.info.get(k)}
+    if img.format == "PNG":
+        text = {str(k): str(v) for k, v in getattr(img, "text", {}).items()}
+        if text:
+            keep["text"] = text
+        if "gamma" in img.info:
+            keep["gamma"] = float(img.info["gamma"])
+        if img.mode in ("L", "RGB", "I", "I;16") and isinstance(img.info.get("transparency"), (int, tuple)):
+            keep["transparency"] = img.info["transparency"]
+    return keep
+
+
+def _save_kwargs(fmt: str, keep: dict) -> dict:
+    """Pillow ``save`` arguments that write :func:`_kept_metadata` back in ``fmt``."""
+    kwargs = {k: keep[k] for k in ("exif", "icc_profile") if k in keep and fmt in ("PNG", "JPEG")}
+    if fmt == "PNG":
+        from PIL.PngImagePlugin import PngInfo
+
+        chunks = PngInfo()
+        for key, value in keep.get("text", {}).items():
+            chunks.add_text(key, value)
+        if "gamma" in keep:
+            chunks.add(b"gAMA", round(keep["gamma"] * 100000).to_bytes(4, "big"))
+        kwargs["pnginfo"] = chunks
+        if "transparency" in keep:
+            kwargs["transparency"] = keep["transparency"]
+    return kwargs
+
+
+def _keep_transparent(data: np.ndarray, source: np.ndarray, key: int | tuple) -> np.ndarray:
+    """``data`` ``(C, ...)`` with the source's transparent pixels (those at the PNG's tRNS value ``key``) put back
+    at it, and any other pixel the enhancement moved onto it nudged off by one level: the same pixels stay clear."""
+    k = np.asarray(key if isinstance(key, tuple) else (key,) * data.shape[0], dtype=np.int64)[:, None]
+    flat, src = data.reshape(data.shape[0], -1).astype(np.int64), source.reshape(source.shape[0], -1)
+    clear = np.all(src == k, axis=0)
+    hit = np.all(flat == k, axis=0) & ~clear
+    flat[0, hit] += np.where(k[0] > 0, -1, 1)
+    flat[:, clear] = k
+    return flat.reshape(data.shape).astype(data.dtype)
 
 
 def _tiff_tags(tif: tifffile.TiffFile) -> dict:
@@ -171,7 +216,8 @@ def write_raster(image: NativeImage, values: np.ndarray, out_path: str | Path) -
 
     A multi-page TIFF stack ``(C, rows, cols, pages)`` is written with the same page count. The pixel size (PNG/JPEG/BMP
     dpi, TIFF resolution and unit), a TIFF's description (ImageJ's spacing and units) and its sample layout (planar
-    or interleaved RGB) are kept.
+    or interleaved RGB) are kept, and so are a PNG's or JPEG's EXIF (orientation) and ICC profile and a PNG's text
+    chunks, gamma and transparent value.
 
     Raises:
         BadImageError: ``image`` was decoded from a layout that cannot be written back as read.
@@ -179,6 +225,8 @@ def write_raster(image: NativeImage, values: np.ndarray, out_path: str | Path) -
     if "unwritable" in image.info:
         raise BadImageError(image.sources[0], image.info["unwritable"])
     data = _cast(values, image.dtype)
+    if "transparency" in image.info.get("keep", {}):
+        data = _keep_transparent(data, image.array, image.info["keep"]["transparency"])
     if data.ndim == 4:  # (C, rows, cols, pages) -> (pages, rows, cols, C)
         data = np.moveaxis(data, -1, 1)
     hwc = data[0] if data.shape[0] == 1 else np.moveaxis(data, 0, -1)
@@ -191,6 +239,7 @@ def write_raster(image: NativeImage, values: np.ndarray, out_path: str | Path) -
     pil = Image.fromarray(hwc)
     fmt = {"png": "PNG", "jpeg": "JPEG", "bmp": "BMP"}[image.kind]
     kwargs: dict = {"quality": 95} if fmt == "JPEG" else {}
+    kwargs.update(_save_kwargs(fmt, image.info.get("keep", {})))
     if "dpi" in image.info:
         kwargs["dpi"] = image.info["dpi"]
     pil.save(out_path, format=fmt, **kwargs)
