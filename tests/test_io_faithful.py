@@ -315,3 +315,20 @@ def test_photo_and_png_metadata_are_kept(tmp_path: Path) -> None:
     assert png.info.get("transparency") == 0
     out = np.asarray(png)
     np.testing.assert_array_equal(out == 0, grey == 0)  # the same pixels are transparent, no more, no fewer
+
+
+@pytest.mark.parametrize("compression", ["lzw", "zlib", "packbits"])
+def test_a_compressed_tiff_is_read_and_written_back_compressed(tmp_path: Path, compression: str) -> None:
+    """LZW (the commonest TIFF compression: it was refused, tifffile needs imagecodecs), deflate and PackBits TIFFs
+    are enhanced, and the result keeps the source's lossless compression (it was written uncompressed)."""
+    from dpe_monai.inference import enhance_files
+
+    src = tmp_path / "in"
+    src.mkdir()
+    grey = (np.random.default_rng(2).random((40, 56)) * 4000).astype(np.uint16)
+    tifffile.imwrite(src / "scan.tif", grey, compression=compression)
+    summary = enhance_files([src], tmp_path / "out", lambda x: x)
+    assert summary.exit_code == 0, summary.failed
+    with tifffile.TiffFile(tmp_path / "out" / "scan_dpe.tif") as tif, tifffile.TiffFile(src / "scan.tif") as ref:
+        assert tif.pages[0].compression == ref.pages[0].compression
+        np.testing.assert_array_equal(tif.asarray(), grey)

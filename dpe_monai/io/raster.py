@@ -111,11 +111,18 @@ def _keep_transparent(data: np.ndarray, source: np.ndarray, key: int | tuple) ->
     return flat.reshape(data.shape).astype(data.dtype)
 
 
+#: lossless TIFF compressions a result keeps (TIFF tag value -> tifffile's name); imagecodecs decodes and encodes them
+_LOSSLESS_TIFF = {5: "lzw", 8: "zlib", 32946: "zlib", 32773: "packbits", 50000: "zstd", 34925: "lzma"}
+
+
 def _tiff_tags(tif: tifffile.TiffFile) -> dict:
     """What a TIFF result keeps of its source: pixel size (resolution and unit), the description, or an ImageJ file's
-    metadata (spacing, unit) written as ImageJ again, and the sample layout (planar configuration)."""
+    metadata (spacing, unit) written as ImageJ again, the sample layout (planar configuration) and a lossless
+    compression (LZW, deflate, PackBits, Zstandard, LZMA)."""
     page = tif.pages[0]
     tags: dict = {}
+    if int(page.compression) in _LOSSLESS_TIFF:  # kept; lossy (JPEG) sources are written uncompressed, as DICOM
+        tags["compression"] = _LOSSLESS_TIFF[int(page.compression)]
     if int(page.samplesperpixel) > 1:  # how colour samples are laid out (grey pages have no layout to keep)
         tags["planarconfig"] = "separate" if int(page.planarconfig) == 2 else "contig"
     x, y = page.tags.get("XResolution"), page.tags.get("YResolution")
