@@ -332,3 +332,24 @@ def test_a_compressed_tiff_is_read_and_written_back_compressed(tmp_path: Path, c
     with tifffile.TiffFile(tmp_path / "out" / "scan_dpe.tif") as tif, tifffile.TiffFile(src / "scan.tif") as ref:
         assert tif.pages[0].compression == ref.pages[0].compression
         np.testing.assert_array_equal(tif.asarray(), grey)
+
+
+def test_padding_pixels_stay_padding_and_16_bit_data_is_ow(tmp_path: Path) -> None:
+    """``693_UNCR.dcm`` marks the area outside its field of view with PixelPaddingValue -2000: those pixels are written
+    back as padding whatever the enhancement did there (they became -1999 / -1998, about -3000 HU, neither padding nor
+    data). 16-bit pixel data decoded from a compressed source is written native with VR OW (it kept the
+    encapsulated data's OB)."""
+    from dpe_monai.inference import enhance_files
+
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(_testdata("693_UNCR.dcm"), src / "ct.dcm")
+    shutil.copy(_testdata("MR_small_RLE.dcm"), src / "rle.dcm")
+    summary = enhance_files([src], tmp_path / "out", lambda x: (x + 0.01).clamp(0, 1))
+    assert summary.exit_code == 0, summary.failed
+    a, b = pydicom.dcmread(src / "ct.dcm"), pydicom.dcmread(tmp_path / "out" / "ct_dpe.dcm")
+    pad = a.pixel_array == a.PixelPaddingValue
+    assert pad.sum() > 0 and np.array_equal(b.pixel_array == a.PixelPaddingValue, pad)
+    assert not np.array_equal(b.pixel_array[~pad], a.pixel_array[~pad])  # the rest was enhanced
+    rle = pydicom.dcmread(tmp_path / "out" / "rle_dpe.dcm")
+    assert rle.BitsAllocated == 16 and rle["PixelData"].VR == "OW"

@@ -170,18 +170,18 @@ def write_dicom(image: NativeImage, values: np.ndarray, out_paths: list[Path], s
     if "unwritable" in image.info:
         raise BadImageError(image.sources[0], image.info["unwritable"])
     series_uid = series_uid or generate_uid()
-    rgb, frames = image.info["rgb"], image.info["frames"]
+    rgb = image.info["rgb"]
     for idx, (src, out) in enumerate(zip(image.sources, out_paths)):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(src)
-        if len(image.sources) > 1:
-            pix = values[0, ..., idx]
-        elif frames > 1:
-            pix = np.moveaxis(values[0], -1, 0) if not rgb else np.moveaxis(np.moveaxis(values, 0, -1), -2, 0)
-        else:
-            pix = values[0] if not rgb else np.moveaxis(values, 0, -1)
+        pix = _file_layout(values, image, idx)
         stored = _stored_values(pix, ds, image.dtype)
+        padding = _padding(ds)
+        if padding is not None:  # PixelPaddingValue (to PixelPaddingRangeLimit) marks no data: written back as it was
+            source = _stored_values(_source_slice(image, idx), ds, image.dtype)
+            pad = (source >= padding[0]) & (source <= padding[1])
+            stored[pad] = source[pad]
         if image.info.get("window") is not None and not rgb:  # a VOI window applies to grey (MONOCHROME) only
             _set_window(ds, *image.info["window"])
         _derive(ds, series_uid)
@@ -192,8 +192,35 @@ def write_dicom(image: NativeImage, values: np.ndarray, out_paths: list[Path], s
             ds.PhotometricInterpretation = "RGB"
             ds.PlanarConfiguration = 0
         ds.PixelData = np.ascontiguousarray(stored, dtype=stored.dtype.newbyteorder("<")).tobytes()
+        ds["PixelData"].VR = "OW" if int(ds.get("BitsAllocated", 16)) > 8 else "OB"  # native data (PS3.5 A.2)
         implicit = ds.file_meta.TransferSyntaxUID.is_implicit_VR
         pydicom.dcmwrite(out, ds, enforce_file_format=True, little_endian=True, implicit_vr=implicit)
+
+
+def _padding(ds: pydicom.Dataset) -> tuple[int, int] | None:
+    """The stored values that mean "no data" (``PixelPaddingValue`` up to ``PixelPaddingRangeLimit``), or None."""
+    value = ds.get("PixelPaddingValue")
+    if value is None or value == "":
+        return None
+    limit = ds.get("PixelPaddingRangeLimit")
+    limit = int(value) if limit is None or limit == "" else int(limit)
+    return min(int(value), limit), max(int(value), limit)
+
+
+def _source_slice(image: NativeImage, idx: int) -> np.ndarray:
+    """The source's modality values of file ``idx``, in the file's own layout."""
+    return _file_layout(image.array, image, idx)
+
+
+def _file_layout(arr: np.ndarray, image: NativeImage, idx: int) -> np.ndarray:
+    """File ``idx``'s part of ``arr`` (``image.array``'s layout) as that file stores it: ``(rows, cols)``,
+    ``(frames, rows, cols)`` or with a trailing RGB axis."""
+    rgb, frames = image.info["rgb"], image.info["frames"]
+    if len(image.sources) > 1:
+        return arr[0, ..., idx]
+    if frames > 1:
+        return np.moveaxis(arr[0], -1, 0) if not rgb else np.moveaxis(np.moveaxis(arr, 0, -1), -2, 0)
+    return arr[0] if not rgb else np.moveaxis(arr, 0, -1)
 
 
 def _set_window(ds: pydicom.Dataset, lo: float, hi: float) -> None:
