@@ -240,6 +240,24 @@ def _check_inputs(args: argparse.Namespace) -> None:
         raise UsageError(f"nothing to do: no supported image files in {' '.join(map(str, args.inputs))}{why}")
 
 
+def _check_writable(output: Path) -> None:
+    """One line before any image is enhanced when ``output`` cannot take the results (not one line per image, naming
+    a hidden temporary file): a folder is created and removed again where ``output`` (or its nearest existing
+    parent) is, so nothing is left behind."""
+    import os
+    import tempfile
+
+    existing = output.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"--output {output}: cannot write there ({existing} is a file)")
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".dpe-monai-write-test-"))
+    except OSError as e:
+        raise UsageError(f"--output {output}: cannot write there ({e.strerror or type(e).__name__})") from None
+
+
 def run_enhance(args: argparse.Namespace) -> int:
     """The ``enhance`` subcommand; returns the exit code."""
     from dpe_monai.inference import enhance_files
@@ -259,6 +277,7 @@ def run_enhance(args: argparse.Namespace) -> int:
         )
     _check_inputs(args)
     if not args.dry_run:
+        _check_writable(output)
         bundle = args.bundle or default_bundle()
         if not (bundle / "configs" / "inference.json").is_file():
             raise UsageError(

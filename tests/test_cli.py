@@ -268,3 +268,27 @@ def test_network_config_picks_the_network_the_weights_belong_to(bundle, tmp_path
     capsys.readouterr()
     assert _enhance(root, str(src), "-o", str(tmp_path / "x"), "--network-config", "nowhere.json") == 1
     assert "nowhere.json: no such bundle config" in capsys.readouterr().err
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_early_line(bundle, tmp_path, capsys, monkeypatch):
+    """An unwritable ``--output`` (read-only, or under a file) fails once, before anything is enhanced, naming the
+    folder (it failed once per image, after the enhancement, naming a hidden temporary file)."""
+    import tempfile
+
+    _png(tmp_path / "in" / "a.png")
+    _png(tmp_path / "in" / "b.png", seed=1)
+    (tmp_path / "file.txt").write_text("x")
+    assert _enhance(bundle, str(tmp_path / "in"), "-o", str(tmp_path / "file.txt" / "out")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        f"dpe-monai: error: --output {tmp_path / 'file.txt' / 'out'}: cannot write"
+    )
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)  # what a read-only folder does (tests run as root)
+    assert _enhance(bundle, str(tmp_path / "in"), "-o", str(tmp_path / "ro")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"dpe-monai: error: --output {tmp_path / 'ro'}: cannot write there (Permission denied)"]
+    assert not (tmp_path / "ro").exists()
