@@ -353,3 +353,22 @@ def test_padding_pixels_stay_padding_and_16_bit_data_is_ow(tmp_path: Path) -> No
     assert not np.array_equal(b.pixel_array[~pad], a.pixel_array[~pad])  # the rest was enhanced
     rle = pydicom.dcmread(tmp_path / "out" / "rle_dpe.dcm")
     assert rle.BitsAllocated == 16 and rle["PixelData"].VR == "OW"
+
+
+def test_an_enhanced_multiframe_ct_gets_no_top_level_window(tmp_path: Path) -> None:
+    """``eCT_Supplemental.dcm`` keeps its rescale (intercept -1024) and VOI in its functional groups; the result keeps
+    them and gets no top-level window preset, which would read 1024 HU off (it was written in stored units)."""
+    from dpe_monai.inference import enhance_files
+
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(_testdata("eCT_Supplemental.dcm"), src / "ect.dcm")
+    summary = enhance_files([src], tmp_path / "out", lambda x: x)
+    assert summary.exit_code == 0, summary.failed
+    a, b = pydicom.dcmread(src / "ect.dcm"), pydicom.dcmread(tmp_path / "out" / "ect_dpe.dcm")
+    assert "WindowCenter" not in b and b.NumberOfFrames == a.NumberOfFrames
+    assert (
+        b.SharedFunctionalGroupsSequence[0].FrameVOILUTSequence
+        == a.SharedFunctionalGroupsSequence[0].FrameVOILUTSequence
+    )
+    np.testing.assert_array_equal(b.pixel_array, a.pixel_array)

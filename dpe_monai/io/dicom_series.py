@@ -182,7 +182,10 @@ def write_dicom(image: NativeImage, values: np.ndarray, out_paths: list[Path], s
             source = _stored_values(_source_slice(image, idx), ds, image.dtype)
             pad = (source >= padding[0]) & (source <= padding[1])
             stored[pad] = source[pad]
-        if image.info.get("window") is not None and not rgb:  # a VOI window applies to grey (MONOCHROME) only
+        # a VOI window applies to grey (MONOCHROME) only; an enhanced multi-frame image keeps its per-frame VOI in
+        # its functional groups, where its rescale lives too, so a top-level window in our units would mislead
+        functional = "SharedFunctionalGroupsSequence" in ds or "PerFrameFunctionalGroupsSequence" in ds
+        if image.info.get("window") is not None and not rgb and not functional:
             _set_window(ds, *image.info["window"])
         _derive(ds, series_uid)
         syntax = ds.file_meta.TransferSyntaxUID
