@@ -372,3 +372,10 @@ def test_an_enhanced_multiframe_ct_gets_no_top_level_window(tmp_path: Path) -> N
         == a.SharedFunctionalGroupsSequence[0].FrameVOILUTSequence
     )
     np.testing.assert_array_equal(b.pixel_array, a.pixel_array)
+
+
+def test_a_dicom_cut_before_its_pixel_data_is_called_truncated() -> None:
+    """pydicom-data's ``emri_small_jpeg_2k_lossless_too_short.dcm`` (40 kB, cut inside its data) was reported as
+    having no pixel data."""
+    with pytest.raises(BadImageError, match="DICOM file is truncated"):
+        read_image(_testdata("emri_small_jpeg_2k_lossless_too_short.dcm"))

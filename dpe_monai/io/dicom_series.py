@@ -116,11 +116,13 @@ def _read_one(path: Path, strict: bool) -> tuple[np.ndarray, pydicom.Dataset, bo
 
 def _pixel_problem(path: Path, error: Exception) -> BadImageError:
     """Explain why a readable DICOM header came without decodable pixels: missing, truncated, or undecodable."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         ds = pydicom.dcmread(path, force=True)
     pixel_tags = [t for t in (0x7FE00010, 0x7FE00008, 0x7FE00009) if t in ds]
     if not pixel_tags:
+        if any("End of file reached" in str(w.message) for w in caught):  # cut inside an element or a sequence
+            return BadImageError(path, "DICOM file is truncated (it ends inside a data element, before its pixel data)")
         return BadImageError(path, "DICOM file has no pixel data")
     if not ds.file_meta.get("TransferSyntaxUID", ExplicitVRLittleEndian).is_compressed:
         frames = int(ds.get("NumberOfFrames", 1) or 1)
