@@ -158,10 +158,11 @@ def test_exposed_images_pass_an_untrained_gate_and_keep_a_scans_scale():
     window; in between the weight ramps. Before, a near-uniform bright image was stretched to full range."""
     gate = CleanGate(exposed=(0.9, 0.95))
     rng = np.random.default_rng(0)
-    flat = torch.from_numpy(0.957 + rng.integers(-1, 2, (1, 3, 64, 64)) / 255.0).float()  # 244 +/- 1
+    ramp = np.linspace(0.92, 0.98, 64)[None, None, None, :] + rng.integers(-1, 2, (1, 3, 64, 64)) / 255.0
+    flat = torch.from_numpy(ramp).float()  # a bright, low-contrast field: 235..250 of 255
     assert float(gate(flat).detach()) == 1.0 and float(CleanGate()(flat).detach()) < 1e-6
     assert float(gate(flat * 0.5).detach()) < 1e-6  # a dark image: only the learned test can pass it
-    mid = float(gate(flat * (0.925 / 0.957)).detach())
+    mid = float(gate(flat * (0.925 / 0.98)).detach())
     assert 0.2 < mid < 0.8
     with pytest.raises(ValueError, match="exposed"):
         CleanGate(exposed=(0.95, 0.9))
@@ -176,3 +177,23 @@ def test_exposed_images_pass_an_untrained_gate_and_keep_a_scans_scale():
             assert _psnr(out, flat) > 45.0 and _psnr(before, flat) < 20.0, (rel, _psnr(out, flat), _psnr(before, flat))
         dark = flat * 0.5  # a darkened copy is still stretched on the scan path, as without the rule
         assert torch.allclose(net(dark, relative=torch.tensor([1.0])), plain(dark, relative=torch.tensor([1.0])))
+
+
+def test_an_image_flatter_than_one_level_passes_and_keeps_its_scale():
+    """A black image, or one whose values span under half an 8-bit level, holds nothing to stretch: the gate passes it
+    and a scan keeps its own scale (a black image came back mid-grey: the window's width floor was centred on it)."""
+    from dpe_monai.networks.clean_gate import flatness_weight
+
+    assert flatness_weight(torch.tensor([0.0, 0.4 / 255, 0.75 / 255, 1.0 / 255, 0.1])).tolist() == pytest.approx(
+        [1.0, 1.0, 0.5, 0.0, 0.0]
+    )
+    torch.manual_seed(0)
+    net = GlobalLocalNet(channels=(8, 8, 8, 8, 8), clean_gate=True, **SCAN_PATH).eval()
+    black = torch.zeros(1, 3, 64, 64)
+    specks = black.clone()
+    specks[..., 10:13, 10:13] = 0.02  # nine dim pixels, 0.2 % of the image: the 0.5-99.5 % window is empty
+    with torch.no_grad():
+        for x in (black, specks):
+            assert torch.equal(net(x, relative=torch.tensor([0.0])), x)  # the colour path: passed whole
+            scan = net(x, relative=torch.tensor([1.0]))  # NLM and the (here untrained) refiner on its own scale
+            assert float(scan[..., :5, :5].abs().max()) < 1e-3 and float(scan.max()) < 0.1

@@ -247,3 +247,19 @@ def test_a_near_white_image_is_not_stretched_into_texture(enhancer, tmp_path):
     a, b = _unit_pair(image, out)
     psnr = 10 * math.log10(1.0 / max(float(np.mean((a - b) ** 2)), 1e-12))
     assert psnr >= 40.0, f"SC_jpeg_no_color_transform.dcm: {psnr:.1f} dB"
+
+
+def test_a_black_or_nearly_empty_image_stays_black(enhancer, tmp_path):
+    """A black 8-bit image with nine dim pixels (a nearly empty slice) comes back as it is, grey and RGB, and an all-
+    black colour image stays black: there is nothing to stretch. Before, the window's width floor was centred on
+    black, which came back mid-grey (128) around a white blob."""
+    plane = np.zeros((96, 96), np.uint8)
+    plane[40:43, 40:43] = 5
+    a, b = _png_roundtrip(plane, tmp_path / "empty.png", enhancer)
+    assert np.abs(a - b).max() <= 1.0 / 255.0
+    a, b = _png_roundtrip(np.repeat(plane[..., None], 3, axis=-1), tmp_path / "empty_rgb.png", enhancer)
+    assert np.abs(a - b).max() <= 1.0 / 255.0
+    with torch.no_grad():
+        black = torch.zeros(1, 3, 64, 64)
+        assert float(enhancer(black, relative=False).abs().max()) == 0.0
+        assert float(enhancer(black, relative=True).abs().max()) == 0.0

@@ -69,3 +69,19 @@ def test_a_colour_volume_enhances_outside_inference_mode(net):
     slice inferer, which blends the slices in place."""
     out = Enhancer(net, device="cpu", precision="fp32")(torch.rand(1, 3, 40, 48, 3))
     assert out.shape == (1, 3, 40, 48, 3) and torch.isfinite(out).all()
+
+
+def test_inputs_outside_the_unit_range_are_refused(net):
+    """Integer data, NaN and values outside [0, 1] are refused with one line; before, [-1, 1] gave an all-NaN result
+    through the clean gate's log, [0, 255] a saturated one and one NaN an index error deep in the tone map."""
+    e = Enhancer(net, precision="fp32")
+    x = torch.rand(1, 3, 32, 32)
+    for bad, match in (
+        ((x * 255).to(torch.uint8), "floating-point"),
+        (x * 2 - 1, r"must lie in \[0, 1\], got \[-"),
+        (x * 255, r"must lie in \[0, 1\]"),
+        (torch.where(x > 0.99, torch.nan, x), "NaN/inf"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            e(bad)
+    assert e(x).shape == x.shape

@@ -189,9 +189,14 @@ class Enhancer:
 
         ``relative``: the route flag of ``x`` (True: a scan, :func:`~dpe_monai.contract.is_scan`: a grey image or
         one the contract windowed relative to itself; False: an 8-bit colour photograph; None: unknown); used by
-        networks with a global branch.
+        networks with a global branch. ``slice_batch``: slices of a volume enhanced at once.
+
+        Raises:
+            ValueError: ``x`` is not floating point, holds NaN/inf, or leaves [0, 1] (map a file's values with
+                :func:`dpe_monai.contract.to_unit` or ``IntensityWindow`` first; the CLI and the bundle do).
         """
         x = torch.as_tensor(x)
+        _check_unit(x)
         if x.ndim == 4:
             return self._enhance_2d(x, relative=relative).cpu()
         if x.ndim != 5:
@@ -256,6 +261,22 @@ class Enhancer:
         path = Path(weights) if weights is not None else bundle_dir / "models" / "model.pt"
         network.load_state_dict(load_weights(path))
         return cls(network, **kwargs)
+
+
+def _check_unit(x: torch.Tensor) -> None:
+    """Refuse what the networks would turn into saturated or NaN images without a word: integer data, NaN/inf and
+    values outside [0, 1] (half a 16-bit level of rounding slack)."""
+    if not torch.is_floating_point(x):
+        raise ValueError(f"expected a floating-point image in [0, 1], got {x.dtype} (divide 8-bit data by 255)")
+    bad = int((~torch.isfinite(x)).sum())
+    if bad:
+        raise ValueError(f"image holds {bad} NaN/inf values")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -1e-5 or hi > 1.0 + 1e-5:
+        raise ValueError(
+            f"image values must lie in [0, 1], got [{lo:.4g}, {hi:.4g}]; map them with dpe_monai.contract.to_unit "
+            "or dpe_monai.transforms.IntensityWindow first"
+        )
 
 
 def bundle_config(bundle_dir: str | os.PathLike, config: str | os.PathLike = "inference.json") -> Path:

@@ -30,7 +30,7 @@ from torch import nn
 
 from dpe_monai.networks.nonlocal_means import noise_sigma, strided_sorted
 
-__all__ = ["CleanGate", "check_exposed", "exposure_weight", "gate_features"]
+__all__ = ["CleanGate", "check_exposed", "exposure_weight", "flatness_weight", "gate_features"]
 
 #: the statistics :func:`gate_features` returns, in order
 FEATURES: tuple[str, ...] = (
@@ -112,6 +112,7 @@ class CleanGate(nn.Module):
         self.threshold = float(threshold)
         self.exposed = check_exposed(exposed)
         self.p99_column = FEATURES.index("p99")
+        self.range_column = FEATURES.index("range_1_99")
         self.mlp = FullyConnectedNet(features, 1, list(hidden), act="PRELU")
         self.register_buffer("shift", torch.zeros(features))
         self.register_buffer("scale", torch.ones(features))
@@ -136,7 +137,7 @@ class CleanGate(nn.Module):
         w = ((p - self.threshold) / (1.0 - self.threshold)).clamp(0.0, 1.0)
         if self.exposed is not None:
             w = torch.maximum(w, exposure_weight(f[:, self.p99_column], self.exposed))
-        return w
+        return torch.maximum(w, flatness_weight(f[:, self.range_column]))
 
 
 def check_exposed(exposed: Sequence[float] | None) -> tuple[float, float] | None:
@@ -146,6 +147,14 @@ def check_exposed(exposed: Sequence[float] | None) -> tuple[float, float] | None
     if len(exposed) != 2 or not 0.0 < exposed[0] < exposed[1] <= 1.0:
         raise ValueError(f"exposed must be (a, b) with 0 < a < b <= 1, or None; got {exposed!r}.")
     return float(exposed[0]), float(exposed[1])
+
+
+def flatness_weight(width: torch.Tensor, below: float = 0.5 / 255.0, above: float = 1.0 / 255.0) -> torch.Tensor:
+    """``clip((above - width) / (above - below), 0, 1)``: 1 for an image whose value range ``width`` (in [0, 1]
+    units) is under ``below`` (half an 8-bit level), 0 from ``above`` (one level) on. Such an image holds nothing to
+    stretch and passes whole. No image Algorithm 1 degrades is that flat (its contrast and brightness factors are at
+    least 0.1 each), but a black or nearly empty image was stretched to mid-grey around white specks."""
+    return ((above - width) / (above - below)).clamp(0.0, 1.0)
 
 
 def exposure_weight(top: torch.Tensor, exposed: tuple[float, float]) -> torch.Tensor:

@@ -261,7 +261,10 @@ class GlobalIntensity(nn.Module):
         out = self.mlp(feats)
         if relative is not None:
             out = out * (1.0 - relative.to(out.dtype).reshape(-1, 1))
-        centre = 0.5 * (q_lo + q_hi) + self.max_shift * torch.tanh(out[:, 0]) * width
+        # a window narrower than the floor on its width starts at the image's black point (a black image stays
+        # black; centred, its 0 would map to mid-grey); wider ones are centred exactly as computed
+        middle = torch.where(q_hi - q_lo < 1e-3, q_lo + 0.5 * width, 0.5 * (q_lo + q_hi))
+        centre = middle + self.max_shift * torch.tanh(out[:, 0]) * width
         half = 0.5 * width * torch.exp(out[:, 1].clamp(-self.max_log_scale, self.max_log_scale))
         lo, hi = centre - half, centre + half
         inc = torch.softmax(out[:, 2:], dim=1)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dpe_monai.networks.clean_gate import CleanGate, check_exposed, exposure_weight
+from dpe_monai.networks.clean_gate import CleanGate, check_exposed, exposure_weight, flatness_weight
 from dpe_monai.networks.dpenet import DPENet
 from dpe_monai.networks.global_intensity import (
     GlobalIntensity,
@@ -268,7 +268,8 @@ class GlobalLocalNet(nn.Module):
         """``summary`` with its window ``[q_lo, q_hi]`` moved towards ``[0, 1]`` by ``t = clip((w - a) / (b - a), 0,
         1)``, ``w = q_hi - floor`` (``floor``: ``(B,)`` the denoised image's minimum, so a black background counts
         as the image's black point) and ``(a, b) = keep_scale``: a scan exposed well enough keeps its own scale; with
-        ``exposed``, ``t`` is at least :func:`exposure_weight` of ``q_hi`` (a bright end near white)."""
+        ``exposed``, ``t`` is at least :func:`exposure_weight` of ``q_hi`` (a bright end near white), and it is at least
+        :func:`flatness_weight` of the window's width (an image flatter than one 8-bit level is not stretched)."""
         keep = self.keep_scale
         if keep is None:
             return summary
@@ -276,6 +277,7 @@ class GlobalLocalNet(nn.Module):
         t = ((hi - floor[:, None].to(hi.dtype) - keep[0]) / (keep[1] - keep[0])).clamp(0.0, 1.0)
         if self.exposed is not None:
             t = torch.maximum(t, exposure_weight(hi, self.exposed))
+        t = torch.maximum(t, flatness_weight(hi - lo))  # a window under one 8-bit level: nothing to stretch
         return torch.cat([lo * (1.0 - t), hi + t * (1.0 - hi), summary[:, 2:]], dim=1)
 
     def _denoised_view(self, x: torch.Tensor, sigma: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
