@@ -91,3 +91,23 @@ def test_seeded_degradation_is_per_item_and_cacheable():
         8,
         8,
     )
+
+
+def test_ensure_min_size_updates_a_metatensors_affine_and_inverts():
+    """A MetaTensor keeps its physical extent: the spacing shrinks as the grid grows, and the resize is recorded (the
+    affine stayed, doubling the image's size in millimetres)."""
+    import numpy as np
+    import torch
+    from monai.data import MetaTensor
+
+    from dpe_monai.transforms import EnsureMinSize
+
+    affine = torch.diag(torch.tensor([1.0, 1.0, 2.0, 1.0]))
+    img = MetaTensor(torch.rand(1, 32, 32, 16), affine=affine)
+    t = EnsureMinSize(32)
+    out = t(img)
+    assert out.shape == (1, 64, 64, 32)
+    np.testing.assert_allclose(np.diag(out.affine.numpy())[:3], [0.5, 0.5, 1.0])
+    plain = t(img.as_tensor())  # a plain tensor: the same values
+    np.testing.assert_allclose(out.as_tensor().numpy(), plain.numpy(), atol=1e-6)
+    assert out.applied_operations

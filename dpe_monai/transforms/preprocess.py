@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from monai.config import KeysCollection
 from monai.config.type_definitions import NdarrayOrTensor
-from monai.transforms import MapTransform, Transform
+from monai.data import MetaTensor
+from monai.transforms import MapTransform, Resize, Transform
 from monai.utils import convert_to_dst_type, convert_to_tensor
 
 __all__ = [
@@ -94,7 +95,9 @@ class EnsureMinSize(Transform):
     """Upsample (bilinear, aspect kept) images whose smallest spatial side is below ``min_size``.
 
     Larger images pass through unchanged, so full-resolution noise statistics are kept for random crops; small
-    patches (e.g. 32x32 dermoscopy) are resized up, as the paper resized its training images.
+    patches (e.g. 32x32 dermoscopy) are resized up, as the paper resized its training images. A MetaTensor is
+    resized by MONAI's ``Resize``: its affine follows (the voxel spacing shrinks), and the resize is recorded in its
+    ``applied_operations``.
 
     Args:
         min_size: the smallest allowed spatial side.
@@ -111,8 +114,10 @@ class EnsureMinSize(Transform):
             return img
         scale = self.min_size / smallest
         size = [max(self.min_size, round(s * scale)) for s in spatial]
-        t = convert_to_tensor(img, track_meta=False, dtype=torch.float32)[None]
         mode = "bilinear" if len(spatial) == 2 else "trilinear"
+        if isinstance(img, MetaTensor):  # MONAI's Resize: the same interpolation, and the affine and the inverse
+            return Resize(size, mode=mode, align_corners=False, anti_aliasing=False, dtype=torch.float32)(img)
+        t = convert_to_tensor(img, track_meta=False, dtype=torch.float32)[None]
         out = F.interpolate(t, size=size, mode=mode, align_corners=False)[0]
         return convert_to_dst_type(out, img, dtype=torch.float32)[0]
 
