@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -342,3 +344,17 @@ def test_nlm_strength_reaches_the_scan_path():
             outs[h] = net(x, relative=torch.ones(1))
     rough = {h: float((o[..., 1:] - o[..., :-1]).abs().mean()) for h, o in outs.items()}
     assert rough[1.0] < rough[0.8]
+
+
+def test_double_precision_runs_on_both_paths():
+    """``GlobalLocalNet(...).double()`` runs (it raised: the global branch cast its summary to float32 before its
+    float64 MLP), on the colour and the scan path, and agrees with float32."""
+    torch.manual_seed(0)
+    kw = dict(prefilter="nlm", prefilter_on="relative", scan_refiner=True, clean_gate=True)
+    net = GlobalLocalNet(channels=(8, 8, 8, 8, 8), **kw).eval()
+    x = torch.rand(1, 3, 40, 48) * 0.5
+    with torch.no_grad():
+        for rel in (torch.tensor([0.0]), torch.tensor([1.0])):
+            ref = net(x, relative=rel)
+            out = copy.deepcopy(net).double()(x.double(), relative=rel)
+            assert out.dtype == torch.float64 and torch.allclose(out.float(), ref, atol=1e-4)

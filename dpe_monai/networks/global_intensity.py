@@ -235,7 +235,7 @@ class GlobalIntensity(nn.Module):
         """
         if summary is None:
             summary = self.summary(x)
-        summary = summary.float()
+        summary = summary.to(self.mlp[-1].weight.dtype)  # float32 (also under autocast), float64 for .double()
         n = self.n_quantiles
         q_lo, q_hi = summary[:, 0], summary[:, 1]
         width = (q_hi - q_lo).clamp_min(1e-3)
