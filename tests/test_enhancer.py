@@ -85,3 +85,5 @@ def test_inputs_outside_the_unit_range_are_refused(net):
         with pytest.raises(ValueError, match=match):
             e(bad)
     assert e(x).shape == x.shape
+    with pytest.raises(ValueError, match=r"too small to enhance \(spatial size \(1, 9\)\)"):
+        e(torch.rand(1, 3, 1, 9))  # it was an IndexError from inside the network

@@ -197,6 +197,8 @@ class Enhancer:
         """
         x = torch.as_tensor(x)
         _check_unit(x)
+        if x.ndim == 4 and min(x.shape[2:]) < 2:
+            raise ValueError(f"image is too small to enhance (spatial size {tuple(x.shape[2:])})")
         if x.ndim == 4:
             return self._enhance_2d(x, relative=relative).cpu()
         if x.ndim != 5:
