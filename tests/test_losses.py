@@ -139,10 +139,10 @@ def test_backbone_channels_and_volumes():
     grey = torch.rand(2, 1, 20, 24)
     for f_grey, f_rgb in zip(net(grey), net(grey.repeat(1, 3, 1, 1))):
         torch.testing.assert_close(f_grey, f_rgb)
-    vol = torch.rand(2, 1, 3, 16, 16)
+    vol = torch.rand(2, 1, 16, 16, 3)  # MONAI's layout: depth last
     f_vol = net(vol)[1]
-    assert f_vol.shape == (2, 256, 3, 2, 2)
-    torch.testing.assert_close(f_vol[:, :, 1], net(vol[:, :, 1])[1])
+    assert f_vol.shape == (2, 256, 2, 2, 3)
+    torch.testing.assert_close(f_vol[..., 1], net(vol[..., 1])[1])
     with pytest.raises(ValueError):
         net(torch.rand(1, 2, 16, 16))
     with pytest.raises(ValueError):
@@ -294,3 +294,16 @@ def test_gan_steps_reduce_losses():
         g_losses.append(g_loss.item())
     assert d_losses[-1] < d_losses[0] - 0.05  # seeds 0-7 measured: a drop of 0.19-0.53
     assert g_losses[-1] < 0.97 * g_losses[0]  # seeds 0-5 measured: 9-30 % lower
+
+
+def test_vgg_features_slice_volumes_along_the_last_axis():
+    """A MONAI volume ``(B, C, H, W, D)`` is sliced along D (it was sliced along H, so a 32x32x6 volume became 32
+    slices of 32x6): each slice's features equal those of the slice as a 2-D image."""
+    from dpe_monai.losses import VGGFeatures
+
+    f = VGGFeatures("random", layers=("conv2_2",))
+    vol = torch.rand(1, 3, 32, 32, 6)
+    (out,) = f(vol)
+    assert out.shape[0] == 1 and out.shape[-1] == 6 and out.shape[2:4] == (16, 16)
+    (first,) = f(vol[..., 0])
+    assert torch.allclose(out[..., 0], first, atol=1e-5)

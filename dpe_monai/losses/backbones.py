@@ -162,9 +162,10 @@ class VGGFeatures(nn.Module):
             Default: ``"caffe_bgr"`` for HED, ``"imagenet"`` otherwise.
         seed: seed of the ``"random"`` initialisation.
 
-    Input: ``(B, C, H, W)`` or ``(B, C, D, H, W)`` images in [0, 1] with C = 1 (repeated to 3) or 3. 3-D volumes
-    are processed slice by slice (depth folded into the batch). Output of ``forward``: a list with one tensor per
-    requested layer, ``(B, C_l, H_l, W_l)`` or ``(B, C_l, D, H_l, W_l)``. Parameters are frozen
+    Input: ``(B, C, H, W)`` images or ``(B, C, H, W, D)`` volumes (MONAI's layout, depth last) in [0, 1] with C = 1
+    (repeated to 3) or 3. Volumes are processed slice by slice along the last axis (depth folded into the batch).
+    Output of ``forward``: a list with one tensor per requested layer, ``(B, C_l, H_l, W_l)`` or
+    ``(B, C_l, H_l, W_l, D)``. Parameters are frozen
     (``requires_grad=False``) and the module stays in eval mode; gradients still flow to the input.
     """
 
@@ -267,13 +268,13 @@ class VGGFeatures(nn.Module):
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Features of ``x`` ((B, C, H, W) or (B, C, D, H, W), [0, 1]) at ``self.layers``, in that order."""
-        if x.ndim == 5:
-            b, c, d, h, w = x.shape
-            feats = self.forward(x.permute(0, 2, 1, 3, 4).reshape(b * d, c, h, w))
-            return [f.reshape(b, d, *f.shape[1:]).permute(0, 2, 1, 3, 4) for f in feats]
+        """Features of ``x`` ((B, C, H, W) or (B, C, H, W, D), [0, 1]) at ``self.layers``, in that order."""
+        if x.ndim == 5:  # slices along the last axis, as MONAI volumes and the rest of this package hold them
+            b, c, h, w, d = x.shape
+            feats = self.forward(x.permute(0, 4, 1, 2, 3).reshape(b * d, c, h, w))
+            return [f.reshape(b, d, *f.shape[1:]).permute(0, 2, 3, 4, 1) for f in feats]
         if x.ndim != 4:
-            raise ValueError(f"expected (B, C, H, W) or (B, C, D, H, W), got shape {tuple(x.shape)}")
+            raise ValueError(f"expected (B, C, H, W) or (B, C, H, W, D), got shape {tuple(x.shape)}")
         h = self.normalize(x)
         out: dict[str, torch.Tensor] = {}
         for name in self.names:

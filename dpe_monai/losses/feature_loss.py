@@ -57,7 +57,8 @@ class RegularisedFeatureLoss(nn.Module):
         layer: feature layer name(s); default ``conv5_3`` (VGG-16) / ``conv5_4`` (VGG-19).
         lambda_r: the regulariser weight ``lambda_R``.
         regulariser: ``"constant"`` or ``"product"``.
-        spatial_dims: 2 for images ``(B, C, H, W)``, 3 for volumes ``(B, C, D, H, W)`` (VGG applied per slice).
+        spatial_dims: 2 for images ``(B, C, H, W)``, 3 for volumes ``(B, C, H, W, D)`` (VGG applied per slice along
+            the last axis, MONAI's layout).
         seed: seed of the ``"random"`` backbone.
         input_norm: override the backbone's input normalisation (see :class:`VGGFeatures`).
 

@@ -64,7 +64,8 @@ class FeatureDistanceMetric(RegressionMetric):
         reduction: MONAI reduction of the ``(N, 1)`` buffer.
         get_not_nans: ``aggregate`` also returns the not-nan count.
 
-    Inputs: ``y_pred``, ``y`` of shape ``(B, C, H, W)`` (or ``(B, C, D, H, W)``, per slice), C = 1 or 3, in [0, 1].
+    Inputs: ``y_pred``, ``y`` of shape ``(B, C, H, W)`` (or ``(B, C, H, W, D)``, per slice along the last axis),
+    C = 1 or 3, in [0, 1].
     """
 
     def __init__(
