@@ -325,3 +325,13 @@ def test_intensity_windowd_inverse():
     d = t({"image": x})
     assert d["image_window"] == {"lo": 0.0, "hi": 65535.0, "dtype": "uint16", "mode": "fixed", "rule": "fixed"}
     np.testing.assert_array_equal(t.inverse(d)["image"], x)
+
+
+def test_relative_flagd_takes_allow_missing_keys_and_has_aliases():
+    from dpe_monai.transforms import RelativeFlagD, RelativeFlagd, RelativeFlagDict
+
+    assert RelativeFlagD is RelativeFlagd and RelativeFlagDict is RelativeFlagd
+    t = RelativeFlagd("image_window", allow_missing_keys=True)
+    assert "relative" not in t({"image": torch.zeros(1, 4, 4)})
+    out = t({"image": torch.zeros(1, 4, 4), "image_window": {"rule": "percentile"}})
+    assert float(out["relative"]) == 1.0

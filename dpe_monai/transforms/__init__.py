@@ -5,7 +5,9 @@ from dpe_monai.transforms.context import (
     GlobalContextD,
     GlobalContextd,
     GlobalContextDict,
+    RelativeFlagD,
     RelativeFlagd,
+    RelativeFlagDict,
 )
 from dpe_monai.transforms.export import (
     EightBitExport,
@@ -58,6 +60,8 @@ __all__ = [
     "GlobalContextDict",
     "GlobalContextd",
     "RelativeFlagd",
+    "RelativeFlagD",
+    "RelativeFlagDict",
     "EnsureMinSize",
     "EnsureMinSizeD",
     "EnsureMinSizeDict",

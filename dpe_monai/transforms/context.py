@@ -14,7 +14,15 @@ from dpe_monai.contract import is_scan
 from dpe_monai.networks.global_intensity import global_summary
 from dpe_monai.transforms.preprocess import is_near_grey
 
-__all__ = ["GlobalContext", "GlobalContextd", "GlobalContextD", "GlobalContextDict", "RelativeFlagd"]
+__all__ = [
+    "GlobalContext",
+    "GlobalContextd",
+    "GlobalContextD",
+    "GlobalContextDict",
+    "RelativeFlagd",
+    "RelativeFlagD",
+    "RelativeFlagDict",
+]
 
 
 class GlobalContext(Transform):
@@ -86,12 +94,17 @@ class RelativeFlagd(MapTransform):
         flag_key: where to write the float32 scalar tensor.
         image_key: the *clean* image ``(C, *spatial)`` whose greyness counts (the simulator's output would carry
             per-channel noise); None, or absent from the data: the rule alone decides.
+        allow_missing_keys: don't raise when a window record is missing (no flag is written then).
     """
 
     def __init__(
-        self, keys: KeysCollection = "image_window", flag_key: str = "relative", image_key: str | None = "image"
+        self,
+        keys: KeysCollection = "image_window",
+        flag_key: str = "relative",
+        image_key: str | None = "image",
+        allow_missing_keys: bool = False,
     ) -> None:
-        super().__init__(keys)
+        super().__init__(keys, allow_missing_keys)
         self.flag_key = flag_key
         self.image_key = image_key
 
@@ -104,3 +117,4 @@ class RelativeFlagd(MapTransform):
 
 
 GlobalContextD = GlobalContextDict = GlobalContextd
+RelativeFlagD = RelativeFlagDict = RelativeFlagd
