@@ -132,6 +132,9 @@ class CleanGate(nn.Module):
         return torch.sigmoid(self.logit(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The pass weight ``w`` ``(B,)`` in [0, 1] of whole images ``x`` ``(B, C, *spatial)`` in [0, 1]: the learned
+        test's, raised to 1 for an image flatter than one 8-bit level and, with ``exposed``, for one ending near
+        white."""
         f = gate_features(x)
         p = torch.sigmoid(self.logit_of_features(f))
         w = ((p - self.threshold) / (1.0 - self.threshold)).clamp(0.0, 1.0)

@@ -147,7 +147,7 @@ class IntensityWindow(InvertibleTransform):
     ``"auto"`` applied, ``"container"``, ``"dicom"`` or ``"percentile"``; else the mode).
 
     Args:
-        mode: one of ``"percentile"``, ``"dicom"``, ``"fixed"``, ``"dtype"``, ``"auto"``.
+        mode: one of ``"percentile"``, ``"dicom"``, ``"fixed"``, ``"dtype"``, ``"auto"``, ``"minmax"``.
         lower: lower percentile (``"percentile"``) or lower value (``"fixed"``).
         upper: upper percentile (``"percentile"``) or upper value (``"fixed"``).
         window_center: DICOM window center (``"dicom"``); read from meta when None.
