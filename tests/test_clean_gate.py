@@ -180,11 +180,12 @@ def test_exposed_images_pass_an_untrained_gate_and_keep_a_scans_scale():
 
 
 def test_an_image_flatter_than_one_level_passes_and_keeps_its_scale():
-    """A black image, or one whose values span under half an 8-bit level, holds nothing to stretch: the gate passes it
-    and a scan keeps its own scale (a black image came back mid-grey: the window's width floor was centred on it)."""
+    """A black image, or a nearly empty one whose 0.5-99.5 % window is empty, holds nothing to stretch: the gate passes
+    it and a scan keeps its own scale (a black image came back mid-grey: the window's width floor was centred on
+    it)."""
     from dpe_monai.networks.clean_gate import flatness_weight
 
-    assert flatness_weight(torch.tensor([0.0, 0.4 / 255, 0.75 / 255, 1.0 / 255, 0.1])).tolist() == pytest.approx(
+    assert flatness_weight(torch.tensor([0.0, 0.4e-3, 0.75e-3, 1e-3, 0.1])).tolist() == pytest.approx(
         [1.0, 1.0, 0.5, 0.0, 0.0]
     )
     torch.manual_seed(0)

@@ -133,8 +133,8 @@ class CleanGate(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The pass weight ``w`` ``(B,)`` in [0, 1] of whole images ``x`` ``(B, C, *spatial)`` in [0, 1]: the learned
-        test's, raised to 1 for an image flatter than one 8-bit level and, with ``exposed``, for one ending near
-        white."""
+        test's, raised to 1 for an image with (almost) no range (:func:`flatness_weight`) and, with ``exposed``, for one
+        ending near white."""
         f = gate_features(x)
         p = torch.sigmoid(self.logit_of_features(f))
         w = ((p - self.threshold) / (1.0 - self.threshold)).clamp(0.0, 1.0)
@@ -152,11 +152,11 @@ def check_exposed(exposed: Sequence[float] | None) -> tuple[float, float] | None
     return float(exposed[0]), float(exposed[1])
 
 
-def flatness_weight(width: torch.Tensor, below: float = 0.5 / 255.0, above: float = 1.0 / 255.0) -> torch.Tensor:
+def flatness_weight(width: torch.Tensor, below: float = 0.5e-3, above: float = 1e-3) -> torch.Tensor:
     """``clip((above - width) / (above - below), 0, 1)``: 1 for an image whose value range ``width`` (in [0, 1]
-    units) is under ``below`` (half an 8-bit level), 0 from ``above`` (one level) on. Such an image holds nothing to
-    stretch and passes whole. No image Algorithm 1 degrades is that flat (its contrast and brightness factors are at
-    least 0.1 each), but a black or nearly empty image was stretched to mid-grey around white specks."""
+    units) is under ``below``, 0 from ``above`` on: the tone map's own floor on a window's width (1e-3, a quarter of
+    an 8-bit level). Such an image holds nothing to stretch and passes whole: a black one, or a nearly empty one
+    whose few non-black pixels fall outside its 0.5-99.5 % window (it was stretched to mid-grey around white specks)."""
     return ((above - width) / (above - below)).clamp(0.0, 1.0)
 
 

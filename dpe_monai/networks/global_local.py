@@ -269,7 +269,7 @@ class GlobalLocalNet(nn.Module):
         1)``, ``w = q_hi - floor`` (``floor``: ``(B,)`` the denoised image's minimum, so a black background counts
         as the image's black point) and ``(a, b) = keep_scale``: a scan exposed well enough keeps its own scale; with
         ``exposed``, ``t`` is at least :func:`exposure_weight` of ``q_hi`` (a bright end near white), and it is at least
-        :func:`flatness_weight` of the window's width (an image flatter than one 8-bit level is not stretched)."""
+        :func:`flatness_weight` of the window's width (an image with an (almost) empty window is not stretched)."""
         keep = self.keep_scale
         if keep is None:
             return summary
@@ -277,7 +277,7 @@ class GlobalLocalNet(nn.Module):
         t = ((hi - floor[:, None].to(hi.dtype) - keep[0]) / (keep[1] - keep[0])).clamp(0.0, 1.0)
         if self.exposed is not None:
             t = torch.maximum(t, exposure_weight(hi, self.exposed))
-        t = torch.maximum(t, flatness_weight(hi - lo))  # a window under one 8-bit level: nothing to stretch
+        t = torch.maximum(t, flatness_weight(hi - lo))  # an (almost) empty window: nothing to stretch
         return torch.cat([lo * (1.0 - t), hi + t * (1.0 - hi), summary[:, 2:]], dim=1)
 
     def _denoised_view(self, x: torch.Tensor, sigma: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
