@@ -181,7 +181,7 @@ def write_dicom(image: NativeImage, values: np.ndarray, out_paths: list[Path], s
         stored = _stored_values(pix, ds, image.dtype)
         padding = _padding(ds)
         if padding is not None:  # PixelPaddingValue (to PixelPaddingRangeLimit) marks no data: written back as it was
-            source = _stored_values(_source_slice(image, idx), ds, image.dtype)
+            source = _stored_values(_file_layout(image.array, image, idx), ds, image.dtype)
             pad = (source >= padding[0]) & (source <= padding[1])
             stored[pad] = source[pad]
         # a VOI window applies to grey (MONOCHROME) only; an enhanced multi-frame image keeps its per-frame VOI in
@@ -210,11 +210,6 @@ def _padding(ds: pydicom.Dataset) -> tuple[int, int] | None:
     limit = ds.get("PixelPaddingRangeLimit")
     limit = int(value) if limit is None or limit == "" else int(limit)
     return min(int(value), limit), max(int(value), limit)
-
-
-def _source_slice(image: NativeImage, idx: int) -> np.ndarray:
-    """The source's modality values of file ``idx``, in the file's own layout."""
-    return _file_layout(image.array, image, idx)
 
 
 def _file_layout(arr: np.ndarray, image: NativeImage, idx: int) -> np.ndarray:
