@@ -87,3 +87,21 @@ def test_inputs_outside_the_unit_range_are_refused(net):
     assert e(x).shape == x.shape
     with pytest.raises(ValueError, match=r"too small to enhance \(spatial size \(1, 9\)\)"):
         e(torch.rand(1, 3, 1, 9))  # it was an IndexError from inside the network
+
+
+def test_a_network_in_training_keeps_its_mode_and_the_output_can_enter_autograd():
+    """Enhancing with a network that is being trained (a validation image mid-training) once left it in eval mode
+    and returned an inference-mode tensor, which raises as soon as autograd has to save it."""
+    torch.manual_seed(0)
+    net = DPENet(channels=(8, 12, 16)).train()
+    x = torch.rand(1, 3, 32, 40)
+    y = Enhancer(net, device="cpu", precision="fp32")(x)
+    assert net.training and all(m.training for m in net.modules())
+    assert not y.is_inference()
+    w = torch.ones(1, requires_grad=True)
+    (y * w).sum().backward()  # raised "Inference tensors cannot be saved for backward"
+    assert w.grad is not None
+    with torch.no_grad():
+        assert torch.allclose(y, net.eval()(x).clamp(0, 1), atol=1e-5)
+    v = Enhancer(net.train(), device="cpu", precision="fp32")(torch.rand(1, 1, 24, 24, 3))
+    assert net.training and not v.is_inference()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,9 @@ class Enhancer:
     in ``self.precision`` and ``self.precision_check``.
 
     Args:
-        network: a 2-D enhancement network (e.g. ``DPENet``); set to eval mode.
+        network: a 2-D enhancement network (e.g. ``DPENet``); each call runs it in eval mode and gives it back in
+            the mode it had (a network being trained stays in training mode). Outputs are ordinary tensors (not
+            ``torch.inference_mode`` ones), so they may enter a graph that is back-propagated.
         device: ``"cpu"``, ``"cuda"``, a ``torch.device`` or None (CUDA when available).
         precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA only).
         tile_size: sliding-window tile side; larger images are tiled.
@@ -59,7 +62,7 @@ class Enhancer:
         progress: bool = False,
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.network = network.to(self.device).eval()
+        self.network = network.to(self.device)
         self.channels_last = channels_last
         if channels_last:
             self.network.to(memory_format=torch.channels_last)
@@ -80,6 +83,17 @@ class Enhancer:
         self.precision_check: dict[str, Any] = {}
         self.precision = self._choose_precision(precision)
 
+    @contextlib.contextmanager
+    def _evaluating(self) -> Iterator[None]:
+        """The network in eval mode for the block, then back in the mode it had."""
+        modes = [m.training for m in self.network.modules()]
+        self.network.eval()
+        try:
+            yield
+        finally:
+            for module, mode in zip(self.network.modules(), modes):
+                module.training = mode
+
     # ------------------------------------------------------------------ precision
     def _dtype(self, precision: str) -> torch.dtype | None:
         return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
@@ -98,8 +112,9 @@ class Enhancer:
             return "fp32"
         gen = torch.Generator().manual_seed(0)
         probe = torch.rand(1, self.in_channels, 64, 64, generator=gen).to(self.device)
-        ref = self._run(probe, None)
-        diff = float((self._run(probe, torch.bfloat16) - ref).abs().max())
+        with self._evaluating():
+            ref = self._run(probe, None)
+            diff = float((self._run(probe, torch.bfloat16) - ref).abs().max())
         accepted = diff <= self.tolerance
         self.precision_check = {
             "candidate": "bf16",
@@ -132,8 +147,9 @@ class Enhancer:
         if x.shape[1] == 1 and self.in_channels == 3:
             x = x.expand(-1, 3, *x.shape[2:])
         flag = None if relative is None else torch.full((x.shape[0],), float(relative), device=self.device)
-        with torch.inference_mode():
-            return estimate(x, relative=flag).float()
+        with self._evaluating(), torch.inference_mode():
+            y = estimate(x, relative=flag).float()
+        return y.clone()  # an ordinary tensor
 
     def _inline_estimate(self, x: torch.Tensor) -> bool:
         """True when one forward call may estimate the tone map itself: a network with a global branch, an image
@@ -199,11 +215,14 @@ class Enhancer:
         _check_unit(x)
         if x.ndim == 4 and min(x.shape[2:]) < 2:
             raise ValueError(f"image is too small to enhance (spatial size {tuple(x.shape[2:])})")
-        if x.ndim == 4:
-            return self._enhance_2d(x, relative=relative).cpu()
-        if x.ndim != 5:
+        if x.ndim not in (4, 5):
             raise ValueError(f"expected (B, C, H, W) or (B, C, H, W, D), got shape {tuple(x.shape)}")
-        return torch.cat([self._enhance_volume(x[i : i + 1], slice_batch, relative) for i in range(x.shape[0])])
+        with self._evaluating():
+            if x.ndim == 4:
+                y = self._enhance_2d(x, relative=relative).cpu()
+            else:
+                y = torch.cat([self._enhance_volume(x[i : i + 1], slice_batch, relative) for i in range(x.shape[0])])
+        return y.clone()  # outside inference mode: an ordinary tensor the caller may use in autograd
 
     def _enhance_volume(self, x: torch.Tensor, slice_batch: int, relative: bool | None = None) -> torch.Tensor:
         """One ``(1, C, H, W, D)`` volume, slice by slice along ``self.axis`` with MONAI's ``SliceInferer``.
