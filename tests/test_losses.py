@@ -307,3 +307,32 @@ def test_vgg_features_slice_volumes_along_the_last_axis():
     assert out.shape[0] == 1 and out.shape[-1] == 6 and out.shape[2:4] == (16, 16)
     (first,) = f(vol[..., 0])
     assert torch.allclose(out[..., 0], first, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["paper", "reference_code"])
+def test_losses_reduce_over_the_batch_as_monai_losses_do(mode):
+    """``reduction="none"`` gives each sample's loss as for a batch of one; ``"sum"`` their sum; ``"mean"`` is the
+    batch definition used in training (for the product regulariser, the authors' product of batch means)."""
+    g = torch.Generator().manual_seed(0)
+    pred, target = torch.rand(3, 3, 32, 32, generator=g), torch.rand(3, 3, 32, 32, generator=g)
+    logits = torch.randn(3, 1, 4, 4, generator=g)
+    each = DPELoss(mode=mode, backbone="random", reduction="none")
+    batch = DPELoss(mode=mode, backbone="random")
+    parts = each.components(pred, target, logits)
+    assert all(v.shape == (3,) for v in parts.values())
+    for i in range(3):
+        one = batch.components(pred[i : i + 1], target[i : i + 1], logits[i : i + 1])
+        for k in parts:
+            torch.testing.assert_close(parts[k][i], one[k])
+    summed = DPELoss(mode=mode, backbone="random", reduction="sum")(pred, target, logits)
+    torch.testing.assert_close(summed, parts["total"].sum())
+    mean = batch(pred, target, logits)
+    if mode == "paper":  # the constant regulariser: the batch mean is the mean of the per-sample losses
+        torch.testing.assert_close(mean, parts["total"].mean())
+    rfl = RegularisedFeatureLoss("random", regulariser="product", reduction="none")
+    assert rfl(pred, target).shape == (3,)
+    torch.testing.assert_close(gradient_difference(pred, target, "none").mean(), gradient_difference(pred, target))
+    with pytest.raises(ValueError, match="per-sample feature losses"):
+        DPELoss(feature_loss=RegularisedFeatureLoss("random"), reduction="none")(pred, target)
+    with pytest.raises(ValueError):
+        DPELoss(backbone="random", reduction="average")

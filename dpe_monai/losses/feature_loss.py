@@ -6,14 +6,30 @@ import os
 from collections.abc import Sequence
 
 import torch
+from monai.utils import LossReduction
 from torch import nn
 
 from dpe_monai.losses.backbones import VGGFeatures
 
-__all__ = ["RegularisedFeatureLoss", "gradient_difference"]
+__all__ = ["RegularisedFeatureLoss", "gradient_difference", "reduce"]
 
 
-def gradient_difference(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def reduce(per_sample: torch.Tensor, reduction: LossReduction | str) -> torch.Tensor:
+    """``(B,)`` per-sample losses reduced as MONAI's losses do: ``"none"`` keeps them, ``"mean"`` / ``"sum"``."""
+    reduction = LossReduction(reduction)
+    if reduction == LossReduction.NONE:
+        return per_sample
+    return per_sample.mean() if reduction == LossReduction.MEAN else per_sample.sum()
+
+
+def sample_mean(x: torch.Tensor) -> torch.Tensor:
+    """The mean of each sample of ``x`` ``(B, ...)``: ``(B,)``."""
+    return x.reshape(x.shape[0], -1).mean(dim=1)
+
+
+def gradient_difference(
+    pred: torch.Tensor, target: torch.Tensor, reduction: LossReduction | str = "mean"
+) -> torch.Tensor:
     """Finite-difference mismatch between two images, as in the authors' code.
 
     ``sum_{axes} sum |d_axis(pred) - d_axis(target)| / numel(pred)``, with ``d_axis`` the forward difference along
@@ -23,16 +39,18 @@ def gradient_difference(pred: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     Args:
         pred: ``(B, C, *spatial)``.
         target: same shape as ``pred``.
+        reduction: ``"mean"`` (the batch's value above), ``"sum"`` or ``"none"``: each sample's value as for a
+            batch of one, ``(B,)``.
 
     Returns:
-        A non-negative scalar tensor.
+        A non-negative scalar tensor (``(B,)`` with ``"none"``).
     """
     if pred.shape != target.shape:
         raise ValueError(f"pred and target shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
-    total = pred.new_zeros(())
+    total = pred.new_zeros(pred.shape[0])
     for axis in range(2, pred.ndim):
-        total = total + (torch.diff(pred, dim=axis) - torch.diff(target, dim=axis)).abs().sum()
-    return total / pred.numel()
+        total = total + (torch.diff(pred, dim=axis) - torch.diff(target, dim=axis)).abs().flatten(1).sum(dim=1)
+    return reduce(total / pred[0].numel(), reduction)
 
 
 class RegularisedFeatureLoss(nn.Module):
@@ -61,8 +79,12 @@ class RegularisedFeatureLoss(nn.Module):
             the last axis, MONAI's layout).
         seed: seed of the ``"random"`` backbone.
         input_norm: override the backbone's input normalisation (see :class:`VGGFeatures`).
+        reduction: over the batch, as MONAI's losses: ``"mean"`` (default), ``"sum"``, or ``"none"`` (``(B,)``: each
+            sample's loss as for a batch of one). With ``"product"``, ``"mean"`` keeps the authors' definition (the
+            product of the batch's two means), which is not the mean of the per-sample products.
 
-    Shapes: ``forward(pred, target)`` with both ``(B, C, *spatial)``, C in {1, 3}, values in [0, 1] -> scalar.
+    Shapes: ``forward(pred, target)`` with both ``(B, C, *spatial)``, C in {1, 3}, values in [0, 1] -> scalar
+    (``(B,)`` with ``reduction="none"``).
     ``target`` is treated as a constant: its features are computed without gradient.
     """
 
@@ -76,8 +98,10 @@ class RegularisedFeatureLoss(nn.Module):
         spatial_dims: int = 2,
         seed: int = 0,
         input_norm: str | None = None,
+        reduction: LossReduction | str = "mean",
     ) -> None:
         super().__init__()
+        self.reduction = LossReduction(reduction)
         if regulariser not in ("constant", "product"):
             raise ValueError(f"regulariser must be 'constant' or 'product', got {regulariser!r}")
         if spatial_dims not in (2, 3):
@@ -89,22 +113,34 @@ class RegularisedFeatureLoss(nn.Module):
         self.regulariser = regulariser
         self.spatial_dims = spatial_dims
 
-    def feature_distance(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``mean |psi(pred) - psi(target)|`` averaged over the configured layers (scalar)."""
+    def feature_distance(
+        self, pred: torch.Tensor, target: torch.Tensor, reduction: LossReduction | str = "mean"
+    ) -> torch.Tensor:
+        """``mean |psi(pred) - psi(target)|`` averaged over the configured layers: a scalar, or ``(B,)`` per sample
+        with ``reduction="none"`` (``"sum"``: their sum)."""
         with torch.no_grad():
             f_target = self.backbone(target)
         f_pred = self.backbone(pred)
         if isinstance(f_pred, torch.Tensor):
             f_pred, f_target = [f_pred], [f_target]
-        return torch.stack([(a - b).abs().mean() for a, b in zip(f_pred, f_target)]).mean()
+        if LossReduction(reduction) == LossReduction.MEAN:
+            return torch.stack([(a - b).abs().mean() for a, b in zip(f_pred, f_target)]).mean()
+        per_sample = torch.stack([sample_mean((a - b).abs()) for a, b in zip(f_pred, f_target)]).mean(dim=0)
+        return reduce(per_sample, reduction)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Loss between ``pred`` and ``target``, ``(B, C, *spatial)`` in [0, 1]; returns a scalar."""
+        """Loss between ``pred`` and ``target``, ``(B, C, *spatial)`` in [0, 1]; a scalar (``(B,)`` with
+        ``reduction="none"``)."""
         if pred.shape != target.shape:
             raise ValueError(f"pred and target shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
         if pred.ndim != self.spatial_dims + 2:
             raise ValueError(f"expected {self.spatial_dims + 2}-D input (B, C, *spatial), got {tuple(pred.shape)}")
-        loss = self.feature_distance(pred, target)
+        if self.reduction == LossReduction.MEAN:
+            loss = self.feature_distance(pred, target)
+            if self.regulariser == "product":
+                loss = gradient_difference(pred, target) * loss
+            return self.lambda_r * loss
+        loss = self.feature_distance(pred, target, "none")
         if self.regulariser == "product":
-            loss = gradient_difference(pred, target) * loss
-        return self.lambda_r * loss
+            loss = gradient_difference(pred, target, "none") * loss
+        return reduce(self.lambda_r * loss, self.reduction)
