@@ -358,3 +358,22 @@ def test_double_precision_runs_on_both_paths():
             ref = net(x, relative=rel)
             out = copy.deepcopy(net).double()(x.double(), relative=rel)
             assert out.dtype == torch.float64 and torch.allclose(out.float(), ref, atol=1e-4)
+
+
+def test_context_of_a_whole_volume_for_a_3d_network():
+    """``GlobalContext`` took 2-D images only, so a 3-D global-local network could not be trained on crops of a
+    volume with the volume's tone map."""
+    from dpe_monai.transforms import GlobalContext
+
+    net = GlobalLocalNet(spatial_dims=3, in_channels=1, out_channels=1, channels=(8, 8, 8, 8, 8)).eval()
+    with torch.no_grad():
+        net.global_branch.mlp[-1].weight.normal_(0, 0.1)
+    vol = torch.stack([_image((1, 40, 48), s) * (0.4 + 0.1 * s) for s in range(8)], dim=-1)  # (1, 40, 48, 8)
+    ctx = GlobalContextd("lq")({"lq": vol})["lq_context"]
+    torch.testing.assert_close(ctx, net.global_branch.summary(vol[None])[0])
+    crop = vol[None, :, 8:40, 16:48, 2:6]
+    with torch.no_grad():
+        assert torch.allclose(net.estimate(vol[None])[:, :-1], net.global_branch(crop, summary=ctx[None]), atol=1e-6)
+        assert net(crop, context=ctx[None]).shape == crop.shape
+    with pytest.raises(ValueError, match=r"\(C, H, W, D\) volumes"):
+        GlobalContext()(torch.rand(1, 1, 8, 8, 8))

@@ -40,10 +40,14 @@ class GlobalContext(Transform):
         self.n_quantiles = int(n_quantiles)
 
     def __call__(self, img: NdarrayOrTensor) -> torch.Tensor:
-        """``img``: ``(C, H, W)`` in [0, 1]. Returns a float32 ``(2 * n_quantiles + 29,)`` tensor (no meta)."""
+        """``img``: a ``(C, H, W)`` image or a ``(C, H, W, D)`` volume (slices along the last axis, MONAI's layout)
+        in [0, 1]. Returns a float32 ``(2 * n_quantiles + 29,)`` tensor (no meta): what a 2-D or 3-D
+        ``GlobalLocalNet`` reads from the whole image or volume."""
         t = convert_to_tensor(img, track_meta=False, dtype=torch.float32)
-        if t.ndim != 3:
-            raise ValueError(f"GlobalContext takes 2-D (C, H, W) images, got shape {tuple(t.shape)}.")
+        if t.ndim not in (3, 4):
+            raise ValueError(
+                f"GlobalContext takes (C, H, W) images or (C, H, W, D) volumes, got shape {tuple(t.shape)}."
+            )
         return global_summary(t[None], self.thumb, self.n_quantiles)[0]
 
 
