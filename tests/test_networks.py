@@ -91,3 +91,16 @@ def test_discriminator_conditional_and_unconditional():
     assert convs[0].in_channels == 6  # conditional: sees input + candidate
     d3 = DPEDiscriminator(spatial_dims=3, in_channels=1, channels=(4, 4, 8, 8))
     assert d3(torch.rand(1, 1, 16, 16, 16), torch.rand(1, 1, 16, 16, 16)).shape == (1, 1, 2, 2, 2)
+
+
+def test_torch_compile_runs_at_several_sizes():
+    """``torch.compile(DPENet)`` failed inside inductor at its second input size (dynamic shapes): the pad was
+    written as ``(m - s % m) % m``; it is now rounded up as ``(s + m - 1) // m`` (which ONNX exports
+    too)."""
+    torch.manual_seed(0)
+    net = DPENet(channels=(8, 12, 16)).eval()
+    compiled = torch.compile(net)
+    with torch.no_grad():
+        for shape in ((64, 64), (50, 70)):
+            x = torch.rand(1, 3, *shape)
+            torch.testing.assert_close(compiled(x), net(x), atol=1e-5, rtol=0)

@@ -100,7 +100,8 @@ class DPENet(nn.Module):
         pads: list[int] = []
         lead: list[int] = []
         for s in x.shape[2:]:
-            extra = (self.multiple - s % self.multiple) % self.multiple
+            # rounded up as (s + m - 1) // m: with (m - s % m) % m, torch.compile failed at a second input size
+            extra = (s + self.multiple - 1) // self.multiple * self.multiple - s
             lead.append(extra // 2)
             pads = [extra // 2, extra - extra // 2] + pads  # F.pad wants the last dim first
         return F.pad(x, pads, mode="replicate"), lead  # zero pads are a no-op; no shape branch keeps export dynamic

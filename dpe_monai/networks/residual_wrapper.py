@@ -40,7 +40,7 @@ class GlobalResidualNet(nn.Module):
         pads: list[int] = []
         lead: list[int] = []
         for s in spatial:
-            extra = (self.multiple - s % self.multiple) % self.multiple
+            extra = (s + self.multiple - 1) // self.multiple * self.multiple - s  # as in DPENet (torch.compile)
             lead.append(extra // 2)
             pads = [extra // 2, extra - extra // 2] + pads
         xs = F.pad(x * 2.0 - 1.0, pads, mode="replicate")
