@@ -375,7 +375,14 @@ class RandLowQualityd(RandomizableTransform, MapTransform):
         return self
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, Any]:
-        """Add ``lq_keys`` (float32 degraded images, same type as the inputs) and ``params_key`` entries."""
+        """Add ``lq_keys`` (float32 degraded images, same type as the inputs) and ``params_key`` entries.
+
+        Args:
+            data: a dictionary holding ``keys``: clean ``(C, H, W)`` images (or volumes) in [0, 1].
+
+        Returns:
+            A shallow copy of ``data`` with the degraded images and their parameters added.
+        """
         d = dict(data)
         self.randomize(None)
         if self._do_transform:

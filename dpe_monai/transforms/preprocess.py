@@ -133,7 +133,13 @@ class _Dict(MapTransform):
 
 
 class ToRGBd(_Dict):
-    """Dictionary twin of :class:`ToRGB`."""
+    """Dictionary twin of :class:`ToRGB`.
+
+    Args:
+        keys: keys of the images to convert (``(C, *spatial)``, C = 1 or 3, or 4 with ``drop_alpha``; 3 out).
+        drop_alpha: as in :class:`ToRGB`.
+        allow_missing_keys: don't raise if a key is missing.
+    """
 
     def __init__(self, keys: KeysCollection, drop_alpha: bool = False, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
@@ -141,7 +147,13 @@ class ToRGBd(_Dict):
 
 
 class EnsureMinSized(_Dict):
-    """Dictionary twin of :class:`EnsureMinSize`."""
+    """Dictionary twin of :class:`EnsureMinSize`.
+
+    Args:
+        keys: keys of the images to upsample (``(C, H, W)`` or ``(C, H, W, D)``).
+        min_size: as in :class:`EnsureMinSize`.
+        allow_missing_keys: don't raise if a key is missing.
+    """
 
     def __init__(self, keys: KeysCollection, min_size: int, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
