@@ -81,3 +81,52 @@ def test_sigkill_then_resume(tmp_path):
     assert runs[0].info.status == "FINISHED"
     steps = {m.step for m in client.get_metric_history(runs[0].info.run_id, "g_loss")}
     assert steps == set(range(1, 2 * (epoch + 1) + 1)), sorted(steps)
+
+
+def _validation_epoch(saver, psnr: float, epoch: int):
+    """One validator epoch that ends with ``val_psnr = psnr``, with ``saver`` attached (MONAI's key-metric saver)."""
+    from ignite.engine import Engine, Events
+
+    engine = Engine(lambda e, b: None)
+    engine.state.key_metric_name = "val_psnr"
+
+    @engine.on(Events.EPOCH_COMPLETED)
+    def _metric(e):
+        e.state.metrics["val_psnr"] = psnr
+
+    saver.attach(engine)
+    engine.run([0], max_epochs=1)
+    engine.state.epoch = epoch
+
+
+def test_a_resumed_run_keeps_its_best_model(tmp_path):
+    """After a resume, MONAI's key-metric saver started from nothing and rewrote ``model_best.pt`` with the first
+    validation, however worse (a user audit: 19.19 dB replaced the run's best 19.23). ``BestSoFar`` carries its
+    record in the resumable checkpoint."""
+    from monai.handlers import CheckpointSaver
+
+    from dpe_monai.handlers import BestSoFar
+
+    def saver(weight: float):
+        net = torch.nn.Linear(1, 1)
+        torch.nn.init.constant_(net.weight, weight)
+        return CheckpointSaver(str(tmp_path), {"model": net}, save_key_metric=True, key_metric_filename="best.pt")
+
+    best = tmp_path / "best.pt"
+    first = saver(1.0)
+    _validation_epoch(first, 19.23, 1)
+    record = BestSoFar(first).state_dict()
+    assert record and float(torch.load(best, weights_only=True)["weight"]) == 1.0
+
+    resumed = saver(2.0)  # the network after the resume: its next validation is worse
+    BestSoFar(resumed).load_state_dict(record)
+    _validation_epoch(resumed, 19.19, 2)
+    assert float(torch.load(best, weights_only=True)["weight"]) == 1.0  # the run's best stays
+    _validation_epoch(resumed, 19.50, 3)
+    assert float(torch.load(best, weights_only=True)["weight"]) == 2.0  # a better one replaces it
+
+    fresh = saver(3.0)  # what a resume did before: no record
+    _validation_epoch(fresh, 19.19, 2)
+    assert float(torch.load(best, weights_only=True)["weight"]) == 3.0
+    BestSoFar(None).load_state_dict(record)  # a disabled saver (ranks > 0) takes nothing
+    assert BestSoFar(None).state_dict() == {}

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from ignite.engine import Engine
 
-__all__ = ["LatestCheckpoint", "ReplaceThenRemoveSaver", "TrainerProgress", "resumable_run_name"]
+__all__ = ["BestSoFar", "LatestCheckpoint", "ReplaceThenRemoveSaver", "TrainerProgress", "resumable_run_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,26 @@ class TrainerProgress:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.engine.state.epoch = int(state["epoch"])
         self.engine.state.iteration = int(state["iteration"])
+
+
+class BestSoFar:
+    """The best-so-far record of a MONAI ``CheckpointSaver(save_key_metric=True)``, as a checkpoint entry.
+
+    Put it in the resumable checkpoint's ``save_dict`` so a resumed run keeps comparing against the best key metric
+    of the *whole* run: without it the saver starts from nothing and overwrites ``model_best.pt`` with the first
+    validation after the resume, however worse. ``saver`` None (a disabled saver, e.g. on ranks > 0): nothing.
+    """
+
+    def __init__(self, saver: Any) -> None:
+        self.saver = saver
+
+    def state_dict(self) -> dict[str, Any]:
+        tracker = getattr(self.saver, "_key_metric_checkpoint", None)
+        return {} if tracker is None else dict(tracker.state_dict())
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if self.saver is not None and state:
+            self.saver.load_state_dict(dict(state))
 
 
 class LatestCheckpoint:
