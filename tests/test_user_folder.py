@@ -187,3 +187,33 @@ def test_real_dicom_through_monai_matches_pydicom(name: str) -> None:
         assert arr.shape == (*ds.pixel_array.shape, 3) and img.dtype == np.uint8
     else:
         np.testing.assert_allclose(arr, apply_modality_lut(ds.pixel_array, ds))
+
+
+def test_a_user_folders_collection_follows_the_folder(tmp_path: Path) -> None:
+    """The collection built from a user's folder was reused forever: images added later were never trained on and
+    a deleted one still was, with no message (a user audit). It is rebuilt when the folder's images change."""
+    import json
+    import os
+    import warnings
+
+    from dpe_monai.data.ensure import ensure_collection
+
+    user = tmp_path / "mine"
+    user.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a", "b", "c"):
+        Image.fromarray(rng.integers(0, 255, (48, 48), dtype=np.uint8)).save(user / f"{name}.png")
+
+    def sources(datalist: str) -> set[str]:
+        data = json.loads(Path(datalist).read_text())
+        return {Path(i["file"]).stem for split in data.values() if isinstance(split, list) for i in split}
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = ensure_collection(user)
+        assert sources(first) == {"a", "b", "c"}
+        stamp = os.stat(first).st_mtime_ns
+        assert ensure_collection(user) == first and os.stat(first).st_mtime_ns == stamp  # unchanged: reused
+        (user / "c.png").unlink()
+        Image.fromarray(rng.integers(0, 255, (48, 48), dtype=np.uint8)).save(user / "d.png")
+        assert sources(ensure_collection(user)) == {"a", "b", "d"}
