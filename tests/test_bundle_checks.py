@@ -195,3 +195,47 @@ def test_a_task_driven_checkpoint_loads_into_inference_with_the_documented_overr
     for key, value in (("prefilter", None), ("scan_refiner", False), ("clean_gate", False)):
         infer[f"network_def#{key}"] = value
     infer.get_parsed_content("network_def", instantiate=True).load_state_dict(state, strict=True)
+
+
+def test_too_few_training_or_validation_items_are_named(tmp_path, caplog):
+    """A folder with fewer training images than one batch trained nothing and exited 0 with MONAI's generic "dataloader
+    is empty"; an empty validation split was skipped silently, and crashed under torchrun inside DistributedSampler
+    (a user audit). Each now gets one line naming the split, its size and what it needs."""
+    import logging
+
+    from monai.bundle import ConfigParser
+
+    from dpe_monai.data import enough_items
+
+    datalist = make_tiny_collection(tmp_path / "data", n_train=3, n_val=0)
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLE / "configs" / "train.json"))
+    parser.update(tiny_train_overrides(tmp_path, datalist, batch_size=8))
+    with pytest.raises(RuntimeError) as raised:  # MONAI's config error, caused by ours
+        parser.get_parsed_content("train#datalist")
+    cause = raised.value.__cause__
+    assert isinstance(cause, ValueError)
+    assert "the training split has 3 item(s); one step needs 8 (batch_size 8 x 1 process(es))" in str(cause)
+    with caplog.at_level(logging.WARNING):
+        assert parser.get_parsed_content("validate#datalist") == []
+    assert "the validation split has 0 item(s)" in caplog.text and "running without validation" in caplog.text
+    with pytest.raises(ValueError, match=r"validation split has 1 item\(s\); one step needs 2 \(batch_size 1 x 2"):
+        enough_items([{}], "validation", 1, ranks=2)
+    assert enough_items([{}, {}], "training", 2) == [{}, {}]
+
+
+def test_the_luminance_gate_says_what_it_left_out(tmp_path, caplog):
+    """Dark training images were dropped at the luminance gate without a word; with all of them gone the run failed
+    with "num_samples should be a positive integer value, but got num_samples=0"."""
+    import logging
+
+    from dpe_monai.data import degradable_items
+
+    items = []
+    for i, level in enumerate((20, 40, 200)):
+        Image.fromarray(np.full((16, 16), level, np.uint8)).save(tmp_path / f"{i}.png")
+        items.append({"image": str(tmp_path / f"{i}.png")})
+    with caplog.at_level(logging.WARNING):
+        kept = degradable_items(items)
+    assert [k["image"] for k in kept] == [items[2]["image"]]
+    assert "luminance gate: 2 of 3 images have mean L8 <= 100" in caplog.text

@@ -22,6 +22,7 @@ _EXPORTS = {
     "SOURCES": "dpe_monai.data.sources",
     "assign_split": "dpe_monai.data.splits",
     "check_disjoint": "dpe_monai.data.splits",
+    "enough_items": "dpe_monai.data.splits",
     "ensure_collection": "dpe_monai.data.ensure",
     "degradable_items": "dpe_monai.data.degradable",
     "group_balanced_weights": "dpe_monai.data.balance",

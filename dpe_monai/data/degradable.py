@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 
 __all__ = ["degradable_items"]
@@ -32,4 +33,12 @@ def degradable_items(items: Sequence[Mapping], threshold: float = 100.0) -> list
         lum = mean_luminance_l8(rgb(window(load(item["image"]))))
         if lum > threshold:
             kept.append({**item, "luminance_l8": lum})
+    if len(kept) < len(items):
+        logging.getLogger(__name__).warning(
+            "luminance gate: %d of %d images have mean L8 <= %g (already dark: the paper pairs only brighter "
+            "images) and are left out",
+            len(items) - len(kept),
+            len(items),
+            threshold,
+        )
     return kept

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 
-__all__ = ["SPLITS", "assign_split", "check_disjoint", "hash_fraction"]
+__all__ = ["SPLITS", "assign_split", "check_disjoint", "enough_items", "hash_fraction"]
 
 SPLITS = ("training", "validation", "test")
 
@@ -62,3 +62,35 @@ def check_disjoint(datalist: Mapping[str, Iterable[Mapping]], key: str = "subjec
         for item in datalist.get(split, []):
             seen.setdefault(str(item[key]), set()).add(split)
     return {subject: splits for subject, splits in seen.items() if len(splits) > 1}
+
+
+def enough_items(items: list, split: str, batch_size: int = 1, ranks: int = 1, required: bool = True) -> list:
+    """``items`` if one split of a datalist can feed its loader, else one clear line.
+
+    A training loader with ``drop_last`` needs ``batch_size * ranks`` items for one step (fewer gave an empty epoch,
+    no checkpoint and exit code 0); a distributed validation needs one item per rank. ``required=False`` (validation
+    in one process) only logs a warning for an empty split: training then runs without validation or a best model.
+
+    Args:
+        items: the split's datalist items.
+        split: its name, for the message.
+        batch_size: items per step and rank.
+        ranks: processes of a distributed run.
+        required: raise (True) or warn (False) when there are too few.
+
+    Raises:
+        ValueError: too few items, naming the split, its size and what it needs.
+    """
+    import logging
+
+    need = max(1, int(batch_size) * int(ranks))
+    if len(items) >= need:
+        return items
+    message = (
+        f"the {split} split has {len(items)} item(s); one step needs {need} (batch_size {batch_size} x {ranks} "
+        f"process(es)): add images, lower batch_size, or check dataset_dir / datalist"
+    )
+    if required:
+        raise ValueError(message)
+    logging.getLogger(__name__).warning("%s; running without %s", message, split)
+    return items
