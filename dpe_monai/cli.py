@@ -207,9 +207,11 @@ def _load_enhancer(args: argparse.Namespace):
             axis=args.axis,
         )
     except (ValueError, RuntimeError, KeyError) as e:
+        text = " ".join(str(e).split())
+        if isinstance(e, ValueError) and "does not fit the network" in text:  # load_network's own line, with a hint
+            raise UsageError(text) from e
         raise UsageError(
-            f"{weights}: cannot load these weights into the bundle's network "
-            f"({type(e).__name__}: {' '.join(str(e).split())[:300]})"
+            f"{weights}: cannot load these weights into the bundle's network ({type(e).__name__}: {text[:300]})"
         ) from e
 
 

@@ -292,3 +292,34 @@ def test_an_output_folder_that_cannot_be_written_is_one_early_line(bundle, tmp_p
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"dpe-monai: error: --output {tmp_path / 'ro'}: cannot write there (Permission denied)"]
     assert not (tmp_path / "ro").exists()
+
+
+def test_weights_from_train_json_in_the_shipped_network_say_what_to_do(bundle, tmp_path, capsys):
+    """A checkpoint trained by ``train.json`` (no refiner, no gate) given to the shipped network failed with a
+    ``Missing key(s) in state_dict: "refiner.body.0.conv.weight", ...`` wall naming neither the file nor a fix (a user
+    audit, bundle inference); now one line names the file, the missing parts and the overrides."""
+    import json
+
+    from dpe_monai.inference import load_network
+    from dpe_monai.networks import GlobalLocalNet
+
+    root = shutil.copytree(bundle, tmp_path / "bundle")
+    trained = root / "models" / "trained.pt"
+    torch.save({"model": GlobalLocalNet(channels=(8, 16, 24)).state_dict()}, trained)
+    shipped = {"channels": (8, 16, 24), "prefilter": "nlm", "prefilter_on": "relative", "scan_refiner": True,
+               "clean_gate": True}  # fmt: skip
+    with pytest.raises(ValueError) as raised:
+        load_network(GlobalLocalNet(**shipped), trained)
+    text = str(raised.value)
+    assert text.startswith(f"{trained} does not fit the network GlobalLocalNet: it lacks ")
+    assert "(gate, refiner)" in text and "--network_def#scan_refiner False" in text and "--network-config" in text
+    with pytest.raises(ValueError, match=r"does not fit the network GlobalLocalNet: \d+ weights have other shapes"):
+        load_network(GlobalLocalNet(channels=(8, 16, 32)), trained)
+    cfg = {"imports": ["$import dpe_monai"], "bundle_root": ".",
+           "network_def": {"_target_": "dpe_monai.networks.GlobalLocalNet", **shipped}}  # fmt: skip
+    (root / "configs" / "inference.json").write_text(json.dumps(cfg))
+    capsys.readouterr()
+    src = _png(tmp_path / "in" / "a.png")
+    assert _enhance(root, str(src), "-o", str(tmp_path / "o"), "--weights", str(trained)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{trained} does not fit the network" in err[0] and "--network-config" in err[0]

@@ -280,7 +280,7 @@ class Enhancer:
         parser["bundle_root"] = str(bundle_dir)
         network = parser.get_parsed_content("network_def")
         path = Path(weights) if weights is not None else bundle_dir / "models" / "model.pt"
-        network.load_state_dict(load_weights(path))
+        network = load_network(network, path)
         return cls(network, **kwargs)
 
 
@@ -327,6 +327,36 @@ def load_network(network: torch.nn.Module, path: str | os.PathLike, exclude: Seq
     state = load_weights(path)
     if exclude:
         state = {k: v for k, v in state.items() if not k.startswith(tuple(exclude))}
+    expected = set(network.state_dict())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+
+        def parts(keys: list[str]) -> str:
+            return ", ".join(sorted({k.split(".")[0] for k in keys}))
+
+        hint = ""
+        if any(k.startswith(("refiner.", "gate.")) for k in missing):
+            hint = (
+                "; a checkpoint trained by train.json or task_driven.json has no scan-path refiner or clean gate: "
+                "build the network it was trained as (bundle: --network_def#prefilter None --network_def#scan_refiner "
+                "False --network_def#clean_gate False; CLI: --network-config with its training config)"
+            )
+        raise ValueError(
+            f"{path} does not fit the network {type(network).__name__}: "
+            + (f"it lacks {len(missing)} weights ({parts(missing)})" if missing else "")
+            + (", " if missing and unexpected else "")
+            + (f"it has {len(unexpected)} the network does not ({parts(unexpected)})" if unexpected else "")
+            + hint
+        )
+    own = network.state_dict()
+    shapes = [k for k in sorted(state) if tuple(state[k].shape) != tuple(own[k].shape)]
+    if shapes:  # same names, other shapes: a network built with other channels
+        first = shapes[0]
+        raise ValueError(
+            f"{path} does not fit the network {type(network).__name__}: {len(shapes)} weights have other shapes "
+            f"({first}: {tuple(state[first].shape)} in the file, {tuple(own[first].shape)} in the network); build "
+            "the network with the options it was trained with"
+        )
     network.load_state_dict(state)
     return network
 
