@@ -94,6 +94,9 @@ def test_evaluate_scores_methods(tmp_path):
         assert quality["method"] == method and (out / "quality.md").is_file()
         results[method] = quality["summary"][method]["pooled"]
         assert len(quality["per_image"]) + len(quality["skipped"]) == 2
+        # the run's artifacts are its results, not a copy of the open tracking database (it was, growing each run)
+        logged = sorted(p.name for p in (out / "mlruns").rglob("*") if p.is_file())
+        assert logged == ["quality.json", "quality.md"], logged
     for metrics in results.values():
         assert set(metrics) == {"psnr", "ssim", "delta_e"}
         assert all(np.isfinite(v["mean"]) for v in metrics.values())
