@@ -1,8 +1,6 @@
-"""Low-quality image simulation: Algorithm 1 of Sharif et al., "Deep Perceptual Enhancement for Medical Image
-Analysis" (IEEE JBHI 2022), as MONAI transforms, plus realistic medical modes (``realistic.py``).
-
-See ``docs/DEGRADATION.md`` for the algorithm as implemented and every deviation from the paper and its code.
-"""
+"""Low-quality image simulation as MONAI transforms: Algorithm 1 of Sharif et al., "Deep Perceptual Enhancement for
+Medical Image Analysis" (IEEE JBHI 2022), plus realistic medical modes (``realistic.py``); ``docs/DEGRADATION.md``
+holds the algorithm as implemented and every deviation from the paper and its code."""
 
 from __future__ import annotations
 
@@ -375,14 +373,10 @@ class RandLowQualityd(RandomizableTransform, MapTransform):
         return self
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, Any]:
-        """Add ``lq_keys`` (float32 degraded images, same type as the inputs) and ``params_key`` entries.
+        """Add ``lq_keys`` (float32 degraded images, the inputs' type) and ``params_key`` entries to a copy of ``data``.
 
         Args:
-            data: a dictionary holding ``keys``: clean ``(C, H, W)`` images (or volumes) in [0, 1].
-
-        Returns:
-            A shallow copy of ``data`` with the degraded images and their parameters added.
-        """
+            data: holds ``keys``: clean ``(C, H, W)`` images (or volumes) in [0, 1]."""
         d = dict(data)
         self.randomize(None)
         if self._do_transform:
