@@ -19,7 +19,6 @@ the scan's own units.
 from __future__ import annotations
 
 import argparse
-import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -243,9 +242,10 @@ def run_demo(output: Path, dataset_dir: Path, checkpoint: Path, seed: int = 0, l
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="dpe-monai demo", description=__doc__.splitlines()[0])
+    from dpe_monai.data.ensure import default_dataset_dir
+
     ap.add_argument("--output", type=Path, default=Path("outputs/demo"))
-    default_data = os.environ.get("DPE_MONAI_DATA", str(Path.home() / ".cache" / "dpe-monai" / "collection"))
-    ap.add_argument("--dataset-dir", type=Path, default=Path(default_data))
+    ap.add_argument("--dataset-dir", type=Path, default=default_dataset_dir())
     ap.add_argument("--checkpoint", type=Path, default=BUNDLE / "models" / "model.pt")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=None, help="use only the first N test items (quick runs)")

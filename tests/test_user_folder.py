@@ -217,3 +217,22 @@ def test_a_user_folders_collection_follows_the_folder(tmp_path: Path) -> None:
         (user / "c.png").unlink()
         Image.fromarray(rng.integers(0, 255, (48, 48), dtype=np.uint8)).save(user / "d.png")
         assert sources(ensure_collection(user)) == {"a", "b", "d"}
+
+
+def test_a_missing_dataset_dir_is_warned_about_unless_it_is_the_default(tmp_path, monkeypatch, caplog) -> None:
+    """A mistyped ``dataset_dir`` silently built and trained on the packaged collection (a user audit); the default
+    cache folder, missing on a fresh machine, is built without a warning (``make demo``'s first run)."""
+    import logging
+
+    from dpe_monai.data import ensure
+
+    built = []
+    monkeypatch.setattr("dpe_monai.data.build.build_collection", lambda target, seed=0: built.append(target))
+    monkeypatch.setenv("DPE_MONAI_DATA", str(tmp_path / "cache"))
+    with caplog.at_level(logging.WARNING):
+        ensure.ensure_collection(tmp_path / "cache")
+    assert "does not exist" not in caplog.text
+    with caplog.at_level(logging.WARNING):
+        ensure.ensure_collection(tmp_path / "imgz_typo")
+    assert f"dataset_dir {tmp_path / 'imgz_typo'} does not exist" in caplog.text
+    assert built == [tmp_path / "cache", tmp_path / "imgz_typo"]

@@ -9,9 +9,15 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["ensure_collection", "folder_fingerprint"]
+__all__ = ["default_dataset_dir", "ensure_collection", "folder_fingerprint"]
 
 logger = logging.getLogger(__name__)
+
+
+def default_dataset_dir() -> Path:
+    """Where the packaged collection lives by default: ``$DPE_MONAI_DATA``, else ``~/.cache/dpe-monai/collection``."""
+    return Path(os.environ.get("DPE_MONAI_DATA", Path.home() / ".cache" / "dpe-monai" / "collection")).expanduser()
+
 
 #: beside a user folder's collection: the fingerprint of the folder it was built from
 FINGERPRINT = "source_fingerprint.txt"
@@ -93,7 +99,7 @@ def ensure_collection(dataset_dir: str | os.PathLike, seed: int = 0, user_group:
                 build_collection(target, seed=seed, sources=[], user_folders=[root], user_group=user_group)
                 (target / FINGERPRINT).write_text(fingerprint + "\n")
             else:
-                if not root.exists():
+                if not root.exists() and root.resolve() != default_dataset_dir().resolve():  # a typo, not the cache
                     logger.warning(
                         "dataset_dir %s does not exist: building the packaged collection there (point dataset_dir at "
                         "a folder of your images to train on them)",
