@@ -24,6 +24,7 @@ _EXPORTS = {
     "check_disjoint": "dpe_monai.data.splits",
     "enough_items": "dpe_monai.data.splits",
     "ensure_collection": "dpe_monai.data.ensure",
+    "default_dataset_dir": "dpe_monai.data.ensure",
     "degradable_items": "dpe_monai.data.degradable",
     "group_balanced_weights": "dpe_monai.data.balance",
 }
