@@ -14,12 +14,14 @@ from typing import Any
 
 import torch
 
+from dpe_monai.data.ensure import default_dataset_dir
+
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "dpe_enhancement"
 RESULTS = REPO / "benchmarks" / "results"
 FIGURES = REPO / "benchmarks" / "figures"
 WORK = REPO / "outputs" / "benchmarks"  # git-ignored scratch space (checkpoints of trained baselines, datalists)
-DEFAULT_DATASET = Path(os.environ.get("DPE_MONAI_DATA", os.path.expanduser("~/.cache/dpe-monai/collection")))
+DEFAULT_DATASET = default_dataset_dir()
 
 CLASSICAL_METHODS = (
     "hist_eq",

@@ -112,12 +112,12 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
     """Build the instances, fit the branch, write the checkpoint; returns the report."""
     from monai.data import load_decathlon_datalist
 
-    from dpe_monai.data import degradable_items, ensure_collection
+    from dpe_monai.data import default_dataset_dir, degradable_items, ensure_collection
     from dpe_monai.networks import GlobalLocalNet
 
     torch.manual_seed(args.seed)
     start = time.perf_counter()
-    datalist = ensure_collection(args.dataset_dir)
+    datalist = ensure_collection(args.dataset_dir or default_dataset_dir())
     train = degradable_items(load_decathlon_datalist(datalist, False, "training"))
     val = degradable_items(load_decathlon_datalist(datalist, False, "validation"))
     exports = args.grey_exports
@@ -185,7 +185,6 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Entry point."""
-    import os
     import sys
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -193,7 +192,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--output", type=Path, required=True)
     p.add_argument(
         "--dataset_dir",
-        default=os.environ.get("DPE_MONAI_DATA", os.path.expanduser("~/.cache/dpe-monai/collection")),
+        default=None,
+        help="collection folder (default: dpe_monai.data.default_dataset_dir(), built on first use)",
     )
     p.add_argument("--per_image", type=int, default=4)
     p.add_argument("--clean_share", type=float, default=0.1)

@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dpe_monai.data import default_dataset_dir, ensure_collection
 from dpe_monai.evaluators.common import degrade, load_clean, load_datalist
 from dpe_monai.evaluators.datasets import TEST_SOURCES
 from dpe_monai.io.atomic import atomic_write
@@ -222,7 +223,9 @@ def export(gate_path: Path, base: Path, out: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--datalist", default=str(Path.home() / ".cache/dpe-monai/collection/datalist.json"))
+    p.add_argument(
+        "--datalist", default=None, help="MONAI datalist (default: the packaged collection's, built on first use)"
+    )
     p.add_argument("--output", default="outputs/clean_gate")
     p.add_argument("--copies", type=int, default=2, help="rounds of the three degraded versions per image")
     p.add_argument("--crops", type=int, default=8, help="extra random crops of each image over 96 px (views)")
@@ -234,6 +237,7 @@ def main() -> None:
     p.add_argument("--export", default=None, help="write the candidate model.pt here and stop")
     p.add_argument("--check", default=None, help="a model.pt with the gate: write enhancer_check.json and stop")
     args = p.parse_args()
+    args.datalist = args.datalist or ensure_collection(default_dataset_dir())
     out = Path(args.output)
     if args.export:
         export(out / "gate.pt", Path(args.base), Path(args.export))

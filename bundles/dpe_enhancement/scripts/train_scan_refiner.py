@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dpe_monai.data import default_dataset_dir, ensure_collection
 from dpe_monai.evaluators.common import load_clean, load_datalist
 from dpe_monai.evaluators.datasets import TEST_SOURCES
 from dpe_monai.networks.nonlocal_means import NonLocalMeans, noise_sigma
@@ -126,7 +127,9 @@ def export(latest: Path, base: Path, out: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--datalist", default=str(Path.home() / ".cache/dpe-monai/collection/datalist.json"))
+    p.add_argument(
+        "--datalist", default=None, help="MONAI datalist (default: the packaged collection's, built on first use)"
+    )
     p.add_argument("--output", default="outputs/scan_refiner")
     p.add_argument("--iterations", type=int, default=5000)
     p.add_argument("--batch", type=int, default=16)
@@ -151,6 +154,7 @@ def main() -> None:
     p.add_argument("--export", default=None, help="write the candidate model.pt here and stop")
     p.add_argument("--base", default=str(Path(__file__).resolve().parents[1] / "models" / "model.pt"))
     args = p.parse_args()
+    args.datalist = args.datalist or ensure_collection(default_dataset_dir())
     if args.export:
         export(Path(args.output) / "latest.pt", Path(args.base), Path(args.export))
         return
