@@ -133,9 +133,9 @@ def make_bad(root: Path) -> dict[str, str]:
     tifffile.imwrite(bad / "stack_4d.tif", (_pattern((2, 3, 16, 16), 12) * 255).astype(np.uint8))
     expected["bad/stack_4d.tif"] = "unsupported array shape (2, 3, 16, 16)"
 
-    rgba = (np.stack([_pattern((24, 24), s) for s in (13, 14, 15, 16)], -1) * 255).astype(np.uint8)
-    Image.fromarray(rgba, mode="RGBA").save(bad / "rgba.png")
-    expected["bad/rgba.png"] = "RGBA images are not supported"
+    cmyk = (np.stack([_pattern((24, 24), s) for s in (13, 14, 15)], -1) * 255).astype(np.uint8)
+    Image.fromarray(cmyk).convert("CMYK").save(bad / "cmyk.jpg")
+    expected["bad/cmyk.jpg"] = "CMYK images are not supported"
     palette = Image.fromarray((_pattern((24, 24), 17) * 15).astype(np.uint8), mode="L").convert("P")
     palette.save(bad / "palette.png")
     expected["bad/palette.png"] = "palette (indexed-colour) images are not supported"

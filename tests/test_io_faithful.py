@@ -176,11 +176,11 @@ def test_an_empty_series_number_is_kept_empty(tmp_path: Path) -> None:
 
 
 def test_one_palette_and_alpha_policy(tmp_path: Path) -> None:
-    """Palette/alpha/PALETTE COLOR: decoded for reading, refused for enhancement with the policy's reason."""
+    """Palette/CMYK/PALETTE COLOR: decoded for reading, refused for enhancement with the policy's reason."""
     grey_palette = Image.fromarray(np.arange(48, dtype=np.uint8).reshape(6, 8)).convert("P")
     grey_palette.save(tmp_path / "palette.png")
-    Image.fromarray(np.full((6, 8, 4), 9, np.uint8), mode="RGBA").save(tmp_path / "rgba.png")
-    for name, layout in (("palette.png", "P"), ("rgba.png", "RGBA")):
+    Image.fromarray(np.full((6, 8, 3), 9, np.uint8)).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    for name, layout in (("palette.png", "P"), ("cmyk.jpg", "CMYK")):
         with pytest.raises(BadImageError) as err:
             read_image(tmp_path / name)
         assert str(err.value) == f"{tmp_path / name}: {UNWRITABLE_LAYOUTS[layout]}"

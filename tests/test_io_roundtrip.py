@@ -70,3 +70,41 @@ def test_dicom_derived_series(roundtrip):
             assert o.get(tag) == s.get(tag)
         assert o.file_meta.MediaStorageSOPInstanceUID == o.SOPInstanceUID
         assert np.array_equal(o.pixel_array, s.pixel_array)
+
+
+@pytest.mark.parametrize(
+    "name, colour, extrasamples",
+    [("la.png", 1, None), ("rgba.png", 3, None), ("la16.tif", 1, "unassalpha"), ("rgba.tif", 3, "assocalpha")],
+)
+def test_an_alpha_channel_is_carried_through(tmp_path, name, colour, extrasamples):
+    """Grey/RGB + alpha: the colour is enhanced, the alpha comes back bit for bit in the same mode and TIFF kind."""
+    import tifffile
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    dtype = np.uint16 if "16" in name else np.uint8
+    top = np.iinfo(dtype).max
+    pixels = rng.integers(0, top // 3, (20, 24, colour + 1)).astype(dtype)
+    pixels[..., -1] = rng.choice([0, top // 2, top], (20, 24)).astype(dtype)
+    (tmp_path / "in").mkdir()
+    if name.endswith(".png"):
+        Image.fromarray(pixels).save(tmp_path / "in" / name)
+    else:
+        kind = "rgb" if colour == 3 else "minisblack"
+        tifffile.imwrite(tmp_path / "in" / name, pixels, photometric=kind, extrasamples=[extrasamples])
+    summary = enhance_files([tmp_path / "in"], tmp_path / "out", lambda x: x * 2.0)
+    assert summary.exit_code == 0 and len(summary.done) == 1
+    out = tmp_path / "out" / name.replace(".", "_dpe.")
+    if name.endswith(".png"):
+        with Image.open(tmp_path / "in" / name) as a, Image.open(out) as b:
+            assert a.mode == b.mode
+        written = np.asarray(Image.open(out))
+    else:
+        with tifffile.TiffFile(tmp_path / "in" / name) as a, tifffile.TiffFile(out) as b:
+            assert (
+                a.pages[0].extrasamples == b.pages[0].extrasamples and b.pages[0].photometric == a.pages[0].photometric
+            )
+            written = b.asarray()
+    assert written.dtype == dtype and written.shape == pixels.shape
+    np.testing.assert_array_equal(written[..., -1], pixels[..., -1])
+    assert not np.array_equal(written[..., :-1], pixels[..., :-1])  # the colour was enhanced

@@ -57,7 +57,7 @@ def read_image(
     Args:
         paths: a file, or the files of one DICOM series in slice order.
         kind: the format (:func:`detect_kind` when None).
-        strict: refuse what cannot be written back as read (palette, alpha, CMYK, 1-bit raster, PALETTE COLOR,
+        strict: refuse what cannot be written back as read (palette, CMYK, 1-bit raster, PALETTE COLOR,
             multi-file RGB DICOM), as the enhancement path needs; with False those are decoded to grey/RGB
             (:data:`~dpe_monai.io.formats.UNWRITABLE_LAYOUTS`). Non-image objects (DICOM SEG, 1-bit DICOM, reports)
             are refused either way.

@@ -37,16 +37,15 @@ NIFTI_SUFFIXES = tuple(s for s, k in FORMATS.items() if k == "nifti")
 DICOM_SUFFIXES = tuple(s for s, k in FORMATS.items() if k == "dicom")
 RASTER_SUFFIXES = {s: k for s, k in FORMATS.items() if k not in ("nifti", "dicom")}
 
-#: The one palette / alpha / PALETTE COLOR policy. These layouts are *decoded* for reading (palette -> RGB, or grey
-#: when every palette entry is grey; alpha dropped; CMYK -> RGB; 1-bit -> 0/255 grey; DICOM PALETTE COLOR -> RGB
-#: through its lookup table), which is what the collection builder and the MONAI reader get. An enhanced result
+#: The one palette / alpha / PALETTE COLOR policy. An alpha channel (grey + alpha, RGB + alpha) is carried through
+#: unchanged: the colour is enhanced, the alpha written back as read. The layouts below are *decoded* for reading
+#: (palette -> RGB, or grey when every palette entry is grey; CMYK -> RGB; 1-bit -> 0/255 grey; DICOM PALETTE
+#: COLOR -> RGB through its lookup table), which is what the collection builder and the MONAI reader get. A result
 #: cannot be written back in such a layout as read, so ``read_image(..., strict=True)`` (the enhancement path)
 #: refuses them with the reason below.
 UNWRITABLE_LAYOUTS: dict[str, str] = {
     "P": "palette (indexed-colour) images are not supported for enhancement; convert to RGB or grayscale first",
     "PA": "palette images with alpha are not supported for enhancement; convert to RGB or grayscale first",
-    "RGBA": "RGBA images are not supported for enhancement (4 channels); remove the alpha channel first",
-    "LA": "grayscale+alpha images are not supported for enhancement; remove the alpha channel first",
     "CMYK": "CMYK images are not supported for enhancement; convert to RGB first",
     "YCbCr": "YCbCr images are not supported for enhancement; convert to RGB first",
     "1": "1-bit images are not supported for enhancement (the result cannot be written back as 1-bit)",

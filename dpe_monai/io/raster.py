@@ -15,7 +15,9 @@ __all__ = ["RASTER_SUFFIXES", "read_raster", "write_lossless", "write_raster"]
 
 _PIL_OK = {"L": np.uint8, "RGB": np.uint8, "I;16": np.uint16, "I;16B": np.uint16, "I;16L": np.uint16, "I": np.int32}
 #: Pillow modes decoded to grey/RGB when reading is all that is asked (see ``UNWRITABLE_LAYOUTS``).
-_PIL_DECODE = {"P": "RGB", "PA": "RGB", "RGBA": "RGB", "CMYK": "RGB", "YCbCr": "RGB", "LA": "L", "1": "L"}
+_PIL_DECODE = {"P": "RGB", "PA": "RGB", "CMYK": "RGB", "YCbCr": "RGB", "1": "L"}
+#: grey or colour plus an alpha channel: the colour is enhanced, the alpha carried through unchanged
+_PIL_ALPHA = ("LA", "RGBA")
 
 
 def _refuse_or_note(path: Path, layout: str, strict: bool, info: dict) -> None:
@@ -34,14 +36,19 @@ def _png_header(path: Path) -> tuple[int, int] | None:
 
 def _read_pil(path: Path, kind: str, strict: bool) -> tuple[np.ndarray, dict]:
     """PNG/JPEG/BMP -> ``(rows, cols[, 3])`` samples and writer info."""
-    if kind == "png" and _png_header(path) in ((16, 2), (16, 6)):
-        raise BadImageError(path, "16-bit RGB PNG cannot be read at full depth by Pillow; save it as 16-bit TIFF")
+    if kind == "png" and _png_header(path) in ((16, 2), (16, 4), (16, 6)):
+        why = "16-bit colour or grey+alpha PNG cannot be read at full depth by Pillow; save it as 16-bit TIFF"
+        raise BadImageError(path, why)
     info: dict = {}
     try:
         with Image.open(path) as img:
             img.load()
             mode = img.mode
-            if mode in _PIL_DECODE:
+            if mode in _PIL_ALPHA:  # the alpha rides along in info and is written back (write_raster)
+                full = np.asarray(img)
+                info["alpha"] = np.ascontiguousarray(full[..., -1])
+                img = img.convert(mode[:-1])
+            elif mode in _PIL_DECODE:
                 _refuse_or_note(path, mode, strict, info)
                 target = _PIL_DECODE[mode]
                 if mode == "P" and "transparency" not in img.info:
@@ -147,6 +154,7 @@ def _read_tiff(path: Path, strict: bool) -> tuple[np.ndarray, dict]:
             series = tif.series[0]
             arr, axes, page = series.asarray(), series.axes, tif.pages[0]
             photometric, colormap = int(page.photometric), page.colormap
+            extrasamples = tuple(int(v) for v in (page.extrasamples or ()))
             tiff_tags = _tiff_tags(tif)
     except Exception as e:  # tifffile raises several types for corrupt files
         raise BadImageError(path, f"not a readable TIFF ({type(e).__name__}: {e})") from e
@@ -178,9 +186,9 @@ def _read_tiff(path: Path, strict: bool) -> tuple[np.ndarray, dict]:
         _refuse_or_note(path, "P", strict, info)
         arr = np.asarray(colormap)[:, arr[0]]
         arr = (arr // 257).astype(np.uint8) if not np.any(arr % 257) else arr
-    elif arr.shape[0] in (2, 4):  # grey + alpha, RGB + alpha
-        _refuse_or_note(path, "LA" if arr.shape[0] == 2 else "RGBA", strict, info)
-        arr = arr[: arr.shape[0] - 1]
+    elif arr.shape[0] in (2, 4):  # grey + alpha, RGB + alpha: the alpha rides along (write_raster puts it back)
+        info["alpha"], arr = np.ascontiguousarray(arr[-1]), arr[:-1]
+        tiff_tags["extrasamples"] = extrasamples or (2,)  # the source's kind of alpha, else unassociated
     if arr.dtype == np.bool_:  # 1-bit
         _refuse_or_note(path, "1", strict, info)
         arr = arr.astype(np.uint8) * 255
@@ -194,11 +202,12 @@ def read_raster(path: str | Path, strict: bool = True) -> NativeImage:
 
     Args:
         path: the file.
-        strict: refuse layouts that cannot be written back as read (palette, alpha, CMYK, 1-bit); with False they
+        strict: refuse layouts that cannot be written back as read (palette, CMYK, 1-bit); with False they
             are decoded to grey/RGB (:data:`~dpe_monai.io.formats.UNWRITABLE_LAYOUTS`).
 
     Raises:
-        BadImageError: unreadable files, 16-bit RGB PNG, refused layouts, or TIFFs of more than one stack axis.
+        BadImageError: unreadable files, 16-bit colour or grey+alpha PNG, refused layouts, or TIFFs of more than
+            one stack axis.
     """
     path = Path(path)
     kind = RASTER_SUFFIXES[next(s for s in RASTER_SUFFIXES if path.name.lower().endswith(s))]
@@ -221,10 +230,10 @@ def _cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
 def write_raster(image: NativeImage, values: np.ndarray, out_path: str | Path) -> None:
     """Write ``values`` (``image.array`` layout, the file's units) in ``image``'s format, bit depth and channels.
 
-    A multi-page TIFF stack ``(C, rows, cols, pages)`` is written with the same page count. The pixel size (PNG/JPEG/BMP
-    dpi, TIFF resolution and unit), a TIFF's description (ImageJ's spacing and units) and its sample layout (planar
-    or interleaved RGB) are kept, and so are a PNG's or JPEG's EXIF (orientation) and ICC profile and a PNG's text
-    chunks, gamma and transparent value.
+    A multi-page TIFF stack ``(C, rows, cols, pages)`` is written with the same page count. The pixel size
+    (PNG/JPEG/BMP dpi, TIFF resolution and unit), an alpha channel (as read), a TIFF's description (ImageJ's spacing
+    and units) and its sample layout (planar or interleaved) are kept, and so are a PNG's or JPEG's EXIF
+    (orientation) and ICC profile and a PNG's text chunks, gamma and transparent value.
 
     Raises:
         BadImageError: ``image`` was decoded from a layout that cannot be written back as read.
@@ -234,12 +243,14 @@ def write_raster(image: NativeImage, values: np.ndarray, out_path: str | Path) -
     data = _cast(values, image.dtype)
     if "transparency" in image.info.get("keep", {}):
         data = _keep_transparent(data, image.array, image.info["keep"]["transparency"])
+    if "alpha" in image.info:  # the source's alpha channel, unchanged, after the colour channels
+        data = np.concatenate([data, image.info["alpha"][None].astype(data.dtype)])
     if data.ndim == 4:  # (C, rows, cols, pages) -> (pages, rows, cols, C)
         data = np.moveaxis(data, -1, 1)
     hwc = data[0] if data.shape[0] == 1 else np.moveaxis(data, 0, -1)
     if image.kind == "tiff":
         tags = dict(image.info.get("tiff_tags", {}))
-        if tags.get("planarconfig") == "separate" and hwc.ndim == 3 and hwc.shape[-1] == 3:
+        if tags.get("planarconfig") == "separate" and hwc.ndim == 3 and hwc.shape[-1] in (2, 3, 4):
             hwc = np.moveaxis(hwc, -1, 0)  # samples first, as the source stored them
         tifffile.imwrite(out_path, hwc, photometric=image.info.get("photometric", "minisblack"), **tags)
         return
