@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["default_tracking_uri", "epoch_means", "log_run", "run_histories"]
+__all__ = ["default_tracking_uri", "epoch_means", "log_run", "reopen_run", "run_histories"]
 
 
 def default_tracking_uri(output_dir: str | os.PathLike) -> str:
@@ -59,6 +59,28 @@ def log_run(
             client.log_artifact(rid, str(p))
     client.set_terminated(rid)
     return rid
+
+
+def reopen_run(tracking_uri: str, experiment_name: str, run_name: str) -> str | None:
+    """Set the newest *finished* run called ``run_name`` back to running, so that MONAI's ``MLFlowHandler`` (which
+    continues an unfinished run of its name and otherwise creates a new one) logs a resumed training that had
+    already finished, e.g. extended with a larger ``max_epochs``, into its own run. Returns the run id, or None
+    when there is nothing to reopen (no store yet, no such run, or one of that name still open).
+    """
+    if tracking_uri.startswith("sqlite:") and not Path(tracking_uri.split("sqlite:///", 1)[-1]).is_file():
+        return None  # no store yet: nothing was logged
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(experiment_name)
+    if exp is None:
+        return None
+    runs = [r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == run_name]
+    if not runs or any(r.info.status != "FINISHED" for r in runs):
+        return None
+    newest = max(runs, key=lambda r: r.info.start_time or 0)
+    client.update_run(newest.info.run_id, status="RUNNING")
+    return newest.info.run_id
 
 
 def run_histories(tracking_uri: str, prefix: str = "") -> list[dict[str, Any]]:

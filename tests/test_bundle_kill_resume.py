@@ -82,6 +82,16 @@ def test_sigkill_then_resume(tmp_path):
     steps = {m.step for m in client.get_metric_history(runs[0].info.run_id, "g_loss")}
     assert steps == set(range(1, 2 * (epoch + 1) + 1)), sorted(steps)
 
+    # a finished run extended with a larger max_epochs continues its own MLflow run too (it opened a second one)
+    more = subprocess.run(
+        _cmd(args_file, resume=True, max_epochs=epoch + 2), cwd=BUNDLE, env=env, capture_output=True, text=True
+    )
+    assert more.returncode == 0, more.stderr[-2000:]
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    steps = {m.step for m in client.get_metric_history(runs[0].info.run_id, "g_loss")}
+    assert steps == set(range(1, 2 * (epoch + 2) + 1)), sorted(steps)
+
 
 def _validation_epoch(saver, psnr: float, epoch: int):
     """One validator epoch that ends with ``val_psnr = psnr``, with ``saver`` attached (MONAI's key-metric saver)."""

@@ -175,22 +175,36 @@ class LatestCheckpoint:
         return True
 
 
-def resumable_run_name(save_dir: str | os.PathLike, prefix: str, resume: bool, filename: str = "run_name.txt") -> str:
+def resumable_run_name(
+    save_dir: str | os.PathLike,
+    prefix: str,
+    resume: bool,
+    filename: str = "run_name.txt",
+    tracking_uri: str | None = None,
+    experiment_name: str | None = None,
+) -> str:
     """The tracking run name of a training whose checkpoints live in ``save_dir``; a resumed run reuses it.
 
     A fresh run gets ``<prefix>_<ISO time>`` and records it in ``<save_dir>/<filename>`` (rank 0 only, atomically).
     With ``resume`` the recorded name is returned, so MONAI's ``MLFlowHandler``, which continues an unfinished run
-    of the same name, logs the resumed training into the run the killed one left open instead of a new run.
+    of the same name, logs the resumed training into the run the killed one left open instead of a new run. Given
+    ``tracking_uri`` and ``experiment_name``, a run that had already *finished* (a training extended with a larger
+    ``max_epochs``) is reopened first (:func:`~dpe_monai.tracking.reopen_run`), so it too continues its own run.
     """
+    import torch.distributed as dist
+
+    rank0 = not (dist.is_available() and dist.is_initialized() and dist.get_rank() > 0)
     path = Path(save_dir) / filename
     if resume and path.is_file():
         name = path.read_text(encoding="utf-8").strip()
         if name:
+            if rank0 and tracking_uri and experiment_name:
+                from dpe_monai.tracking import reopen_run
+
+                reopen_run(tracking_uri, experiment_name, name)
             return name
     name = f"{prefix}_{datetime.datetime.now().isoformat(timespec='seconds')}"
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized() and dist.get_rank() > 0):
+    if rank0:
         from dpe_monai.io.atomic import atomic_write
 
         with atomic_write(path) as tmp:
