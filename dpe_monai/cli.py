@@ -101,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="how values map to the network's [0, 1] (dpe_monai.contract): auto (default: 0..255 for 8-bit, else "
         "the 0.5-99.5%% percentiles over the body), dicom (the file's window), "
         "percentile, minmax, container (the format's full range, brightness absolute: a 12-bit scan stored in 16 "
-        "bits reads as very dark and is stretched over the whole range; meant for 16-bit photographs)",
+        "bits reads as very dark and is stretched over the whole range; meant for 16-bit photographs). The model "
+        "brightens what sits low in its window: minmax and container put a well-exposed CT's tissue low, and it "
+        "comes back over a hundred HU brighter",
     )
     enh.add_argument("--tile-size", type=_positive_int, default=1024, help="sliding-window tile side (default 1024)")
     enh.add_argument("--overlap", type=_overlap, default=0.25, help="tile overlap fraction (default 0.25)")
