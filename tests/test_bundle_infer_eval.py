@@ -138,3 +138,45 @@ def test_evaluate_json_and_quality_engine_score_the_same_pairs(tmp_path, method)
     for ident, metrics in direct.items():
         for name, value in metrics.items():
             assert abs(bundle[ident][name] - value) < 1e-4, (ident, name)
+
+
+def test_evaluate_says_why_it_has_nothing_to_score(tmp_path):
+    """A user folder of three volumes had no test subject: MONAI raised ``IndexError``; with ``--split validation``
+    every (black-background) slice failed the luminance gate and the run exited 0 without a result. Each is now one
+    line naming the cause and the override, and ``brightness_threshold 0`` scores the dark images."""
+    datalist = make_tiny_collection(tmp_path / "data")
+    lists = json.loads(datalist.read_text())
+    dark = tmp_path / "data" / "dark.png"
+    Image.fromarray((smooth((48, 48), 1) * 60).astype(np.uint8)).save(dark)
+    lists.update(test=[], validation=[{"image": "dark.png", "subject": "d"}])
+    datalist.write_text(json.dumps(lists))
+
+    def run(split, **extra):
+        out = tmp_path / f"eval_{split}_{len(extra)}"
+        wf = ConfigWorkflow(
+            config_file=str(BUNDLE / "configs" / "evaluate.json"),
+            workflow_type="eval",
+            bundle_root=str(BUNDLE),
+            datalist=str(datalist),
+            output_dir=str(out),
+            method="identity",
+            split=split,
+            **extra,
+        )
+        wf.initialize()
+        wf.run()
+        wf.finalize()
+        return json.loads((out / "quality.json").read_text())
+
+    def cause(err):
+        while err.__cause__ is not None:
+            err = err.__cause__
+        return str(err)
+
+    with pytest.raises(Exception) as empty:
+        run("test")
+    assert "the 'test' split is empty (training 4, validation 1, test 0)" in cause(empty.value)
+    with pytest.raises(Exception) as gated:
+        run("validation")
+    assert "none of the 1 images passes the luminance gate (mean L8 > 100)" in cause(gated.value)
+    assert len(run("validation", brightness_threshold=0)["per_image"]) == 1

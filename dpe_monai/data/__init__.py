@@ -23,6 +23,7 @@ _EXPORTS = {
     "assign_split": "dpe_monai.data.splits",
     "check_disjoint": "dpe_monai.data.splits",
     "enough_items": "dpe_monai.data.splits",
+    "split_items": "dpe_monai.data.splits",
     "ensure_collection": "dpe_monai.data.ensure",
     "default_dataset_dir": "dpe_monai.data.ensure",
     "degradable_items": "dpe_monai.data.degradable",

@@ -8,9 +8,11 @@ user folders) are split by a seeded hash of the subject id: stable under re-orde
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from collections.abc import Iterable, Mapping
 
-__all__ = ["SPLITS", "assign_split", "check_disjoint", "enough_items", "hash_fraction"]
+__all__ = ["SPLITS", "assign_split", "check_disjoint", "enough_items", "hash_fraction", "split_items"]
 
 SPLITS = ("training", "validation", "test")
 
@@ -94,3 +96,26 @@ def enough_items(items: list, split: str, batch_size: int = 1, ranks: int = 1, r
         raise ValueError(message)
     logging.getLogger(__name__).warning("%s; running without %s", message, split)
     return items
+
+
+def split_items(datalist: str | os.PathLike, split: str) -> list[dict]:
+    """``monai.data.load_decathlon_datalist(datalist, False, split)``, with one clear line for a missing or empty split.
+
+    MONAI fails on an empty ``"test"`` list with an ``IndexError``; a user folder of a few subjects can have one
+    (whole subjects are split about 70 / 10 / 20 % by a hash of their id).
+
+    Raises:
+        ValueError: naming the datalist, the split sizes and what to do.
+    """
+    from monai.data import load_decathlon_datalist
+
+    with open(datalist, encoding="utf-8") as fh:
+        data = json.load(fh)
+    if not data.get(split):
+        sizes = ", ".join(f"{k} {len(v)}" for k, v in data.items() if isinstance(v, list))
+        raise ValueError(
+            f"{datalist}: the {split!r} split is empty ({sizes}); choose a split that has items (e.g. --split "
+            "training: the shipped model never saw a user's folder, so any of its splits is unseen by it) or add "
+            "subjects"
+        )
+    return load_decathlon_datalist(datalist, False, split)
