@@ -310,7 +310,7 @@ def run_enhance(args: argparse.Namespace) -> int:
         if args.dry_run:
             for name, outs in summary.done:
                 print(f"would write {', '.join(outs)}  (from {name})")
-        print(summary.table() + ("\n(dry run: nothing was enhanced or written)" if args.dry_run else ""))
+        print(summary.table(args.dry_run) + ("\n(dry run: nothing was enhanced or written)" if args.dry_run else ""))
     return summary.exit_code
 
 

@@ -96,7 +96,8 @@ def test_dicom_ct_mr_and_series_become_derived_series(bundle, tmp_path, capsys):
         ds.PixelData = (ds.pixel_array.astype(np.int16) + 30 * i).tobytes()
         ds.save_as(src / "series" / f"im{i}", enforce_file_format=True)  # no extension: found by its preamble
     assert _enhance(bundle, str(src), "-o", str(tmp_path / "out")) == 0
-    assert "done         3" in capsys.readouterr().out  # CT, MR and the series (one job)
+    table = capsys.readouterr().out
+    assert "done         3" in table and "written      5 files" in table  # CT, MR and the series (one job, 3 files)
     outs = {p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file()}
     assert outs == {"CT_small_dpe.dcm", "MR_small_dpe.dcm"} | {f"series/im{i}_dpe" for i in range(3)}
     series_uids = set()
@@ -148,7 +149,9 @@ def test_tiled_inference_has_no_seams(bundle, tmp_path):
 def test_dry_run_writes_nothing(bundle, tmp_path, capsys):
     png = _png(tmp_path / "in" / "a.png")
     assert main(["enhance", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--dry-run"]) == 0  # no model needed
-    assert f"would write {tmp_path / 'out' / 'a_dpe.png'}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"would write {tmp_path / 'out' / 'a_dpe.png'}" in printed
+    assert "planned      1" in printed and "would write      1 file\n" in printed and "done" not in printed
     assert not (tmp_path / "out").exists() and png.exists()
 
 

@@ -153,10 +153,18 @@ class EnhanceSummary:
         """0 when everything succeeded, 2 when anything failed."""
         return 2 if self.failed else 0
 
-    def table(self) -> str:
-        """A small plain-text summary table."""
-        rows = [("done", len(self.done)), ("skipped", len(self.skipped)), ("failed", len(self.failed))]
-        lines = ["status   files", "-------  -----"] + [f"{k:<7}  {v:>5}" for k, v in rows]
+    def table(self, dry_run: bool = False) -> str:
+        """A small plain-text summary table: inputs (a DICOM series is one) by outcome, then the files written.
+
+        Args:
+            dry_run: the run only planned its outputs: ``planned`` and ``would write`` instead of ``done`` and
+                ``written``.
+        """
+        rows = [("planned" if dry_run else "done", len(self.done)), ("skipped", len(self.skipped))]
+        rows.append(("failed", len(self.failed)))
+        lines = ["status   inputs", "-------  ------"] + [f"{k:<7}  {v:>5}" for k, v in rows]
+        files = sum(len(outs) for _, outs in self.done)
+        lines.append(f"{'would write' if dry_run else 'written':<7}  {files:>5} file{'s' if files != 1 else ''}")
         lines.append(f"time     {self.seconds:.1f} s")
         return "\n".join(lines)
 
