@@ -155,14 +155,28 @@ def for_item(fn: EnhanceFn, relative: bool | None = None, lq_params: Mapping[str
     return fn
 
 
-def enhance(fn: EnhanceFn, x: torch.Tensor) -> torch.Tensor:
-    """Apply an enhancement callable to ``(C, H, W)`` or ``(B, C, H, W)``; returns float32 CPU in [0, 1]."""
+def enhance(fn: EnhanceFn, x: torch.Tensor, where: str = "") -> torch.Tensor:
+    """Apply an enhancement callable to ``(C, H, W)`` or ``(B, C, H, W)``; returns float32 CPU in [0, 1].
+
+    Small excursions past [0, 1] are clipped; an output of another shape, with NaN/inf, or far outside [0, 1]
+    (outside [-1, 2]: e.g. 0..255 units) is an error naming ``where`` (the enhancer and the item).
+    """
     single = x.ndim == 3
     with torch.inference_mode():
         y = fn(x[None] if single else x)
-    y = torch.as_tensor(y).detach().float().cpu().clamp(0.0, 1.0)
+    y = torch.as_tensor(y).detach().float().cpu()
+    shape = (1, *x.shape) if single else tuple(x.shape)
+    at = f"{where}: " if where else ""
     if y.shape[-2:] != x.shape[-2:]:
-        raise ValueError(f"enhancement changed the image size: {tuple(x.shape)} -> {tuple(y.shape)}")
+        raise ValueError(f"{at}enhancement changed the image size: {tuple(x.shape)} -> {tuple(y.shape)}")
+    if tuple(y.shape) != shape:
+        raise ValueError(f"{at}enhancement returned shape {tuple(y.shape)} for an input of shape {shape}")
+    if not torch.isfinite(y).all():
+        raise ValueError(f"{at}enhancement returned {int((~torch.isfinite(y)).sum())} NaN/inf values")
+    lo, hi = float(y.min()), float(y.max())
+    if lo < -1.0 or hi > 2.0:
+        raise ValueError(f"{at}enhancement returned values in [{lo:.4g}, {hi:.4g}]; it must return [0, 1] units")
+    y = y.clamp(0.0, 1.0)
     return y[0] if single else y
 
 

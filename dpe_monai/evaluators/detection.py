@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from dpe_monai.evaluators.bootstrap import paired_recovery
+from dpe_monai.evaluators.checks import check_boxes, check_items, check_scored
 from dpe_monai.evaluators.common import EnhanceFn, degrade, enhance, for_item, item_id, load_clean
 from dpe_monai.evaluators.recovery import recovery_table
 
@@ -251,10 +252,15 @@ def _map(metric: Any, preds: list[dict], gts: list[dict]) -> dict[str, float]:
         gt_classes=[g["label"].numpy() for g in gts],
     )
     values = metric(matches)[0]
+
+    def score(key: str) -> float:  # COCO's -1 stands for "no ground truth to score": NaN, not a score
+        v = float(values[key])
+        return v if v >= 0 else math.nan
+
     return {
-        "mAP_50": float(values["AP_IoU_0.50_MaxDet_100"]),
-        "mAP_50_95": float(values["mAP_IoU_0.50_0.95_0.05_MaxDet_100"]),
-        "AR_50": float(values["AR_IoU_0.50_MaxDet_100"]),
+        "mAP_50": score("AP_IoU_0.50_MaxDet_100"),
+        "mAP_50_95": score("mAP_IoU_0.50_0.95_0.05_MaxDet_100"),
+        "AR_50": score("AR_IoU_0.50_MaxDet_100"),
     }
 
 
@@ -283,12 +289,14 @@ def evaluate_detection(
     each recovery and of each enhancer's recovery minus the best of ``baselines``
     (:func:`~dpe_monai.evaluators.bootstrap.paired_recovery`, ``n_boot`` resamples).
     """
+    check_items(items, "test", ("image", "boxes"))
     inputs = ["degraded", *enhancers, "clean"]
     preds: dict[str, list] = {k: [] for k in inputs}
     gts, skipped = [], []
     for item in items:
         loaded = load_clean(item)
         clean = loaded["image"]
+        check_boxes(item, clean.shape, len(class_names))
         lq, params = degrade(clean, seed, item_id(item), mode=mode, **degrade_kwargs)
         if not params["applied"]:
             skipped.append(item_id(item))
@@ -297,10 +305,14 @@ def evaluate_detection(
         versions = {
             "degraded": lq,
             "clean": clean,
-            **{k: enhance(for_item(fn, loaded["relative"], params), lq) for k, fn in enhancers.items()},
+            **{
+                k: enhance(for_item(fn, loaded["relative"], params), lq, f"{k} on {item_id(item)}")
+                for k, fn in enhancers.items()
+            },
         }
         for key in inputs:
             preds[key].append(detect(detector, versions[key]))
+    check_scored(len(gts), len(items), len(skipped))
     metric = _coco(class_names)
     results = {k: _map(metric, preds[k], gts) for k in inputs}
 
@@ -352,6 +364,9 @@ class DetectionEvaluator:
         from dpe_monai.evaluators.task_cache import load_or_train, training_key
 
         kwargs = {"num_classes": len(self.class_names), **self.train_kwargs}
+        check_items(items, "training", ("image", "boxes"))
+        for item in items:
+            check_boxes(item, load_clean(item)["image"].shape, kwargs["num_classes"])
         self.detector, self.train_log = load_or_train(
             cache,
             training_key(items, kwargs, self.seed, code=training_code()),

@@ -215,7 +215,7 @@ def score_enhancers(
         kept = {} if keep is not None and keep(pair) else None
         for name, fn in enhancers.items():
             fn = for_item(fn, pair.get("relative"), pair["lq_params"])
-            out, sec = timed(lambda fn=fn, lq=pair["lq"]: enhance(fn, lq))
+            out, sec = timed(lambda fn=fn, lq=pair["lq"], at=f"{name} on {pair['id']}": enhance(fn, lq, at))
             seconds[name] += sec
             rec["metrics"][name] = scorer(out, pair["image"])
             if kept is not None:

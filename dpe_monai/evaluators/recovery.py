@@ -13,7 +13,8 @@ def recovery(enhanced: float, degraded: float, clean: float, min_gap: float = 1e
 
     1 means the enhanced input scores like the clean one, 0 like the degraded one; negative values mean the
     enhancement hurts, values above 1 that it beats the clean input. NaN when the degradation costs less than
-    ``min_gap`` (the ratio is meaningless then) or any score is NaN.
+    ``min_gap``, including when the degraded input scores *better* than the clean one (the ratio is meaningless
+    then, and its sign would flip), or any score is NaN.
 
     Args:
         enhanced: score on enhanced inputs.
@@ -24,7 +25,7 @@ def recovery(enhanced: float, degraded: float, clean: float, min_gap: float = 1e
     if any(isinstance(v, float) and math.isnan(v) for v in (enhanced, degraded, clean)):
         return math.nan
     gap = clean - degraded
-    if abs(gap) < min_gap:
+    if not gap >= min_gap:
         return math.nan
     return float((enhanced - degraded) / gap)
 

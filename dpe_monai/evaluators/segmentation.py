@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from dpe_monai.evaluators.bootstrap import paired_recovery
+from dpe_monai.evaluators.checks import check_classes, check_items, check_label, check_scored
 from dpe_monai.evaluators.common import EnhanceFn, degrade, enhance, for_item, item_id, load_clean
 from dpe_monai.evaluators.recovery import recovery_table
 
@@ -239,6 +240,8 @@ def evaluate_segmentation(
     """
     from monai.metrics import DiceMetric
 
+    check_classes(num_classes, class_names)
+    check_items(items, "test", ("image", "label"))
     names = list(class_names or [str(i) for i in range(num_classes)])
     inputs = ["degraded", *enhancers, "clean"]
     metrics = {k: DiceMetric(include_background=True, reduction="mean_batch", ignore_empty=True) for k in inputs}
@@ -247,6 +250,7 @@ def evaluate_segmentation(
     for item in items:
         data = load_clean(item, label=True, max_side=max_side)
         clean, label = data["image"], data["label"]
+        check_label(item, clean, label, num_classes)
         lq, params = degrade(clean, seed, item_id(item), mode=mode, **degrade_kwargs)
         if not params["applied"]:
             skipped.append(item_id(item))
@@ -255,7 +259,10 @@ def evaluate_segmentation(
         versions = {
             "degraded": lq,
             "clean": clean,
-            **{k: enhance(for_item(fn, data["relative"], params), lq) for k, fn in enhancers.items()},
+            **{
+                k: enhance(for_item(fn, data["relative"], params), lq, f"{k} on {item_id(item)}")
+                for k, fn in enhancers.items()
+            },
         }
         ref = F.one_hot(label[None], num_classes).permute(0, 3, 1, 2).float()
         for key in inputs:
@@ -264,9 +271,10 @@ def evaluate_segmentation(
             diff = (versions[key] - clean).mean(dim=0)
             for c in range(num_classes):
                 bias[key][c] += (float(diff[label == c].sum()), float((label == c).sum()))
+    check_scored(n, len(items), len(skipped))
     results: dict[str, Any] = {}
     for key in inputs:
-        per_class = metrics[key].aggregate().tolist() if n else [math.nan] * num_classes
+        per_class = metrics[key].aggregate().tolist()
         fg = [v for v in per_class[1:] if np.isfinite(v)]
         shift = [s / m if m else math.nan for s, m in bias[key]]
         results[key] = {
@@ -324,6 +332,7 @@ class SegmentationEvaluator:
         train_kwargs: Mapping[str, Any] | None = None,
         degrade_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
+        check_classes(num_classes, class_names)
         self.num_classes = num_classes
         self.class_names = class_names
         self.seed = seed
@@ -339,6 +348,10 @@ class SegmentationEvaluator:
         from dpe_monai.evaluators.task_cache import load_or_train, training_key
 
         kwargs = self.train_kwargs
+        check_items(items, "training", ("image", "label"))
+        for item in items:
+            data = load_clean(item, label=True, max_side=kwargs.get("max_side", 1024))
+            check_label(item, data["image"], data["label"], self.num_classes)
         key = training_key(items, {"num_classes": self.num_classes, **kwargs}, self.seed, code=training_code())
         self.network, self.train_log = load_or_train(
             cache,
