@@ -365,13 +365,17 @@ class DetectionEvaluator:
 
         kwargs = {"num_classes": len(self.class_names), **self.train_kwargs}
         check_items(items, "training", ("image", "boxes"))
-        for item in items:
-            check_boxes(item, load_clean(item)["image"].shape, kwargs["num_classes"])
+
+        def train() -> tuple[nn.Module, dict[str, Any]]:  # images are read and boxes checked only when training
+            for item in items:
+                check_boxes(item, load_clean(item)["image"].shape, kwargs["num_classes"])
+            return train_detector(items, seed=self.seed, **kwargs)
+
         self.detector, self.train_log = load_or_train(
             cache,
             training_key(items, kwargs, self.seed, code=training_code()),
             lambda: kwargs.get("detector") or build_detector(kwargs["num_classes"]),
-            lambda: train_detector(items, seed=self.seed, **kwargs),
+            train,
         )
         return self
 

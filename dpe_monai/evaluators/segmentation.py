@@ -349,15 +349,16 @@ class SegmentationEvaluator:
 
         kwargs = self.train_kwargs
         check_items(items, "training", ("image", "label"))
-        for item in items:
-            data = load_clean(item, label=True, max_side=kwargs.get("max_side", 1024))
-            check_label(item, data["image"], data["label"], self.num_classes)
+
+        def train() -> tuple[torch.nn.Module, dict[str, Any]]:  # labels are read and checked only when training
+            for item in items:
+                data = load_clean(item, label=True, max_side=kwargs.get("max_side", 1024))
+                check_label(item, data["image"], data["label"], self.num_classes)
+            return train_segmenter(items, self.num_classes, seed=self.seed, **kwargs)
+
         key = training_key(items, {"num_classes": self.num_classes, **kwargs}, self.seed, code=training_code())
         self.network, self.train_log = load_or_train(
-            cache,
-            key,
-            lambda: kwargs.get("network") or build_segmenter(self.num_classes),
-            lambda: train_segmenter(items, self.num_classes, seed=self.seed, **kwargs),
+            cache, key, lambda: kwargs.get("network") or build_segmenter(self.num_classes), train
         )
         return self
 
