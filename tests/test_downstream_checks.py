@@ -82,6 +82,23 @@ def test_segmentation_inputs_are_checked_before_training(tmp_path):
     assert str(err.value).startswith(f"{good[0]['image']}: class indices") and "outside 0..1" in str(err.value)
 
 
+def test_a_colour_coded_label_is_refused_and_a_grey_one_stored_as_rgb_is_read(tmp_path):
+    good = _items(tmp_path / "rgb")
+    lab = np.asarray(Image.open(good[0]["label"]))
+    Image.fromarray(np.stack([lab, lab, lab], -1)).save(good[0]["label"])  # the same index in R, G and B: fine
+    coded = np.stack([lab, 1 - lab, np.zeros_like(lab)], -1)  # red: class 1, green: background
+    Image.fromarray(coded).save(good[1]["label"])
+    with pytest.raises(ValueError) as err:
+        SegmentationEvaluator(num_classes=2, train_kwargs={"iterations": 1}).fit(good)
+    assert str(err.value) == (
+        f"{good[1]['label']}: a label with 3 channels that differ (a colour-coded label?): store one class index per "
+        "pixel, as a single-channel image"
+    )
+    ev = SegmentationEvaluator(num_classes=2, train_kwargs={"iterations": 1, "batch_size": 1}).fit(good[:1])
+    out = ev.evaluate(good[:1], {"identity": lambda x: x}, baselines=["identity"], n_boot=7)
+    assert out["bootstrap"]["n_boot"] == 7  # the evaluator passes its bootstrap size through
+
+
 def test_a_test_set_the_luminance_gate_empties_is_an_error_with_the_override(tmp_path):
     dark = _items(tmp_path / "dark", level=0.15)
     net = build_segmenter(2)
@@ -108,6 +125,9 @@ def test_detection_boxes_are_checked_and_no_ground_truth_is_nan(tmp_path):
         with pytest.raises(ValueError) as err:
             ev.fit([{"image": items[0]["image"], **extra}])
         assert str(err.value).startswith(f"{items[0]['image']}: {message}"), json.dumps(extra)
+    boxed = [{**it, "boxes": [[8, 8, 24, 24]], "labels": [0]} for it in items]
+    out = ev.fit(boxed).evaluate(boxed, {"identity": lambda x: x}, baselines=["identity"], n_boot=5)
+    assert out["bootstrap"]["n_boot"] == 5
     empty = {"box": torch.zeros(0, 4), "label": torch.zeros(0, dtype=torch.long)}
     pred = {"box": torch.tensor([[1.0, 1.0, 5.0, 5.0]]), "label": torch.zeros(1, dtype=torch.long)}
     pred["label_scores"] = torch.tensor([0.9])

@@ -8,6 +8,7 @@ no result of valid data.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -48,12 +49,25 @@ def check_classes(num_classes: int, class_names: Sequence[str] | None) -> None:
 
 
 def check_label(item: Mapping[str, Any], image: torch.Tensor, label: torch.Tensor, num_classes: int) -> None:
-    """A loaded label ``(H, W)`` matches its image ``(C, H, W)`` in size and holds class indices ``0..num_classes-1``.
+    """A loaded label ``(H, W)`` matches its image ``(C, H, W)`` in size and holds class indices ``0..num_classes-1``;
+    a label file with several channels (an RGB or RGBA PNG) holds the same index in each of them.
+
+    The evaluators read a label through its first channel, so a colour-coded label (red for one class, green for
+    another) would train on its red channel alone.
 
     Raises:
         ValueError: naming the label file and the problem.
     """
     where = item.get("label", _name(item))
+    if isinstance(where, (str, os.PathLike)):
+        from monai.transforms import LoadImage
+
+        raw = torch.as_tensor(LoadImage(image_only=True, ensure_channel_first=True, dtype=None)(where))
+        if raw.shape[0] > 1 and not bool((raw == raw[:1]).all()):
+            raise ValueError(
+                f"{where}: a label with {raw.shape[0]} channels that differ (a colour-coded label?): store one class "
+                "index per pixel, as a single-channel image"
+            )
     if tuple(label.shape) != tuple(image.shape[-2:]):
         raise ValueError(
             f"{where}: label of size {tuple(label.shape)} does not match its image {_name(item)} of size "

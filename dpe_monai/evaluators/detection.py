@@ -380,21 +380,17 @@ class DetectionEvaluator:
         return self
 
     def evaluate(
-        self, items: Sequence[Mapping[str, Any]], enhancers: Mapping[str, EnhanceFn], baselines: Sequence[str] = ()
+        self,
+        items: Sequence[Mapping[str, Any]],
+        enhancers: Mapping[str, EnhanceFn],
+        baselines: Sequence[str] = (),
+        n_boot: int = 200,
     ) -> dict[str, Any]:
-        """mAP and recovery on held-out ``items`` for every enhancer, with paired bootstrap intervals and the
-        differences to the best of ``baselines`` (see :func:`evaluate_detection`)."""
+        """mAP and recovery on held-out ``items`` for every enhancer, with paired bootstrap intervals (``n_boot``
+        resamples) and the differences to the best of ``baselines`` (see :func:`evaluate_detection`)."""
         if self.detector is None:
             raise RuntimeError("call fit() first")
-        out = evaluate_detection(
-            self.detector,
-            items,
-            enhancers,
-            self.class_names,
-            self.seed,
-            self.mode,
-            baselines=baselines,
-            **self.degrade_kwargs,
-        )
+        args = (self.detector, items, enhancers, self.class_names, self.seed, self.mode)
+        out = evaluate_detection(*args, baselines=baselines, n_boot=n_boot, **self.degrade_kwargs)
         out["train"] = self.train_log
         return out

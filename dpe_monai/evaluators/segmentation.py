@@ -363,22 +363,17 @@ class SegmentationEvaluator:
         return self
 
     def evaluate(
-        self, items: Sequence[Mapping[str, Any]], enhancers: Mapping[str, EnhanceFn], baselines: Sequence[str] = ()
+        self,
+        items: Sequence[Mapping[str, Any]],
+        enhancers: Mapping[str, EnhanceFn],
+        baselines: Sequence[str] = (),
+        n_boot: int = 1000,
     ) -> dict[str, Any]:
-        """Dice and recovery on held-out ``items`` for every enhancer, with paired bootstrap intervals and the
-        differences to the best of ``baselines`` (see :func:`evaluate_segmentation`)."""
+        """Dice and recovery on held-out ``items`` for every enhancer, with paired bootstrap intervals (``n_boot``
+        resamples) and the differences to the best of ``baselines`` (see :func:`evaluate_segmentation`)."""
         if self.network is None:
             raise RuntimeError("call fit() first")
-        out = evaluate_segmentation(
-            self.network,
-            items,
-            enhancers,
-            self.num_classes,
-            self.class_names,
-            self.seed,
-            self.mode,
-            baselines=baselines,
-            **self.degrade_kwargs,
-        )
+        args = (self.network, items, enhancers, self.num_classes, self.class_names, self.seed, self.mode)
+        out = evaluate_segmentation(*args, baselines=baselines, n_boot=n_boot, **self.degrade_kwargs)
         out["train"] = self.train_log
         return out
