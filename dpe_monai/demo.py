@@ -19,6 +19,10 @@ the scan's own units.
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -168,8 +172,29 @@ def _flat_metrics(summary: dict) -> dict[str, float]:
     return flat
 
 
+def _run_record(seconds: dict[str, float]) -> dict:
+    """Where and how long the demo ran: machine, versions, bundle version and seconds per step."""
+    import monai
+
+    cpu = platform.processor() or platform.machine()
+    if os.path.isfile("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    meta = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
+    return {
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "monai": monai.__version__,
+        "bundle_version": meta.get("version"),
+        "seconds": {k: round(v, 1) for k, v in seconds.items()},
+    }
+
+
 def run_demo(output: Path, dataset_dir: Path, checkpoint: Path, seed: int = 0, limit: int | None = None) -> dict:
-    """Run the whole demo; returns ``{"summary", "paths"}``."""
+    """Run the whole demo; returns ``{"summary", "paths", "run"}`` (``run``: machine and seconds per step)."""
     import monai
     from monai.bundle import ConfigWorkflow
 
@@ -180,10 +205,13 @@ def run_demo(output: Path, dataset_dir: Path, checkpoint: Path, seed: int = 0, l
     from dpe_monai.tracking import default_tracking_uri, log_run
 
     output.mkdir(parents=True, exist_ok=True)
+    seconds, start = {}, time.perf_counter()
     datalist = ensure_collection(dataset_dir)
+    seconds["collection"] = time.perf_counter() - start
     items = monai.data.load_decathlon_datalist(datalist, False, "test")[:limit]
     degraded_dir, enhanced_dir = output / "degraded", output / "enhanced"
     kept = degrade_split(items, degraded_dir, seed)
+    seconds["degrade"] = time.perf_counter() - start - sum(seconds.values())
     print(f"degraded {len(kept)} of {len(items)} test images (the simulator skips {len(items) - len(kept)} dark ones)")
     tracking_uri = default_tracking_uri(output)
     wf = ConfigWorkflow(
@@ -200,8 +228,10 @@ def run_demo(output: Path, dataset_dir: Path, checkpoint: Path, seed: int = 0, l
     wf.initialize()
     wf.run()
     wf.finalize()
+    seconds["enhance"] = time.perf_counter() - start - sum(seconds.values())
     kept = [{**item, "enhanced": str(enhanced_path(item, enhanced_dir))} for item in kept]
     scores = score(kept)
+    seconds["score"] = time.perf_counter() - start - sum(seconds.values())
     table = quality_table(scores["summary"], METHODS, LABELS)
     verdict = verdict_table(scores["summary"], CLASSICAL, labels=LABELS)
     simple = best_of(scores["summary"], CLASSICAL, "pooled", "psnr") or CLASSICAL[0]
@@ -223,11 +253,18 @@ def run_demo(output: Path, dataset_dir: Path, checkpoint: Path, seed: int = 0, l
         "method can reach."
     )
     grid_note = f"`grid.png`: degraded | {LABELS[simple]} (the best simple method, pooled PSNR) | DPE | clean."
+    run = _run_record(seconds)
+    steps = ", ".join(f"{k} {v:.0f} s" for k, v in run["seconds"].items())
+    machine = (
+        f"Run: bundle {run['bundle_version']} on {run['cpu']} ({run['logical_cpus']} logical CPUs, "
+        f"{run['torch_threads']} torch threads, GPU: {run['cuda'] or 'none'}; torch {run['torch']}, MONAI "
+        f"{run['monai']}); {steps} (before the grid and MLflow logging)."
+    )
     paths["metrics"].write_text(
-        f"# Demo metrics\n\n{protocol}\n\nCheckpoint: `{checkpoint}`\n\n{table}\n\n"
+        f"# Demo metrics\n\n{protocol}\n\nCheckpoint: `{checkpoint}`\n\n{machine}\n\n{table}\n\n"
         f"## DPE against the best simple method\n\n{verdict}\n\n{grid_note}\n"
     )
-    save_json(paths["metrics_json"], {"protocol": protocol, **scores})
+    save_json(paths["metrics_json"], {"protocol": protocol, "run": run, **scores})
     log_run(
         tracking_uri,
         "dpe_enhancement",
@@ -237,7 +274,7 @@ def run_demo(output: Path, dataset_dir: Path, checkpoint: Path, seed: int = 0, l
         artifacts=[paths["grid"], paths["metrics"], paths["metrics_json"]],
     )
     print(f"{table}\n\nDPE against the best simple method:\n{verdict}")
-    return {"summary": scores["summary"], "paths": paths}
+    return {"summary": scores["summary"], "paths": paths, "run": run}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,9 @@ def test_demo_writes_metrics_grid_and_mlflow(tmp_path):
     assert "DPE against the best simple method" in table and "oracle (unreachable)" in table
     saved = json.loads(paths["metrics_json"].read_text())
     assert len(saved["per_image"]) == 3 and saved["summary"]["dpe"]["pooled"]["psnr"]["n"] == 3
+    run = saved["run"]  # where and how long it ran, so the README's figures name their machine
+    assert set(run["seconds"]) == {"collection", "degrade", "enhance", "score"} and run["bundle_version"]
+    assert f"Run: bundle {run['bundle_version']} on " in table and "logical CPUs" in table
     con = sqlite3.connect(paths["mlflow"])
     keys = {k for (k,) in con.execute("select distinct key from metrics")}
     con.close()
