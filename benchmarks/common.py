@@ -184,6 +184,8 @@ def network_options(network: torch.nn.Module) -> dict[str, Any]:
         "nlm_h_factor": None if network.prefilter is None else network.prefilter.h_factor,
         "nlm_sure_factors": (network.prefilter.sure_factors or None) if network.prefilter is not None else None,
         "scan_refiner": None if getattr(network, "refiner", None) is None else network.refiner.channels,
+        "clean_gate": getattr(network, "gate", None) is not None,
+        "exposed": getattr(network, "exposed", None),
     }
 
 
