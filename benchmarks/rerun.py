@@ -58,10 +58,14 @@ PRECISION = ("benchmarks.quality", "benchmarks.downstream")
 
 
 def shipped_sha256(model: Path = MODEL, config: Path = INFERENCE) -> str:
-    """sha256 (hex) of the shipped checkpoint's bytes and of ``inference.json``'s ``network_def`` (canonical JSON):
-    new weights or a changed network option (e.g. the NLM strength) both make every result stale."""
+    """sha256 (hex) of the shipped checkpoint's bytes, of ``inference.json``'s ``network_def`` (canonical JSON) and
+    of the bundle version in ``metadata.json`` beside it: new weights, a changed network option (e.g. the NLM
+    strength) or a release that changes the network's code under the same options all make every result stale."""
     h = hashlib.sha256(model.read_bytes())
     h.update(json.dumps(json.loads(config.read_text())["network_def"], sort_keys=True).encode())
+    metadata = config.parent / "metadata.json"
+    if metadata.is_file():
+        h.update(str(json.loads(metadata.read_text()).get("version")).encode())
     return h.hexdigest()
 
 

@@ -278,3 +278,26 @@ def test_the_window_tells_the_model_how_bright_a_scan_is(enhancer):
         psnr = 10 * math.log10(span**2 / max(float(np.mean((out - hu) ** 2)), 1e-12))
         moved = float(np.mean((out - hu)[soft]))
         assert psnr >= lowest_db and shift[0] < moved < shift[1], (window, psnr, moved)
+
+
+def test_saturated_colour_on_a_mid_grey_field_is_exposed_but_its_degraded_version_is_enhanced(enhancer):
+    """pydicom's ``GDCMJ2K_TextGBR.dcm`` (red, green and blue text on a mid-grey field) came back white (6.6 dB of
+    itself): its grey bright end (the green text) is mid-grey, so it read as a darkened image. A channel at 255 cannot
+    survive Algorithm 1's brightness factor (<= 0.8, every channel), so the clean gate counts each channel's bright
+    end too; the same image degraded in either noise order stays under the rule and is still enhanced."""
+    from dpe_monai.networks.clean_gate import channel_top
+    from dpe_monai.transforms import RandLowQuality
+
+    image = _read("GDCMJ2K_TextGBR.dcm")
+    out = enhance_native(image, enhancer)
+    a, b = _unit_pair(image, out)
+    psnr = 10 * math.log10(1.0 / max(float(np.mean((a - b) ** 2)), 1e-12))
+    assert psnr >= 40.0, f"GDCMJ2K_TextGBR.dcm: {psnr:.1f} dB"
+    clean = torch.from_numpy(a.astype(np.float32))
+    for order in ("before", "after"):
+        sim = RandLowQuality(noise_order=order)
+        sim.set_random_state(0)
+        lq = sim(clean)
+        assert float(channel_top(lq[None])) < 0.9
+        y = enhancer(lq[None])[0]
+        assert float((y - lq).abs().mean()) > 0.05, order  # enhanced, not passed through

@@ -57,9 +57,13 @@ def test_a_changed_network_option_makes_results_stale(tmp_path):
     paths = [tmp_path / "same.json", tmp_path / "changed.json"]
     paths[0].write_text(json.dumps(config, indent=2))  # formatting alone does not count
     paths[1].write_text(json.dumps(changed))
+    meta = json.loads((rerun.INFERENCE.parent / "metadata.json").read_text())
+    (tmp_path / "metadata.json").write_text(json.dumps(meta))
     key = rerun.shipped_sha256()
     assert rerun.shipped_sha256(config=paths[0]) == key
     assert rerun.shipped_sha256(config=paths[1]) != key
+    (tmp_path / "metadata.json").write_text(json.dumps({**meta, "version": "99.0.0"}))  # new code, same options
+    assert rerun.shipped_sha256(config=paths[0]) != key
 
 
 def test_report_marks_results_of_another_bundle_version_stale():

@@ -30,7 +30,7 @@ from torch import nn
 
 from dpe_monai.networks.nonlocal_means import noise_sigma, strided_sorted
 
-__all__ = ["CleanGate", "check_exposed", "exposure_weight", "flatness_weight", "gate_features"]
+__all__ = ["CleanGate", "channel_top", "check_exposed", "exposure_weight", "flatness_weight", "gate_features"]
 
 #: the statistics :func:`gate_features` returns, in order
 FEATURES: tuple[str, ...] = (
@@ -87,12 +87,16 @@ class CleanGate(nn.Module):
             of 277 good images below 35 dB of themselves, against 99 without the gate, for 0.15-0.17 dB of the
             degraded images' PSNR; 0.9 left 32 for 0.06-0.07 dB; ``train_clean_gate.py --check``).
 
-        exposed: ``(a, b)``, ``0 < a < b <= 1``: besides the learned test, an image whose grey 99th percentile
-            reaches ``b`` passes whole (from ``a`` on, partly: ``w = max(w, clip((p99 - a) / (b - a), 0, 1))``).
-            Algorithm 1's brightness factor is at most 0.8 and every realistic degradation darkens the image or
-            only adds noise, so no degraded image the enhancer was made for ends near white, while the MLP, which
-            never saw such images, can say anything about them (a near-white secondary capture came back with dark
-            blobs). None: the learned test alone.
+        exposed: ``(a, b)``, ``0 < a < b <= 1``: besides the learned test, an image whose bright end ``top``
+            reaches ``b`` passes whole (from ``a`` on, partly: ``w = max(w, clip((top - a) / (b - a), 0, 1))``);
+            ``top`` is the largest of the grey 99th percentile and each channel's own 99th percentile
+            (:func:`channel_top`), so saturated colour on a mid-grey field (coloured text or a colour-Doppler
+            overlay on a grey image) counts as exposed too. Algorithm 1's brightness factor is at most 0.8 and
+            scales every channel, and every realistic degradation darkens the image or only adds noise, so no
+            degraded image the enhancer was made for ends near white in any channel (the collection's degraded
+            colour test images: every channel's 99th percentile at most 0.77), while the MLP, which never saw such
+            images, can say anything about them (a near-white secondary capture came back with dark blobs; a
+            mid-grey secondary capture with red, green and blue text came back white). None: the learned test alone.
 
     ``shift`` and ``scale`` (buffers, saved with the weights) standardise the statistics; the training script sets
     them from its training set. The output layer starts at zero weight and a large negative bias, so an untrained
@@ -134,13 +138,23 @@ class CleanGate(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The pass weight ``w`` ``(B,)`` in [0, 1] of whole images ``x`` ``(B, C, *spatial)`` in [0, 1]: the learned
         test's, raised to 1 for an image with (almost) no range (:func:`flatness_weight`) and, with ``exposed``, for one
-        ending near white."""
+        ending near white in grey or in any channel."""
         f = gate_features(x)
         p = torch.sigmoid(self.logit_of_features(f))
         w = ((p - self.threshold) / (1.0 - self.threshold)).clamp(0.0, 1.0)
         if self.exposed is not None:
-            w = torch.maximum(w, exposure_weight(f[:, self.p99_column], self.exposed))
+            top = torch.maximum(f[:, self.p99_column], channel_top(x))
+            w = torch.maximum(w, exposure_weight(top, self.exposed))
         return torch.maximum(w, flatness_weight(f[:, self.range_column]))
+
+
+def channel_top(x: torch.Tensor, q: float = 0.99) -> torch.Tensor:
+    """The largest per-channel ``q`` quantile of ``x`` ``(B, C, *spatial)``: ``(B,)`` (a channel's bright end; for a
+    grey image the grey one). Sorted on the shared strided sample (:func:`strided_sorted`), export-friendly."""
+    b, c = x.shape[0], x.shape[1]
+    s = strided_sorted(x.float().reshape(b * c, -1))
+    idx = (torch.tensor([q], device=x.device) * (s.shape[1] - 1)).round().long()
+    return s.index_select(1, idx).reshape(b, c).amax(dim=1)
 
 
 def check_exposed(exposed: Sequence[float] | None) -> tuple[float, float] | None:
