@@ -264,7 +264,13 @@ def _check_writable(output: Path) -> None:
 
 def run_enhance(args: argparse.Namespace) -> int:
     """The ``enhance`` subcommand; returns the exit code."""
+    import pydicom
+
     from dpe_monai.inference import enhance_files
+
+    # pydicom warns of each odd header value (e.g. an IS of "1A") without naming the file; the summary names each
+    # file that cannot be enhanced, and a value the reader needs is checked where it is read
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
 
     output = Path(args.output)
     if output.exists() and not output.is_dir():

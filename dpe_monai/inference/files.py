@@ -224,8 +224,9 @@ def enhance_job(
             write_image(image, enhance_native(image, enhancer, window), outs)
     except (BadImageError, OutputCollisionError) as e:
         message = str(e)
-    except Exception as e:  # one bad file must not stop the batch: report it with its name
-        message = f"{name}: {type(e).__name__}: {e}"
+    except Exception as e:  # one bad file must not stop the batch: report it with its name, on one line
+        text = " ".join(str(e).split("Traceback (most recent call last)")[0].split())
+        message = f"{name}: {type(e).__name__}: {text}"
     else:
         summary.done.append((name, [str(o) for o in outs]))
         return {"name": name, "status": "done", "outputs": [str(o) for o in outs], "dropped": dropped}

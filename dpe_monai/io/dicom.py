@@ -164,9 +164,14 @@ NON_IMAGE_SOP_PREFIXES: tuple[str, ...] = (
     "1.2.840.10008.5.1.4.1.1.11.",  # presentation states
     "1.2.840.10008.5.1.4.1.1.104.",  # encapsulated PDF / CDA / STL
     "1.2.840.10008.5.1.4.1.1.9.",  # waveforms
+    "1.2.840.10008.5.1.4.1.1.481.2",  # RT dose: a dose grid (Gy), not intensities; smoothing it changes a plan's dose
     "1.2.840.10008.5.1.4.1.1.481.3",  # RT structure set
     "1.2.840.10008.5.1.4.1.1.481.4",  # RT beams treatment record
     "1.2.840.10008.5.1.4.1.1.481.5",  # RT plan
+    "1.2.840.10008.5.1.4.1.1.481.6",  # RT brachy treatment record
+    "1.2.840.10008.5.1.4.1.1.481.7",  # RT treatment summary record
+    "1.2.840.10008.5.1.4.1.1.481.8",  # RT ion plan
+    "1.2.840.10008.5.1.4.1.1.481.9",  # RT ion beams treatment record
     "1.2.840.10008.1.3.10",  # media storage directory (DICOMDIR)
 )
 

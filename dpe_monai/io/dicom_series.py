@@ -18,6 +18,7 @@ from dpe_monai.io.dicom import (
     read_dicom_header,
     read_dicom_pixels,
     stored_from_lut,
+    tag_number,
 )
 from dpe_monai.io.formats import UNWRITABLE_LAYOUTS
 from dpe_monai.io.image import BadImageError, NativeImage
@@ -124,8 +125,13 @@ def _pixel_problem(path: Path, error: Exception) -> BadImageError:
         if any("End of file reached" in str(w.message) for w in caught):  # cut inside an element or a sequence
             return BadImageError(path, "DICOM file is truncated (it ends inside a data element, before its pixel data)")
         return BadImageError(path, "DICOM file has no pixel data")
+    missing = [k for k in ("Rows", "Columns") if k not in ds]
+    if missing:
+        return BadImageError(
+            path, f"DICOM file has pixel data but no {' or '.join(missing)}: its image size is unknown"
+        )
     if not ds.file_meta.get("TransferSyntaxUID", ExplicitVRLittleEndian).is_compressed:
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        frames = int(tag_number(ds, "NumberOfFrames", 1) or 1)
         expected = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * frames
         expected = expected * int(ds.get("BitsAllocated", 16)) // 8
         got = len(ds[pixel_tags[0]].value or b"")
@@ -199,7 +205,13 @@ def write_dicom(image: NativeImage, values: np.ndarray, out_paths: list[Path], s
         ds.PixelData = np.ascontiguousarray(stored, dtype=stored.dtype.newbyteorder("<")).tobytes()
         ds["PixelData"].VR = "OW" if int(ds.get("BitsAllocated", 16)) > 8 else "OB"  # native data (PS3.5 A.2)
         implicit = ds.file_meta.TransferSyntaxUID.is_implicit_VR
-        pydicom.dcmwrite(out, ds, enforce_file_format=True, little_endian=True, implicit_vr=implicit)
+        try:
+            pydicom.dcmwrite(out, ds, enforce_file_format=True, little_endian=True, implicit_vr=implicit)
+        except Exception as e:  # e.g. a header stored implicit VR under an explicit-VR transfer syntax
+            first = str(e).split("Traceback (most recent call last)")[0]
+            raise BadImageError(
+                src, f"cannot write the enhanced DICOM: pydicom cannot encode this file's header again ({first})"
+            ) from e
 
 
 def _padding(ds: pydicom.Dataset) -> tuple[int, int] | None:

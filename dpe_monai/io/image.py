@@ -93,8 +93,14 @@ class NativeImage:
         return str(self.sources[0]) if len(self.sources) == 1 else f"{self.sources[0]} (+{len(self.sources) - 1})"
 
 
+#: the smallest side of an image (of a volume's largest slice plane) the file layer lets through: a 3x3 colour
+#: image came back white, its percentiles and noise estimate being those of 9 pixels
+MIN_SIDE = 8
+
+
 def check_values(path: str | Path, array: np.ndarray, max_pixels: int | None = None) -> None:
-    """Reject arrays an enhancer cannot take: NaN/inf, constant images, 1x1 images, too many pixels.
+    """Reject arrays an enhancer cannot take: NaN/inf, constant images, images under :data:`MIN_SIDE` pixels a
+    side, too many pixels.
 
     Args:
         path: file name for the message.
@@ -105,8 +111,13 @@ def check_values(path: str | Path, array: np.ndarray, max_pixels: int | None = N
         BadImageError: naming the file and the problem.
     """
     spatial = array.shape[1:]
-    if min(spatial) < 2 and (len(spatial) == 2 or sorted(spatial)[-2] < 2):
-        raise BadImageError(path, f"image is too small to enhance (spatial size {tuple(spatial)})")
+    plane = spatial if len(spatial) == 2 else sorted(spatial)[-2:]  # a volume: its largest slice plane
+    if min(plane) < MIN_SIDE:
+        raise BadImageError(
+            path,
+            f"image is too small to enhance (spatial size {tuple(spatial)}; at least {MIN_SIDE} pixels a side: "
+            "its whole-image statistics decide how it is enhanced)",
+        )
     n = int(np.prod(spatial))
     if max_pixels is not None and n > max_pixels:
         raise BadImageError(path, f"image has {n} pixels, over the limit of {max_pixels} (raise --max-pixels)")
