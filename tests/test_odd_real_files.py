@@ -3,7 +3,8 @@
 From a user sweep of every pydicom-data file through ``dpe-monai enhance``: RT Dose grids (dose values, not
 intensities) were smoothed and written back (changes of up to 4,326 of 459,000); files with pixel data but no
 ``Rows`` failed with ``AttributeError: 'FileDataset' object has no attribute 'Rows'``; a header pydicom reads but
-cannot write again failed with pydicom's traceback squeezed onto one line; pydicom printed a warning about each odd
+cannot write again failed with pydicom's traceback squeezed onto one line; a bare DICOM data set (no file header)
+was called "not a DICOM file"; pydicom printed a warning about each odd
 header value without naming the file; a 3x3 colour image came back white.
 """
 
@@ -26,6 +27,7 @@ CASES = {
     "badVR.dcm": "RT Dose Storage object (SOP class 1.2.840.10008.5.1.4.1.1.481.2) is not an image",
     "meta_missing_tsyntax.dcm": "DICOM file has pixel data but no Rows or Columns: its image size is unknown",
     "SC_rgb_jpeg.dcm": "cannot write the enhanced DICOM: pydicom cannot encode this file's header again",
+    "ExplVR_LitEndNoMeta.dcm": "a DICOM data set without the DICOM file header (preamble, 'DICM' prefix, file meta)",
 }
 
 

@@ -99,7 +99,7 @@ def _read_one(path: Path, strict: bool) -> tuple[np.ndarray, pydicom.Dataset, bo
     try:
         header = read_dicom_header(path)
     except InvalidDicomError as e:
-        raise BadImageError(path, "not a DICOM file (no DICOM file meta header or 'DICM' prefix)") from e
+        raise BadImageError(path, _headerless(path)) from e
     except Exception as e:
         raise BadImageError(path, f"not a readable DICOM file ({type(e).__name__}: {e})") from e
     reason = not_an_image(header)
@@ -113,6 +113,25 @@ def _read_one(path: Path, strict: bool) -> tuple[np.ndarray, pydicom.Dataset, bo
     except Exception as e:
         raise _pixel_problem(path, e) from e
     return np.asarray(values, dtype=np.float64), header, palette
+
+
+def _headerless(path: Path) -> str:
+    """Why a file without the DICOM file header (128-byte preamble, ``DICM``, file meta) is refused: a bare DICOM
+    data set (an old ACR-NEMA-style file) is named as such; anything else is not a DICOM file."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+        bare = "SOPClassUID" in ds or "Rows" in ds
+    except Exception:  # noqa: BLE001 - not even a bare data set
+        bare = False
+    if bare:
+        return (
+            "a DICOM data set without the DICOM file header (preamble, 'DICM' prefix, file meta) is not supported; "
+            "save it with a file header first (e.g. dcmtk's dcmconv, or pydicom's dcmwrite(..., "
+            "enforce_file_format=True))"
+        )
+    return "not a DICOM file (no DICOM file meta header or 'DICM' prefix)"
 
 
 def _pixel_problem(path: Path, error: Exception) -> BadImageError:
