@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import statistics
 import sys
-import time
 from typing import Any
 
 import numpy as np
 import torch
 
 from benchmarks.common import RESULTS, machine_info, write_json
+from benchmarks.flops import time_call
 
 
 def _degradations(clean: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -40,16 +39,6 @@ def _degradations(clean: torch.Tensor) -> dict[str, torch.Tensor]:
         ).clamp(0, 1),
         "noise sigma 0.01": (clean + noise(0.01)).clamp(0, 1),
     }
-
-
-def _median_seconds(fn: Any, repeats: int = 5) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def run(threads: int | None) -> dict[str, Any]:
@@ -95,8 +84,8 @@ def run(threads: int | None) -> dict[str, Any]:
         "rows": rows,
         "ratio_rfl_constant_to_l1": {k: v["rfl_constant"] / v["l1"] for k, v in rows.items()},
         "seconds": {
-            "generator_forward_backward_batch4": _median_seconds(generator_step),
-            "rfl_forward_backward_batch4": _median_seconds(rfl_step),
+            "generator_forward_backward_batch4": time_call(generator_step, warmup=1, repeats=5)[0],
+            "rfl_forward_backward_batch4": time_call(rfl_step, warmup=1, repeats=5)[0],
         },
     }
 
