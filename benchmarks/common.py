@@ -6,7 +6,6 @@ import datetime
 import hashlib
 import json
 import os
-import platform
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -70,20 +69,10 @@ LABELS = {
 
 
 def machine_info() -> dict[str, Any]:
-    """CPU model, cores, threads, bf16 support, library versions, git commit and date."""
-    import monai
+    """CPU model, cores, threads, bf16 support, library versions (:func:`dpe_monai.machine.machine_summary`), git
+    commit, date and memory."""
+    from dpe_monai.machine import machine_summary
 
-    from dpe_monai.precision import cpu_has_native_bf16
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     try:
         commit = subprocess.run(
             ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
@@ -91,14 +80,7 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         commit = ""
     info = {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "native_bf16": cpu_has_native_bf16(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "monai": monai.__version__,
+        **machine_summary(),
         "git_commit": commit,
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
     }

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -173,24 +171,13 @@ def _flat_metrics(summary: dict) -> dict[str, float]:
 
 
 def _run_record(seconds: dict[str, float]) -> dict:
-    """Where and how long the demo ran: machine, versions, bundle version and seconds per step."""
-    import monai
+    """Where and how long the demo ran: machine and versions (:func:`~dpe_monai.machine.machine_summary`), the
+    bundle version and seconds per step."""
+    from dpe_monai.machine import machine_summary
 
-    cpu = platform.processor() or platform.machine()
-    if os.path.isfile("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     meta = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
-    return {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "torch": torch.__version__,
-        "monai": monai.__version__,
-        "bundle_version": meta.get("version"),
-        "seconds": {k: round(v, 1) for k, v in seconds.items()},
-    }
+    seconds = {k: round(v, 1) for k, v in seconds.items()}
+    return {**machine_summary(), "bundle_version": meta.get("version"), "seconds": seconds}
 
 
 def run_demo(output: Path, dataset_dir: Path, checkpoint: Path, seed: int = 0, limit: int | None = None) -> dict:

@@ -19,6 +19,7 @@ from dpe_monai.io import (
     NativeImage,
     OutputCollisionError,
     check_values,
+    describe_error,
     discover,
     output_paths,
     read_image,
@@ -225,8 +226,7 @@ def enhance_job(
     except (BadImageError, OutputCollisionError) as e:
         message = str(e)
     except Exception as e:  # one bad file must not stop the batch: report it with its name, on one line
-        text = " ".join(str(e).split("Traceback (most recent call last)")[0].split())
-        message = f"{name}: {type(e).__name__}: {text}"
+        message = f"{name}: {describe_error(e, limit=400)}"
     else:
         summary.done.append((name, [str(o) for o in outs]))
         return {"name": name, "status": "done", "outputs": [str(o) for o in outs], "dropped": dropped}

@@ -21,7 +21,7 @@ from dpe_monai.io.dicom import (
     tag_number,
 )
 from dpe_monai.io.formats import UNWRITABLE_LAYOUTS
-from dpe_monai.io.image import BadImageError, NativeImage
+from dpe_monai.io.image import BadImageError, NativeImage, describe_error
 
 __all__ = ["read_dicom", "write_dicom", "DERIVED_SUFFIX"]
 
@@ -227,9 +227,9 @@ def write_dicom(image: NativeImage, values: np.ndarray, out_paths: list[Path], s
         try:
             pydicom.dcmwrite(out, ds, enforce_file_format=True, little_endian=True, implicit_vr=implicit)
         except Exception as e:  # e.g. a header stored implicit VR under an explicit-VR transfer syntax
-            first = str(e).split("Traceback (most recent call last)")[0]
+            why = describe_error(e)
             raise BadImageError(
-                src, f"cannot write the enhanced DICOM: pydicom cannot encode this file's header again ({first})"
+                src, f"cannot write the enhanced DICOM: pydicom cannot encode this file's header again ({why})"
             ) from e
 
 
