@@ -84,8 +84,12 @@ def fmt(value: Any, digits: int = 2) -> str:
 def machine_line(data: dict[str, Any]) -> str:
     """One line describing the machine and software of a result file."""
     m = data.get("machine", {})
+    cpu = m.get("cpu", "?")
+    if m.get("cpu_id"):  # recorded since 2026-12-04 (family / model / stepping and caches)
+        caches = " ".join(f"{k} {v}" for k, v in (m.get("cpu_caches") or {}).items() if k in ("L2", "L3"))
+        cpu = f"{cpu} ({m['cpu_id']}{'; ' + caches if caches else ''})"
     return (
-        f"{m.get('cpu', '?')}, {m.get('logical_cpus', '?')} logical CPUs, {m.get('torch_threads', '?')} torch "
+        f"{cpu}, {m.get('logical_cpus', '?')} logical CPUs, {m.get('torch_threads', '?')} torch "
         f"threads, native bf16: {m.get('native_bf16')}, GPU: {m.get('cuda') or 'none'}; torch {m.get('torch')}, "
         f"MONAI {m.get('monai')}; commit {m.get('git_commit') or '?'}; {m.get('date', '?')}"
     )
