@@ -45,6 +45,7 @@ STEPS: tuple[str, ...] = (
     "quality_after.json",
     "quality_nogate.json",
     "passthrough.json",
+    "colour_conventions.json",
     *(f"downstream.json:{t}" for t in TASKS),
     *(f"downstream_augmented.json:{t}" for t in TASKS),
     "passthrough_tumour_gradprom.json",
