@@ -6,11 +6,20 @@ Algorithm 1 is one global intensity map per image, the same for every channel, s
 and white points were. The colour path (``GlobalLocalNet`` on a colour 8-bit image: not a scan) starts from a joint
 percentile stretch and learns a correction of it, one grey curve for all channels, from its training targets
 (dermoscopy for the most part): it can only restore the brightness convention of the images it was trained on. This
-measures how far that carries, on colour images scikit-image installs with it (astronaut, coffee, chelsea: not in
-the collection; retina and immunohistochemistry: their tiles are in its training split) and on the collection's H&E
-test tile (``microscopy/wsidicom_data/test_tile``). Per image and noise order, ``--seeds`` Algorithm 1 versions
-(seeded per image as the quality benchmark seeds items; no luminance gate) are scored by PSNR against the clean
-image for:
+measures how far that carries, on colour images the collection does not hold or holds only in part:
+
+- ``photographs``: scikit-image's astronaut, coffee and chelsea (not medical; the convention question at its plainest);
+- ``histology``: the collection's H&E test tile (``microscopy/wsidicom_data/test_tile``) and scikit-image's
+  immunohistochemistry image (in the training split);
+- ``fundus``: scikit-image's retina (tiles of it are in the training split) and the 12 sample files of the
+  ``retinalysis-fundusprep==1.1.0`` source archive (CHASE_DB1, DRIVE, HRF, PALM photographs, an ophthalmic DICOM
+  and a genuinely under-exposed ``sample_dark.png``; AGPL, fetched once into the download cache by
+  :mod:`dpe_monai.data.fundusprep_data`, never committed; ``--no_fundus`` leaves them out).
+
+Every image is used at most :data:`MAX_SIDE` px on its long side. Each is first given to DPE as it is (pass-through
+PSNR: a good image should come back nearly unchanged). Then, except for the under-exposed file, per noise order,
+``--seeds`` Algorithm 1 versions (seeded per image as the quality benchmark seeds items; no luminance gate: every
+fundus photograph is darker than the paper's B_T) are scored by PSNR against the clean image for:
 
 - ``base``: the network's own base, the joint percentile stretch (its learned correction off);
 - ``tone``: the learned tone map alone (no body residual);
@@ -23,7 +32,9 @@ image for:
 It also records how close each clean image already is to the stretch conventions: the PSNR of the clean image
 against its own ``percentile_stretch`` and its own ``auto_levels`` (a photograph that spans black to white comes back
 almost unchanged; Algorithm 1 maps every channel alike, so such an image is restored by the stretch alone, whatever
-a learned convention says). Writes ``benchmarks/results/colour_conventions.json``.
+a learned convention says). The summary gives, per set and over the images the collection does not hold, the mean
+of images and how many images DPE wins against the best classical pipeline of that image. Writes
+``benchmarks/results/colour_conventions.json``.
 """
 
 from __future__ import annotations
@@ -42,13 +53,15 @@ from benchmarks.common import BUNDLE, DEFAULT_DATASET, RESULTS, machine_info, wr
 
 CLASSICAL = ("auto_levels", "auto_levels_nlm", "percentile_stretch", "stretch_nlm", "nlm_stretch")
 ORDERS: dict[str, dict[str, Any]] = {"noise_before": {}, "noise_after": {"noise_order": "after"}}
-SKIMAGE = {  # name -> (skimage.data function, in the collection's training split)
-    "astronaut": ("astronaut", False),
-    "coffee": ("coffee", False),
-    "chelsea": ("chelsea", False),
-    "retina": ("retina", True),
-    "immunohistochemistry": ("immunohistochemistry", True),
+SKIMAGE = {  # name -> (skimage.data function, set, in the collection's training split)
+    "astronaut": ("astronaut", "photographs", False),
+    "coffee": ("coffee", "photographs", False),
+    "chelsea": ("chelsea", "photographs", False),
+    "retina": ("retina", "fundus", True),
+    "immunohistochemistry": ("immunohistochemistry", "histology", True),
 }
+#: genuinely under-exposed files: enhanced and described, but neither a clean reference nor a pass-through case
+UNDER_EXPOSED = ("sample_dark",)
 MAX_SIDE = 512
 
 
@@ -59,31 +72,53 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return 10.0 * math.log10(1.0 / max(mse, 1e-12))
 
 
-def images(dataset_dir: str) -> dict[str, dict[str, Any]]:
-    """``{name: {"image": (3, H, W) float32 in [0, 1], "in_training": bool, "source": str}}``."""
-    from skimage import data, transform
+def _fit(im: np.ndarray) -> torch.Tensor:
+    """``(H, W, 3)`` in [0, 1] -> ``(3, H', W')`` with the long side at most :data:`MAX_SIDE` (anti-aliased)."""
+    from skimage import transform
+
+    h, w = im.shape[:2]
+    if max(h, w) > MAX_SIDE:
+        scale = MAX_SIDE / max(h, w)
+        im = transform.resize(im, (round(h * scale), round(w * scale)), anti_aliasing=True)
+    return torch.from_numpy(np.ascontiguousarray(im, dtype=np.float32)).permute(2, 0, 1).contiguous()
+
+
+def images(dataset_dir: str, fundus: bool = True) -> dict[str, dict[str, Any]]:
+    """``{name: {"image": (3, H, W) float32 in [0, 1], "set": str, "in_training": bool, "source": str}}``.
+
+    scikit-image's colour images, the collection's H&E test tile and, with ``fundus``, the 12 fundus files of the
+    ``retinalysis-fundusprep`` source archive (:mod:`dpe_monai.data.fundusprep_data`, fetched once and cached;
+    read through :func:`dpe_monai.io.read_image`, 8-bit RGB, values / 255 as the intensity contract maps them).
+    """
+    from skimage import data
 
     from dpe_monai.data import ensure_collection
     from dpe_monai.evaluators import load_datalist
     from dpe_monai.evaluators.common import load_clean
 
     out: dict[str, dict[str, Any]] = {}
-    for name, (fn, seen) in SKIMAGE.items():
+    for name, (fn, group, seen) in SKIMAGE.items():
         im = getattr(data, fn)().astype(np.float32) / 255.0
-        if max(im.shape[:2]) > MAX_SIDE:  # retina is 1411^2: the same resize for every method
-            im = transform.resize(im, (MAX_SIDE, MAX_SIDE), anti_aliasing=True).astype(np.float32)
-        out[name] = {
-            "image": torch.from_numpy(im).permute(2, 0, 1).contiguous(),
-            "in_training": seen,
-            "source": f"skimage.data.{fn}()",
-        }
+        out[name] = {"image": _fit(im), "set": group, "in_training": seen, "source": f"skimage.data.{fn}()"}
     for item in load_datalist(str(ensure_collection(dataset_dir)), "test"):
         if "wsidicom_data" in str(item["image"]):
-            out["he_tile"] = {"image": load_clean(item)["image"], "in_training": False, "source": str(item["image"])}
+            out["he_tile"] = {"image": load_clean(item)["image"], "set": "histology", "in_training": False,
+                              "source": str(item["image"])}  # fmt: skip
+    if fundus:
+        from dpe_monai.data.fundusprep_data import fundus_files
+        from dpe_monai.io import read_image
+
+        for path in fundus_files():
+            native = read_image(path)
+            if native.dtype != np.uint8 or native.array.shape[0] != 3:
+                raise ValueError(f"{path.name}: expected 8-bit RGB, got {native.dtype} with {native.array.shape[0]}")
+            im = np.moveaxis(native.array, 0, -1) / 255.0
+            out[path.stem] = {"image": _fit(im), "set": "fundus", "in_training": False,
+                              "source": f"retinalysis-fundusprep 1.1.0 samples/original/{path.name}"}  # fmt: skip
     return out
 
 
-def run(dataset_dir: str, seeds: int) -> dict[str, Any]:
+def run(dataset_dir: str, seeds: int, fundus: bool = True) -> dict[str, Any]:
     from dpe_monai.baselines import ClassicalEnhancer, OracleEnhancer
     from dpe_monai.evaluators.common import degrade, enhance, for_item
     from dpe_monai.inference import Enhancer
@@ -95,16 +130,23 @@ def run(dataset_dir: str, seeds: int) -> dict[str, Any]:
     methods = {m: ClassicalEnhancer(m) for m in CLASSICAL}
     oracle = OracleEnhancer()
     rows: list[dict[str, Any]] = []
-    conventions: dict[str, Any] = {}
-    for name, info in images(dataset_dir).items():
+    described: dict[str, Any] = {}
+    for name, info in images(dataset_dir, fundus).items():
         clean = info["image"]
-        conventions[name] = {
+        out = enhance(for_item(dpe, False), clean)
+        described[name] = {
+            "set": info["set"],
             "in_training": info["in_training"],
             "source": info["source"],
             "size": list(clean.shape[1:]),
+            "mean": float(clean.mean()),
+            "dpe_mean": float(out.mean()),
+            "passthrough_db": _psnr(out, clean),
             "clean_vs_own_percentile_stretch_db": _psnr(enhance(methods["percentile_stretch"], clean), clean),
             "clean_vs_own_auto_levels_db": _psnr(enhance(methods["auto_levels"], clean), clean),
         }
+        if name in UNDER_EXPOSED:
+            continue
         for order, kwargs in ORDERS.items():
             for seed in range(seeds):
                 lq, params = degrade(clean, seed, name, brightness_threshold=None, **kwargs)
@@ -115,45 +157,63 @@ def run(dataset_dir: str, seeds: int) -> dict[str, Any]:
                     base = apply_global_intensity(x, net.global_branch(x, relative=torch.ones(1))).clamp(0.0, 1.0)
                 row = {
                     "image": name,
+                    "set": info["set"],
                     "order": order,
                     "seed": seed,
                     "gate_w": float(est[0, -2]),
+                    "degraded": _psnr(lq, clean),
                     "base": _psnr(base[0], clean),
                     "tone": _psnr(tone[0], clean),
                     "dpe": _psnr(enhance(for_item(dpe, False), lq), clean),
                     "oracle": _psnr(enhance(for_item(oracle, False, params), lq), clean),
-                    "degraded": _psnr(lq, clean),
                 }
                 row.update({m: _psnr(enhance(fn, lq), clean) for m, fn in methods.items()})
                 rows.append(row)
                 print({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
-    keys = ["degraded", "base", "tone", "dpe", *CLASSICAL, "oracle"]
-
-    def mean(sel: list[dict[str, Any]]) -> dict[str, float]:
-        return {k: float(np.mean([r[k] for r in sel])) for k in keys}
-
-    summary: dict[str, Any] = {}
-    for order in ORDERS:
-        sel = [r for r in rows if r["order"] == order]
-        per_image = {n: mean([r for r in sel if r["image"] == n]) for n in conventions}
-        unseen = [n for n in conventions if not conventions[n]["in_training"]]
-        summary[order] = {
-            "per_image": per_image,
-            "mean_of_images": {k: float(np.mean([per_image[n][k] for n in conventions])) for k in keys},
-            "mean_of_unseen_images": {k: float(np.mean([per_image[n][k] for n in unseen])) for k in keys},
-            "unseen": unseen,
-        }
     return {
         "benchmark": "colour_conventions",
         "command": shlex.join(["python", "-m", "benchmarks.colour_conventions", *sys.argv[1:]]),
         "machine": machine_info(),
         "seeds": seeds,
         "max_side": MAX_SIDE,
-        "conventions": conventions,
-        "summary": summary,
+        "images": described,
+        "summary": summarise(rows, described),
         "rows": rows,
         "seconds": time.perf_counter() - start,
     }
+
+
+def summarise(rows: list[dict[str, Any]], described: dict[str, Any]) -> dict[str, Any]:
+    """Per noise order: each image's mean over seeds; per set and over the images the collection does not hold,
+    the mean of images and how many images DPE wins (above the best classical pipeline of that image); and the
+    pass-through PSNR of the images given as they are (the under-exposed file left out)."""
+    keys = ["degraded", "base", "tone", "dpe", *CLASSICAL, "oracle"]
+    out: dict[str, Any] = {}
+    for order in ORDERS:
+        sel = [r for r in rows if r["order"] == order]
+        names = sorted({r["image"] for r in sel})
+        per_image = {n: {k: float(np.mean([r[k] for r in sel if r["image"] == n])) for k in keys} for n in names}
+        groups: dict[str, list[str]] = {}
+        for n in names:
+            groups.setdefault(described[n]["set"], []).append(n)
+        groups["unseen"] = [n for n in names if not described[n]["in_training"]]
+        summary: dict[str, Any] = {}
+        for group, members in groups.items():
+            wins = [n for n in members if per_image[n]["dpe"] > max(per_image[n][m] for m in CLASSICAL)]
+            summary[group] = {
+                "images": members,
+                "mean": {k: float(np.mean([per_image[n][k] for n in members])) for k in keys},
+                "dpe_wins": len(wins),
+            }
+        out[order] = {"per_image": per_image, "groups": summary}
+    good = [n for n in described if n not in UNDER_EXPOSED]
+    out["passthrough_db"] = {
+        group: {"n": len(ns), "mean": float(np.mean(v)), "min": float(np.min(v))}
+        for group in sorted({described[n]["set"] for n in good})
+        for ns in [[n for n in good if described[n]["set"] == group]]
+        for v in [[described[n]["passthrough_db"] for n in ns]]
+    }
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,14 +221,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset_dir", default=str(DEFAULT_DATASET))
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--no_fundus", action="store_true", help="leave out the retinalysis-fundusprep files")
     ap.add_argument("--output", default=str(RESULTS / "colour_conventions.json"))
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = run(args.dataset_dir, args.seeds)
+    result = run(args.dataset_dir, args.seeds, fundus=not args.no_fundus)
     write_json(args.output, result)
-    for order, s in result["summary"].items():
-        print(order, {k: round(v, 2) for k, v in s["mean_of_unseen_images"].items()})
+    for order in ORDERS:
+        for group, g in result["summary"][order]["groups"].items():
+            print(
+                order,
+                group,
+                len(g["images"]),
+                "DPE wins",
+                g["dpe_wins"],
+                {k: round(v, 2) for k, v in g["mean"].items()},
+            )
+    print("pass-through", result["summary"]["passthrough_db"])
     return 0
 
 

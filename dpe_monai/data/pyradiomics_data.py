@@ -9,10 +9,6 @@ small for 256 px slices and is left out.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import subprocess
-import sys
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -20,9 +16,19 @@ from pathlib import Path
 
 import numpy as np
 
+from dpe_monai.data import downloads
+from dpe_monai.data.downloads import NO_DOWNLOAD_ENV
 from dpe_monai.data.sources import SourceImage, Subject
 
-__all__ = ["ARCHIVE", "PATIENTS", "archive_path", "cached_archive", "pyradiomics_patients", "read_patient"]
+__all__ = [
+    "ARCHIVE",
+    "NO_DOWNLOAD_ENV",
+    "PATIENTS",
+    "archive_path",
+    "cached_archive",
+    "pyradiomics_patients",
+    "read_patient",
+]
 
 VERSION = "3.0.1"
 ARCHIVE = f"pyradiomics-{VERSION}.tar.gz"
@@ -37,67 +43,24 @@ PATIENTS: tuple[tuple[str, str, str, str], ...] = (
 )
 #: axial planes smaller than this on either side are skipped.
 MIN_SIDE = 256
-#: set to ``1`` to never download (offline builds and tests): a missing archive then skips the source.
-NO_DOWNLOAD_ENV = "DPE_MONAI_NO_DOWNLOAD"
+#: ``--no-build-isolation``: pip prepares the sdist's metadata, and its ``setup.py`` needs numpy, which an isolated
+#: build environment lacks (the package is downloaded, never built or installed).
+SOURCE = downloads.SourceArchive("pyradiomics", VERSION, ARCHIVE, SHA256, build_isolation=False)
 
 
 def archive_path() -> Path:
     """Where the cached archive lives: ``$DPE_MONAI_CACHE/downloads`` (default ``~/.cache/dpe-monai/downloads``)."""
-    root = Path(os.environ.get("DPE_MONAI_CACHE", Path.home() / ".cache" / "dpe-monai")).expanduser()
-    return root / "downloads" / ARCHIVE
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _download(target: Path, timeout: float = 600.0) -> None:
-    """``pip download`` the sdist into a temporary sibling folder, check its hash, then move it into place.
-
-    ``--no-build-isolation``: pip prepares the sdist's metadata, and pyradiomics' ``setup.py`` needs numpy, which
-    the isolated build environment lacks (the package is downloaded, never built or installed).
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".pip-download-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation", "--no-binary",
-               "pyradiomics", f"pyradiomics=={VERSION}", "-d", tmp, "--quiet"]  # fmt: skip
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-        got = Path(tmp) / ARCHIVE
-        if done.returncode != 0 or not got.is_file():
-            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise OSError(f"pip download pyradiomics=={VERSION} failed: {tail[0]}")
-        if _sha256(got) != SHA256:
-            raise OSError(f"{ARCHIVE}: unexpected SHA-256")
-        got.replace(target)
+    return SOURCE.path
 
 
 def cached_archive(download: bool | None = None) -> Path:
-    """The cached archive, downloaded first when missing.
-
-    Args:
-        download: allow a download; ``None``: unless ``$DPE_MONAI_NO_DOWNLOAD`` is set.
-
-    Returns:
-        The archive path.
+    """The cached archive, downloaded first when missing (:func:`dpe_monai.data.downloads.cached_archive`).
 
     Raises:
         FileNotFoundError: the archive is missing and downloads are off.
         OSError: the download failed.
     """
-    path = archive_path()
-    if path.is_file():
-        return path
-    if download is None:
-        download = not os.environ.get(NO_DOWNLOAD_ENV)
-    if not download:
-        # no absolute path in the message: it goes into the (portable) data card's skipped list
-        raise FileNotFoundError(f"{ARCHIVE} is not cached and downloads are off (${NO_DOWNLOAD_ENV})")
-    _download(path)
-    return path
+    return downloads.cached_archive(SOURCE, download)
 
 
 def _to_ras(volume: np.ndarray, direction: np.ndarray) -> np.ndarray:

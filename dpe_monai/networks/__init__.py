@@ -6,6 +6,7 @@ from dpe_monai.networks.discriminator import DPEDiscriminator
 from dpe_monai.networks.dpenet import DPENet
 from dpe_monai.networks.global_intensity import GlobalIntensity, apply_global_intensity, global_summary, grey_thumbnail
 from dpe_monai.networks.global_local import GlobalLocalNet
+from dpe_monai.networks.regional_limit import RegionalLimit
 from dpe_monai.networks.scan_refiner import ScanRefiner
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "GatedConv",
     "GlobalIntensity",
     "GlobalLocalNet",
+    "RegionalLimit",
     "ResidualBlock",
     "ScanRefiner",
     "apply_global_intensity",

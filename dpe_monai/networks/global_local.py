@@ -16,6 +16,7 @@ from dpe_monai.networks.global_intensity import (
     global_summary,
 )
 from dpe_monai.networks.nonlocal_means import NonLocalMeans, noise_level_function, noise_sigma
+from dpe_monai.networks.regional_limit import RegionalLimit
 from dpe_monai.networks.scan_refiner import ScanRefiner
 from dpe_monai.networks.tracing import tracing
 
@@ -118,6 +119,9 @@ class GlobalLocalNet(nn.Module):
             through the clean gate (the grey 99th percentile; :class:`CleanGate`). No degradation the enhancer was
             made for leaves an image's bright end near white (Algorithm 1's brightness factor is at most 0.8).
             None: off.
+        regional_limit: ``(t0, t1)``: the body's residual is attenuated where its mean over 16-px cells darkens the
+            tone-mapped image by more than ``t0``, and off from ``t1`` (:class:`RegionalLimit`; a dermoscopy prior
+            that blackened regions of dark fundus photographs). None: off. Has no weights.
     """
 
     def __init__(
@@ -140,6 +144,7 @@ class GlobalLocalNet(nn.Module):
         refiner_channels: str = "each",
         clean_gate: bool = False,
         exposed: tuple[float, float] | None = None,
+        regional_limit: tuple[float, float] | None = None,
     ) -> None:
         super().__init__()
         if in_channels != out_channels:
@@ -176,6 +181,7 @@ class GlobalLocalNet(nn.Module):
             raise ValueError("scan_refiner refines the prefilter's output: it needs prefilter='nlm'.")
         self.refiner = ScanRefiner(spatial_dims, channels=refiner_channels) if scan_refiner else None
         self.gate = CleanGate(exposed=self.exposed) if clean_gate else None
+        self.limit = None if regional_limit is None else RegionalLimit(spatial_dims, regional_limit)
         self.global_branch = GlobalIntensity(in_channels=in_channels, thumb=thumb, knots=knots)
         self.body = DPENet(
             spatial_dims=spatial_dims,
@@ -369,6 +375,8 @@ class GlobalLocalNet(nn.Module):
                         return apply_global_intensity(x, params[:, :-1]).clamp(0.0, 1.0)
         g = apply_global_intensity(x, params[:, :-1])
         r = 2.0 * self.body(torch.cat([x, g, flag], dim=1)) - 1.0  # tanh of the body's head, in [-1, 1]
+        if self.limit is not None:
+            r = self.limit(r)
         r = r * keep if self.relative_only else r
         if self.denoise_first:
             c = self.out_channels
