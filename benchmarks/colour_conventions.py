@@ -23,7 +23,10 @@ fundus photograph is darker than the paper's B_T) are scored by PSNR against the
 
 - ``base``: the network's own base, the joint percentile stretch (its learned correction off);
 - ``tone``: the learned tone map alone (no body residual);
-- ``dpe``: the shipped network as the CLI runs it on a colour image (clean gate, tone map, body);
+- ``dpe``: the shipped network as the CLI runs it on a colour image (clean gate, tone map, body, regional limit;
+  ``--no_regional_limit``: without :class:`~dpe_monai.networks.RegionalLimit`, i.e. bundle 0.12.1), also split into
+  ``dpe_field`` and ``dpe_surround``: the PSNR inside the field (the clean image's grey above 0.04) and in its dark
+  surround (a fundus photograph is a bright disc on black);
 - the classical pipelines ``auto_levels`` (the 1-99 % percentiles of all channel values to 0/1),
   ``auto_levels_nlm``, ``percentile_stretch`` (the contract's 0.5-99.5 % window of the grey body, every channel
   alike: the network's base without its learned parts), ``stretch_nlm``, ``nlm_stretch``, and the unreachable
@@ -72,6 +75,20 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return 10.0 * math.log10(1.0 / max(mse, 1e-12))
 
 
+def _split_psnr(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
+    """PSNR of ``a`` against ``b`` inside the field (``b``'s grey > 0.04) and in its dark surround (NaN where the
+    surround is under 1 % of the pixels): a fundus photograph is a bright disc on black."""
+    field = b.mean(dim=0) > 0.04
+    err = ((a.float() - b.float()) ** 2).mean(dim=0)
+    out = []
+    for m in (field, ~field):
+        if m.float().mean() < 0.01:
+            out.append(math.nan)
+        else:
+            out.append(10.0 * math.log10(1.0 / max(float(err[m].mean()), 1e-12)))
+    return out[0], out[1]
+
+
 def _fit(im: np.ndarray) -> torch.Tensor:
     """``(H, W, 3)`` in [0, 1] -> ``(3, H', W')`` with the long side at most :data:`MAX_SIDE` (anti-aliased)."""
     from skimage import transform
@@ -118,7 +135,7 @@ def images(dataset_dir: str, fundus: bool = True) -> dict[str, dict[str, Any]]:
     return out
 
 
-def run(dataset_dir: str, seeds: int, fundus: bool = True) -> dict[str, Any]:
+def run(dataset_dir: str, seeds: int, fundus: bool = True, regional_limit: bool = True) -> dict[str, Any]:
     from dpe_monai.baselines import ClassicalEnhancer, OracleEnhancer
     from dpe_monai.evaluators.common import degrade, enhance, for_item
     from dpe_monai.inference import Enhancer
@@ -127,6 +144,8 @@ def run(dataset_dir: str, seeds: int, fundus: bool = True) -> dict[str, Any]:
     start = time.perf_counter()
     dpe = Enhancer.from_bundle(str(BUNDLE), precision="fp32")
     net = dpe.network.eval()
+    if not regional_limit:
+        net.limit = None  # bundle 0.12.1's network: the same weights without RegionalLimit
     methods = {m: ClassicalEnhancer(m) for m in CLASSICAL}
     oracle = OracleEnhancer()
     rows: list[dict[str, Any]] = []
@@ -155,6 +174,7 @@ def run(dataset_dir: str, seeds: int, fundus: bool = True) -> dict[str, Any]:
                     est = net.estimate(x, torch.zeros(1))  # columns: tone map, noise level, gate w, route flag
                     tone = apply_global_intensity(x, est[:, :-3]).clamp(0.0, 1.0)
                     base = apply_global_intensity(x, net.global_branch(x, relative=torch.ones(1))).clamp(0.0, 1.0)
+                y = enhance(for_item(dpe, False), lq)
                 row = {
                     "image": name,
                     "set": info["set"],
@@ -164,7 +184,9 @@ def run(dataset_dir: str, seeds: int, fundus: bool = True) -> dict[str, Any]:
                     "degraded": _psnr(lq, clean),
                     "base": _psnr(base[0], clean),
                     "tone": _psnr(tone[0], clean),
-                    "dpe": _psnr(enhance(for_item(dpe, False), lq), clean),
+                    "dpe": _psnr(y, clean),
+                    "dpe_field": _split_psnr(y, clean)[0],
+                    "dpe_surround": _split_psnr(y, clean)[1],
                     "oracle": _psnr(enhance(for_item(oracle, False, params), lq), clean),
                 }
                 row.update({m: _psnr(enhance(fn, lq), clean) for m, fn in methods.items()})
@@ -176,6 +198,7 @@ def run(dataset_dir: str, seeds: int, fundus: bool = True) -> dict[str, Any]:
         "machine": machine_info(),
         "seeds": seeds,
         "max_side": MAX_SIDE,
+        "regional_limit": "off" if net.limit is None else [net.limit.t0, net.limit.t1],
         "images": described,
         "summary": summarise(rows, described),
         "rows": rows,
@@ -187,12 +210,12 @@ def summarise(rows: list[dict[str, Any]], described: dict[str, Any]) -> dict[str
     """Per noise order: each image's mean over seeds; per set and over the images the collection does not hold,
     the mean of images and how many images DPE wins (above the best classical pipeline of that image); and the
     pass-through PSNR of the images given as they are (the under-exposed file left out)."""
-    keys = ["degraded", "base", "tone", "dpe", *CLASSICAL, "oracle"]
+    keys = ["degraded", "base", "tone", "dpe", "dpe_field", "dpe_surround", *CLASSICAL, "oracle"]
     out: dict[str, Any] = {}
     for order in ORDERS:
         sel = [r for r in rows if r["order"] == order]
         names = sorted({r["image"] for r in sel})
-        per_image = {n: {k: float(np.mean([r[k] for r in sel if r["image"] == n])) for k in keys} for n in names}
+        per_image = {n: {k: float(np.nanmean([r[k] for r in sel if r["image"] == n])) for k in keys} for n in names}
         groups: dict[str, list[str]] = {}
         for n in names:
             groups.setdefault(described[n]["set"], []).append(n)
@@ -202,7 +225,7 @@ def summarise(rows: list[dict[str, Any]], described: dict[str, Any]) -> dict[str
             wins = [n for n in members if per_image[n]["dpe"] > max(per_image[n][m] for m in CLASSICAL)]
             summary[group] = {
                 "images": members,
-                "mean": {k: float(np.mean([per_image[n][k] for n in members])) for k in keys},
+                "mean": {k: float(np.nanmean([per_image[n][k] for n in members])) for k in keys},
                 "dpe_wins": len(wins),
             }
         out[order] = {"per_image": per_image, "groups": summary}
@@ -222,11 +245,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--no_fundus", action="store_true", help="leave out the retinalysis-fundusprep files")
+    ap.add_argument(
+        "--no_regional_limit", action="store_true", help="the shipped weights without RegionalLimit (0.12.1)"
+    )
     ap.add_argument("--output", default=str(RESULTS / "colour_conventions.json"))
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = run(args.dataset_dir, args.seeds, fundus=not args.no_fundus)
+    result = run(args.dataset_dir, args.seeds, fundus=not args.no_fundus, regional_limit=not args.no_regional_limit)
     write_json(args.output, result)
     for order in ORDERS:
         for group, g in result["summary"][order]["groups"].items():
