@@ -32,12 +32,14 @@ fundus photograph is darker than the paper's B_T) are scored by PSNR against the
   alike: the network's base without its learned parts), ``stretch_nlm``, ``nlm_stretch``, and the unreachable
   ``oracle`` (it inverts the true factors and denoises at the true noise level).
 
-It also records how close each clean image already is to the stretch conventions: the PSNR of the clean image
-against its own ``percentile_stretch`` and its own ``auto_levels`` (a photograph that spans black to white comes back
-almost unchanged; Algorithm 1 maps every channel alike, so such an image is restored by the stretch alone, whatever
-a learned convention says). The summary gives, per set and over the images the collection does not hold, the mean
-of images and how many images DPE wins against the best classical pipeline of that image. Writes
-``benchmarks/results/colour_conventions.json``.
+For every image given as it is, ``blackened`` is the share of its field (grey above 0.03) that DPE returns at under
+0.4 of the given grey: regions it blackened (``sample_dark.png``, a genuinely under-exposed fundus photograph, is
+the case that made bundle 0.13.0 bound the body). It also records how close each clean image already is to the
+stretch conventions: the PSNR of the clean image against its own ``percentile_stretch`` and its own ``auto_levels``
+(a photograph that spans black to white comes back almost unchanged; Algorithm 1 maps every channel alike, so such
+an image is restored by the stretch alone, whatever a learned convention says). The summary gives, per set and over
+the images the collection does not hold, the mean of images and how many images DPE wins against the best classical
+pipeline of that image. Writes ``benchmarks/results/colour_conventions.json``.
 """
 
 from __future__ import annotations
@@ -87,6 +89,14 @@ def _split_psnr(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
         else:
             out.append(10.0 * math.log10(1.0 / max(float(err[m].mean()), 1e-12)))
     return out[0], out[1]
+
+
+def _blackened(out: torch.Tensor, given: torch.Tensor) -> float:
+    """Share of the field (the given image's grey above 0.03) where the output's grey is under 0.4 of the given
+    image's: regions an enhancer blackened, darker than it was given (``(C, H, W)`` in [0, 1])."""
+    field = given.mean(dim=0) > 0.03
+    dark = out.mean(dim=0) < 0.4 * given.mean(dim=0)
+    return float((dark & field).sum()) / max(1, int(field.sum()))
 
 
 def _fit(im: np.ndarray) -> torch.Tensor:
@@ -161,6 +171,7 @@ def run(dataset_dir: str, seeds: int, fundus: bool = True, regional_limit: bool 
             "mean": float(clean.mean()),
             "dpe_mean": float(out.mean()),
             "passthrough_db": _psnr(out, clean),
+            "blackened": _blackened(out, clean),
             "clean_vs_own_percentile_stretch_db": _psnr(enhance(methods["percentile_stretch"], clean), clean),
             "clean_vs_own_auto_levels_db": _psnr(enhance(methods["auto_levels"], clean), clean),
         }
