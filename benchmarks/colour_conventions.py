@@ -186,6 +186,7 @@ def run(dataset_dir: str, seeds: int, fundus: bool = True, regional_limit: bool 
                     tone = apply_global_intensity(x, est[:, :-3]).clamp(0.0, 1.0)
                     base = apply_global_intensity(x, net.global_branch(x, relative=torch.ones(1))).clamp(0.0, 1.0)
                 y = enhance(for_item(dpe, False), lq)
+                field, surround = _split_psnr(y, clean)
                 row = {
                     "image": name,
                     "set": info["set"],
@@ -196,8 +197,8 @@ def run(dataset_dir: str, seeds: int, fundus: bool = True, regional_limit: bool 
                     "base": _psnr(base[0], clean),
                     "tone": _psnr(tone[0], clean),
                     "dpe": _psnr(y, clean),
-                    "dpe_field": _split_psnr(y, clean)[0],
-                    "dpe_surround": _split_psnr(y, clean)[1],
+                    "dpe_field": field,
+                    "dpe_surround": surround,
                     "oracle": _psnr(enhance(for_item(oracle, False, params), lq), clean),
                 }
                 row.update({m: _psnr(enhance(fn, lq), clean) for m, fn in methods.items()})
