@@ -54,7 +54,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import BUNDLE, DEFAULT_DATASET, RESULTS, machine_info, write_json
+from benchmarks.common import (
+    BUNDLE,
+    DEFAULT_DATASET,
+    RESULTS,
+    json_arg,
+    machine_info,
+    network_enhancer,
+    parse_network,
+    write_json,
+)
 
 CLASSICAL = ("auto_levels", "auto_levels_nlm", "percentile_stretch", "stretch_nlm", "nlm_stretch")
 ORDERS: dict[str, dict[str, Any]] = {"noise_before": {}, "noise_after": {"noise_order": "after"}}
@@ -145,14 +154,26 @@ def images(dataset_dir: str, fundus: bool = True) -> dict[str, dict[str, Any]]:
     return out
 
 
-def run(dataset_dir: str, seeds: int, fundus: bool = True, regional_limit: bool = True) -> dict[str, Any]:
+def run(
+    dataset_dir: str,
+    seeds: int,
+    fundus: bool = True,
+    regional_limit: bool = True,
+    dpe_checkpoint: str | None = None,
+    dpe_network: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    from monai.bundle import ConfigParser
+
     from dpe_monai.baselines import ClassicalEnhancer, OracleEnhancer
     from dpe_monai.evaluators.common import degrade, enhance, for_item
-    from dpe_monai.inference import Enhancer
     from dpe_monai.networks.global_intensity import apply_global_intensity
 
     start = time.perf_counter()
-    dpe = Enhancer.from_bundle(str(BUNDLE), precision="fp32")
+    if dpe_network is not None:
+        net = ConfigParser({"network_def": dict(dpe_network)}).get_parsed_content("network_def")
+    else:
+        net = parse_network([BUNDLE / "configs" / "inference.json"])
+    dpe, dpe_info = network_enhancer(net, dpe_checkpoint or BUNDLE / "models" / "model.pt", "fp32")
     net = dpe.network.eval()
     if not regional_limit:
         net.limit = None  # bundle 0.12.1's network: the same weights without RegionalLimit
@@ -211,6 +232,7 @@ def run(dataset_dir: str, seeds: int, fundus: bool = True, regional_limit: bool 
         "seeds": seeds,
         "max_side": MAX_SIDE,
         "regional_limit": "off" if net.limit is None else [net.limit.t0, net.limit.t1],
+        "dpe": dpe_info,
         "images": described,
         "summary": summarise(rows, described),
         "rows": rows,
@@ -260,11 +282,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--no_regional_limit", action="store_true", help="the shipped weights without RegionalLimit (0.12.1)"
     )
+    ap.add_argument("--dpe_checkpoint", default=None, help="default: bundles/dpe_enhancement/models/model.pt")
+    ap.add_argument("--dpe_network", default=None, help="network_def JSON (default: inference.json's)")
     ap.add_argument("--output", default=str(RESULTS / "colour_conventions.json"))
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = run(args.dataset_dir, args.seeds, fundus=not args.no_fundus, regional_limit=not args.no_regional_limit)
+    result = run(
+        args.dataset_dir,
+        args.seeds,
+        fundus=not args.no_fundus,
+        regional_limit=not args.no_regional_limit,
+        dpe_checkpoint=args.dpe_checkpoint,
+        dpe_network=json_arg(args.dpe_network),
+    )
     write_json(args.output, result)
     for order in ORDERS:
         for group, g in result["summary"][order]["groups"].items():

@@ -168,6 +168,8 @@ def network_options(network: torch.nn.Module) -> dict[str, Any]:
         "scan_refiner": None if getattr(network, "refiner", None) is None else network.refiner.channels,
         "clean_gate": getattr(network, "gate", None) is not None,
         "exposed": getattr(network, "exposed", None),
+        "regional_limit": None if getattr(network, "limit", None) is None else [network.limit.t0, network.limit.t1],
+        "tone_window": getattr(network.global_branch, "window", "grey"),
     }
 
 

@@ -28,6 +28,8 @@ _EXPORTS = {
     "default_dataset_dir": "dpe_monai.data.ensure",
     "degradable_items": "dpe_monai.data.degradable",
     "group_balanced_weights": "dpe_monai.data.balance",
+    "colour_fit_items": "dpe_monai.data.colour_fit_data",
+    "write_colour_datalist": "dpe_monai.data.colour_fit_data",
 }
 
 __all__ = sorted(_EXPORTS)

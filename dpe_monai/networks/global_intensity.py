@@ -5,7 +5,8 @@ convolutional body with a bounded receptive field cannot see the image's black a
 It starts as a robust percentile stretch (the strongest simple method) and learns a bounded correction on top:
 
 1. base window: the ``lower``/``upper`` quantiles over the body of the full-resolution grey values (strided to
-   about ``samples``), i.e. the intensity contract's percentile window (:mod:`dpe_monai.contract`);
+   about ``samples``), i.e. the intensity contract's percentile window (:mod:`dpe_monai.contract`); with
+   ``window="channels"`` a colour image's window is taken over all its channel values instead (auto-levels');
 2. features: ``n_quantiles`` quantiles of the full-resolution values and of a denoised thumbnail (2x average
    pooled, resized to ``thumb`` per side), both normalised by the base window, ``log`` of the window width and of
    the mean absolute neighbour difference (a noise level);
@@ -95,20 +96,23 @@ def global_summary(
     upper: float = 0.995,
     samples: int = 65536,
 ) -> torch.Tensor:
-    """Parameter-free statistics of whole images that the global branch reads: ``(B, 2 * n_quantiles + 3 + 26)``.
+    """Parameter-free statistics of whole images that the global branch reads: ``(B, 2 * n_quantiles + 3 + 28)``.
 
-    ``[q_lo, q_hi, full quantiles (n), thumbnail quantiles (n), noise, colour (25), sigma]``: ``q_lo``/``q_hi`` are the
-    ``lower``/``upper`` quantiles over the body (values above the minimum when they are >= 1 %) of the
-    full-resolution grey values (strided to about ``samples``), i.e. the intensity contract's percentile window
-    (:mod:`dpe_monai.contract`); the quantile vectors (evenly spaced over the body for full resolution, over all
-    values for the 2x-pooled ``thumb``-side thumbnail) and the noise level (mean absolute vertical neighbour
-    difference) are in raw [0, 1] units. Colour: 7 quantiles (5 %, 20 %, ..., 95 %) of each of the three channels,
-    the mean absolute deviation of the channels from their mean (chroma) and the three channel means (grey images
-    count as three equal channels): Algorithm 1 and a badly exposed photograph scale chroma with contrast, so skin
-    or stain colour tells the global branch how far the contrast was cut. A training pipeline computes this on the
-    whole degraded image (``GlobalContextd``) so a random crop still gets the whole image's tone map. ``sigma``
-    is the robust noise level :func:`~dpe_monai.networks.nonlocal_means.noise_sigma` of the whole image, so a crop
-    is denoised at the level its image has (a crop of flat background would read 0), as at inference.
+    ``[q_lo, q_hi, full quantiles (n), thumbnail quantiles (n), noise, colour (25), c_lo, c_hi, sigma]``:
+    ``q_lo``/``q_hi`` are the ``lower``/``upper`` quantiles over the body (values above the minimum when they are
+    >= 1 %) of the full-resolution grey values (strided to about ``samples``), i.e. the intensity contract's
+    percentile window (:mod:`dpe_monai.contract`); the quantile vectors (evenly spaced over the body for full
+    resolution, over all values for the 2x-pooled ``thumb``-side thumbnail) and the noise level (mean absolute
+    vertical neighbour difference) are in raw [0, 1] units. Colour: 7 quantiles (5 %, 20 %, ..., 95 %) of each of
+    the three channels, the mean absolute deviation of the channels from their mean (chroma) and the three channel
+    means (grey images count as three equal channels): Algorithm 1 and a badly exposed photograph scale chroma with
+    contrast, so skin or stain colour tells the global branch how far the contrast was cut. ``c_lo``/``c_hi``: the
+    window of ``q_lo``/``q_hi`` taken over all channel values (auto-levels' window: a red-dominant fundus
+    photograph's red channel sets its white point, where the grey window would clip it). A training pipeline
+    computes this on the whole degraded image (``GlobalContextd``) so a random crop still gets the whole image's
+    tone map. ``sigma`` is the robust noise level :func:`~dpe_monai.networks.nonlocal_means.noise_sigma` of the
+    whole image, so a crop is denoised at the level its image has (a crop of flat background would read 0), as at
+    inference.
 
     Args:
         x: ``(B, C, H, W)`` images or ``(B, C, H, W, D)`` volumes (slices along the last axis) in [0, 1].
@@ -140,12 +144,22 @@ def global_summary(
     c_idx = (torch.linspace(0.05, 0.95, 7, device=x.device) * (n - 1)).round().long()  # n: samples per channel too
     chan_q: list[torch.Tensor] = []
     chan_mean: list[torch.Tensor] = []
+    chan_values: list[torch.Tensor] = []
     chroma = torch.zeros_like(noise)
     for c in range(3):
         values = colour[:, c].contiguous().reshape(b, -1)[:, ::step]
+        chan_values.append(values)
         chan_q.append(torch.sort(values, dim=1).values[:, c_idx])
         chan_mean.append(values.mean(dim=1, keepdim=True))
         chroma = chroma + dev[:, c].contiguous().reshape(b, -1)[:, ::step].mean(dim=1) / 3.0
+    # the window over all channel values (auto-levels' window), over the body as the grey one
+    every = torch.sort(torch.cat(chan_values, dim=1), dim=1).values
+    n3 = every.shape[1]
+    n3_min = (every <= every[:, :1]).sum(dim=1)
+    n3_min = torch.where(n3_min.float() > 0.99 * n3, torch.zeros_like(n3_min), n3_min)
+    span3 = (n3 - 1 - n3_min).float()
+    c_lo = torch.gather(every, 1, (n3_min.float() + lower * span3).round().long()[:, None])
+    c_hi = torch.gather(every, 1, (n3_min.float() + upper * span3).round().long()[:, None])
     return torch.cat(
         [
             torch.gather(full, 1, lo_i),
@@ -156,6 +170,8 @@ def global_summary(
             torch.cat(chan_q, dim=1),
             chroma[:, None],
             torch.cat(chan_mean, dim=1),
+            c_lo,
+            c_hi,
             sigma[:, None],
         ],
         dim=1,
@@ -176,6 +192,9 @@ class GlobalIntensity(nn.Module):
         max_shift: largest shift of the window centre, as a fraction of the base window width.
         max_log_scale: the window width may be scaled by ``exp(+-max_log_scale)``.
         samples: full-resolution values (strided) the base window is computed from.
+        window: the colour path's base window: ``"grey"`` (the quantiles of the channel mean, as the intensity
+            contract windows a scan) or ``"channels"`` (the quantiles over all channel values, auto-levels' window:
+            a red-dominant photograph's brightest channel is not clipped). Scans (``relative``) keep the grey one.
     """
 
     def __init__(
@@ -190,8 +209,12 @@ class GlobalIntensity(nn.Module):
         max_shift: float = 1.0,
         max_log_scale: float = 3.0,
         samples: int = 65536,
+        window: str = "grey",
     ) -> None:
         super().__init__()
+        if window not in ("grey", "channels"):
+            raise ValueError(f"window must be 'grey' or 'channels', got {window!r}.")
+        self.window = window
         self.in_channels = int(in_channels)
         self.thumb = int(thumb)
         self.n_quantiles = int(n_quantiles)
@@ -212,7 +235,7 @@ class GlobalIntensity(nn.Module):
         nn.init.zeros_(self.mlp[-1].bias)
 
     def summary(self, x: torch.Tensor) -> torch.Tensor:
-        """:func:`global_summary` of ``x`` with this branch's settings: ``(B, 2 * n_quantiles + 29)``."""
+        """:func:`global_summary` of ``x`` with this branch's settings: ``(B, 2 * n_quantiles + 31)``."""
         return global_summary(x, self.thumb, self.n_quantiles, self.lower, self.upper, self.samples)
 
     def forward(
@@ -222,7 +245,7 @@ class GlobalIntensity(nn.Module):
 
         Args:
             x: the whole images (ignored when ``summary`` is given).
-            summary: precomputed :meth:`summary` of the whole images, ``(B, 2 * n_quantiles + 29)``.
+            summary: precomputed :meth:`summary` of the whole images, ``(B, 2 * n_quantiles + 31)``.
             relative: ``(B,)`` 1 for scans (:func:`dpe_monai.contract.is_scan`): images whose values the intensity
                 contract windowed *relative to themselves* (percentile or DICOM window: 12/16-bit, HU), and grey
                 images of any bit depth; 0 for colour 8-bit data (photographs). The target of a scan is its own
@@ -238,6 +261,10 @@ class GlobalIntensity(nn.Module):
         summary = summary.to(self.mlp[-1].weight.dtype)  # float32 (also under autocast), float64 for .double()
         n = self.n_quantiles
         q_lo, q_hi = summary[:, 0], summary[:, 1]
+        if self.window == "channels":
+            colour_path = torch.ones_like(q_lo) if relative is None else 1.0 - relative.to(q_lo.dtype).reshape(-1)
+            q_lo = torch.where(colour_path > 0.5, summary[:, -3], q_lo)
+            q_hi = torch.where(colour_path > 0.5, summary[:, -2], q_hi)
         width = (q_hi - q_lo).clamp_min(1e-3)
         quant = (summary[:, 2 : 2 + 2 * n] - q_lo[:, None]) / width[:, None]
         noise = summary[:, 2 + 2 * n] / width
@@ -254,7 +281,8 @@ class GlobalIntensity(nn.Module):
                 torch.log(col[:, 21:22] / width[:, None] + 1e-4),
                 means / grey_mean.clamp_min(1e-3),
                 grey_mean,
-                summary[:, :2],
+                q_lo[:, None],
+                q_hi[:, None],
             ],
             dim=1,
         )

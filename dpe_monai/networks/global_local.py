@@ -122,6 +122,7 @@ class GlobalLocalNet(nn.Module):
         regional_limit: ``(t0, t1)``: the body's residual is attenuated where its mean over 16-px cells darkens the
             tone-mapped image by more than ``t0``, and off from ``t1`` (:class:`RegionalLimit`; a dermoscopy prior
             that blackened regions of dark fundus photographs). None: off. Has no weights.
+        tone_window: the colour path's base window, ``"grey"`` or ``"channels"`` (:class:`GlobalIntensity`).
     """
 
     def __init__(
@@ -145,6 +146,7 @@ class GlobalLocalNet(nn.Module):
         clean_gate: bool = False,
         exposed: tuple[float, float] | None = None,
         regional_limit: tuple[float, float] | None = None,
+        tone_window: str = "grey",
     ) -> None:
         super().__init__()
         if in_channels != out_channels:
@@ -182,7 +184,7 @@ class GlobalLocalNet(nn.Module):
         self.refiner = ScanRefiner(spatial_dims, channels=refiner_channels) if scan_refiner else None
         self.gate = CleanGate(exposed=self.exposed) if clean_gate else None
         self.limit = None if regional_limit is None else RegionalLimit(spatial_dims, regional_limit)
-        self.global_branch = GlobalIntensity(in_channels=in_channels, thumb=thumb, knots=knots)
+        self.global_branch = GlobalIntensity(in_channels=in_channels, thumb=thumb, knots=knots, window=tone_window)
         self.body = DPENet(
             spatial_dims=spatial_dims,
             in_channels=2 * in_channels + 1,

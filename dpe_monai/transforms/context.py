@@ -41,7 +41,7 @@ class GlobalContext(Transform):
 
     def __call__(self, img: NdarrayOrTensor) -> torch.Tensor:
         """``img``: a ``(C, H, W)`` image or a ``(C, H, W, D)`` volume (slices along the last axis, MONAI's layout)
-        in [0, 1]. Returns a float32 ``(2 * n_quantiles + 29,)`` tensor (no meta): what a 2-D or 3-D
+        in [0, 1]. Returns a float32 ``(2 * n_quantiles + 31,)`` tensor (no meta): what a 2-D or 3-D
         ``GlobalLocalNet`` reads from the whole image or volume."""
         t = convert_to_tensor(img, track_meta=False, dtype=torch.float32)
         if t.ndim not in (3, 4):

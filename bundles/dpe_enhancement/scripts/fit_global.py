@@ -50,20 +50,25 @@ def _instances(
     pixels: int,
     seed: int,
     grey_exports: bool = False,
+    colour_only: bool = False,
 ):
     """Summaries, sampled degraded pixels and clean pixels of ``per_image`` degradations of each 8-bit item (and,
-    with ``grey_exports``, of the 8-bit export of each relative-windowed grey item, as ``RandEightBitExportd``)."""
+    with ``grey_exports``, of the 8-bit export of each relative-windowed grey item, as ``RandEightBitExportd``;
+    with ``colour_only``, of the colour 8-bit items only: the images the learned correction acts on at inference),
+    and each instance's source (the datalist's ``source``)."""
     from dpe_monai.contract import is_relative
     from dpe_monai.evaluators.common import load_clean
     from dpe_monai.networks.global_intensity import global_summary
-    from dpe_monai.transforms import EightBitExport, RandLowQuality, is_grey
+    from dpe_monai.transforms import EightBitExport, RandLowQuality, is_grey, is_near_grey
 
     sim = RandLowQuality(prob=1.0 - clean_share, brightness_threshold=None, noise_order="mixed", quantize=True)
     sim.set_random_state(seed)
     rng = np.random.default_rng(seed)
-    summaries, lows, cleans = [], [], []
+    summaries, lows, cleans, sources = [], [], [], []
     for item in items:
         loaded = load_clean(item, max_side=max_side)
+        if colour_only and (is_relative(loaded["rule"]) or is_grey(loaded["image"]) or is_near_grey(loaded["image"])):
+            continue
         if is_relative(loaded["rule"]):
             if not (grey_exports and is_grey(loaded["image"])):
                 continue
@@ -76,7 +81,17 @@ def _instances(
             idx = rng.integers(0, flat_clean.shape[1], size=pixels)
             lows.append(torch.from_numpy(low.reshape(low.shape[0], -1)[:, idx]))
             cleans.append(torch.from_numpy(flat_clean[:, idx]))
-    return torch.stack(summaries), torch.stack(lows), torch.stack(cleans)
+            sources.append(str(item.get("source", "")))
+    return torch.stack(summaries), torch.stack(lows), torch.stack(cleans), sources
+
+
+def _weights(sources: list[str], power: float) -> torch.Tensor:
+    """Sampling weight of each instance: ``count(source) ** -power`` (0: every instance alike; 1: every source
+    alike), so one dominant source (2,093 PH2 dermoscopy images) does not make the correction its prior alone."""
+    counts: dict[str, int] = {}
+    for name in sources:
+        counts[name] = counts.get(name, 0) + 1
+    return torch.tensor([counts[name] ** -power for name in sources], dtype=torch.float64)
 
 
 def _with_flag_input(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -118,36 +133,50 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     start = time.perf_counter()
     datalist = ensure_collection(args.dataset_dir or default_dataset_dir())
-    train = degradable_items(load_decathlon_datalist(datalist, False, "training"))
-    val = degradable_items(load_decathlon_datalist(datalist, False, "validation"))
-    exports = args.grey_exports
-    train_data = _instances(train, args.per_image, args.clean_share, args.max_side, args.pixels, args.seed, exports)
-    val_data = _instances(val, 2, args.clean_share, args.max_side, args.pixels, args.seed + 1, exports)
+    gate = None if args.no_gate else 100.0
+    train = degradable_items(load_decathlon_datalist(datalist, False, "training"), gate)
+    val = degradable_items(load_decathlon_datalist(datalist, False, "validation"), gate)
+    if args.colour_fit:
+        from dpe_monai.data.colour_fit_data import colour_fit_items
+
+        train = train + colour_fit_items()
+    exports, colour = args.grey_exports, args.colour_only
+    *train_data, train_sources = _instances(
+        train, args.per_image, args.clean_share, args.max_side, args.pixels, args.seed, exports, colour
+    )
+    *val_data, _ = _instances(val, 2, args.clean_share, args.max_side, args.pixels, args.seed + 1, exports, colour)
+    weights = _weights(train_sources, args.balance_power)
+    shares = {
+        name: float(weights[[s == name for s in train_sources]].sum() / weights.sum()) for name in set(train_sources)
+    }
     print(
-        f"instances: train {train_data[0].shape[0]}, validation {val_data[0].shape[0]} "
+        f"instances: train {train_data[0].shape[0]}, validation {val_data[0].shape[0]}, sampling shares {shares} "
         f"({time.perf_counter() - start:.0f} s)",
         flush=True,
     )
 
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    if set(ckpt) == {"model"}:  # a shipped checkpoint (``ship_checkpoint.py``): its EMA generator alone
+        ema = {"module." + k: v for k, v in ckpt["model"].items()}  # the AveragedModel layout train.json resumes
+        ckpt = {"network": ckpt["model"], "ema_network": {**ema, "n_averaged": torch.tensor(1)}}
     for name in ("network", "ema_network"):
         if ckpt.get(name):
             ckpt[name] = _with_flag_input(ckpt[name])
-    net = GlobalLocalNet(in_channels=3, out_channels=3)
+    net = GlobalLocalNet(in_channels=3, out_channels=3, tone_window=args.window)
     body = {k: v for k, v in ckpt["network"].items() if not k.startswith("global_branch.")}
     missing, unexpected = net.load_state_dict(body, strict=False)
+    unexpected = [k for k in unexpected if not k.startswith(("refiner.", "gate."))]  # weights fit_global keeps as is
     if unexpected or any(not k.startswith("global_branch.") for k in missing):
         raise ValueError(f"{args.checkpoint} is not a GlobalLocalNet training checkpoint: {missing} {unexpected}")
     branch = net.global_branch  # fitted from scratch (its last layer zero: the percentile stretch)
-    report: dict[str, Any] = {"validation_percentile_stretch": _psnr(branch, val_data)}
+    report: dict[str, Any] = {"validation_percentile_stretch": _psnr(branch, val_data), "sampling_shares": shares}
     from dpe_monai.networks.global_intensity import apply_global_intensity
 
     opt = torch.optim.Adam(branch.mlp.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.steps)
     gen = torch.Generator().manual_seed(args.seed)
-    n = train_data[0].shape[0]
     for step in range(args.steps):
-        idx = torch.randint(0, n, (args.batch,), generator=gen)
+        idx = torch.multinomial(weights, args.batch, replacement=True, generator=gen)
         summary, low, clean = (t[idx] for t in train_data)
         loss = (apply_global_intensity(low, branch(low, summary=summary)) - clean).abs().mean()
         opt.zero_grad()
@@ -162,7 +191,11 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in ("network", "ema_network"):
         if ckpt.get(name):
-            state = dict(ckpt[name])
+            # what train.json's GlobalLocalNet holds: the separately trained refiner and gate of a shipped source stay
+            # behind (``ship_checkpoint.py --base`` takes them back)
+            state = {
+                k: v for k, v in ckpt[name].items() if not k.removeprefix("module.").startswith(("refiner.", "gate."))
+            }
             prefix = "module." if any(k.startswith("module.") for k in state) else ""
             state.update({prefix + k: v.clone() for k, v in fitted.items()})
             out[name] = state
@@ -188,7 +221,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import sys
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", type=Path, required=True, help="resumable training checkpoint to start from")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        help="resumable training checkpoint to start from, or a shipped one ({'model': state})",
+    )
     p.add_argument("--output", type=Path, required=True)
     p.add_argument(
         "--dataset_dir",
@@ -208,6 +246,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--grey_exports",
         action="store_true",
         help="also fit on the 8-bit exports of the relative-windowed grey images (as RandEightBitExportd)",
+    )
+    p.add_argument(
+        "--colour_only",
+        action="store_true",
+        help="fit on colour 8-bit images only (grey images take the scan path, which has no learned correction)",
+    )
+    p.add_argument(
+        "--balance_power",
+        type=float,
+        default=0.0,
+        help="sample each instance with weight count(its source) ** -power (0: uniform; 1: every source alike)",
+    )
+    p.add_argument("--window", default="grey", help="the colour path's base window: grey | channels")
+    p.add_argument(
+        "--colour_fit",
+        action="store_true",
+        help="add the colour images of dpe_monai.data.colour_fit_data (H&E, clinical skin, photographs) to training",
+    )
+    p.add_argument(
+        "--no_gate",
+        action="store_true",
+        help="keep the images the luminance gate leaves out (already dark, e.g. fundus tiles with a black surround)",
     )
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
