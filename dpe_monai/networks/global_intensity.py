@@ -95,6 +95,7 @@ def global_summary(
     lower: float = 0.005,
     upper: float = 0.995,
     samples: int = 65536,
+    channel_window: bool = True,
 ) -> torch.Tensor:
     """Parameter-free statistics of whole images that the global branch reads: ``(B, 2 * n_quantiles + 3 + 28)``.
 
@@ -116,6 +117,8 @@ def global_summary(
 
     Args:
         x: ``(B, C, H, W)`` images or ``(B, C, H, W, D)`` volumes (slices along the last axis) in [0, 1].
+        channel_window: compute ``c_lo``/``c_hi``; False copies ``q_lo``/``q_hi`` there (a scan's window, read on
+            every pixel of the denoised image, uses the grey one: the sort of three times the pixels is saved).
     """
     b = x.shape[0]
     sigma = noise_sigma(x, samples)
@@ -152,18 +155,20 @@ def global_summary(
         chan_q.append(torch.sort(values, dim=1).values[:, c_idx])
         chan_mean.append(values.mean(dim=1, keepdim=True))
         chroma = chroma + dev[:, c].contiguous().reshape(b, -1)[:, ::step].mean(dim=1) / 3.0
-    # the window over all channel values (auto-levels' window), over the body as the grey one
-    every = torch.sort(torch.cat(chan_values, dim=1), dim=1).values
-    n3 = every.shape[1]
-    n3_min = (every <= every[:, :1]).sum(dim=1)
-    n3_min = torch.where(n3_min.float() > 0.99 * n3, torch.zeros_like(n3_min), n3_min)
-    span3 = (n3 - 1 - n3_min).float()
-    c_lo = torch.gather(every, 1, (n3_min.float() + lower * span3).round().long()[:, None])
-    c_hi = torch.gather(every, 1, (n3_min.float() + upper * span3).round().long()[:, None])
+    q_lo, q_hi = torch.gather(full, 1, lo_i), torch.gather(full, 1, hi_i)
+    c_lo, c_hi = q_lo, q_hi
+    if channel_window:  # the window over all channel values (auto-levels' window), over the body as the grey one
+        every = torch.sort(torch.cat(chan_values, dim=1), dim=1).values
+        n3 = every.shape[1]
+        n3_min = (every <= every[:, :1]).sum(dim=1)
+        n3_min = torch.where(n3_min.float() > 0.99 * n3, torch.zeros_like(n3_min), n3_min)
+        span3 = (n3 - 1 - n3_min).float()
+        c_lo = torch.gather(every, 1, (n3_min.float() + lower * span3).round().long()[:, None])
+        c_hi = torch.gather(every, 1, (n3_min.float() + upper * span3).round().long()[:, None])
     return torch.cat(
         [
-            torch.gather(full, 1, lo_i),
-            torch.gather(full, 1, hi_i),
+            q_lo,
+            q_hi,
             torch.gather(full, 1, q_i),
             thumb_sorted[:, (q_frac * (m - 1)).round().long()],
             noise[:, None],

@@ -228,7 +228,7 @@ class GlobalLocalNet(nn.Module):
                 branch = self.global_branch
                 # every pixel, as the contract's window is measured (a strided sample costs up to 2 dB on a dark CT)
                 every = global_summary(
-                    den, branch.thumb, branch.n_quantiles, branch.lower, branch.upper, den[0, 0].numel()
+                    den, branch.thumb, branch.n_quantiles, branch.lower, branch.upper, den[0, 0].numel(), False
                 )
                 if self.auto_noise and not torch.jit.is_scripting() and not tracing():
                     every = self._keep_saturation(every, x, gain > 0)
