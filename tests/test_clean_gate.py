@@ -119,12 +119,18 @@ def _image(kind: str, name: str) -> torch.Tensor:
     return _ph2(name) if kind == "ph2" else _photo(name)
 
 
+# since bundle 0.14.0 the tone branch (fitted with images darker than the luminance gate kept) leaves the fundus
+# photograph at about 41 dB of itself without the gate too; the other two still need the gate
+UNGATED_HARMS = {"rocket", "patch1246a"}
+
+
 @pytest.mark.parametrize("kind,name", DARK_GOOD)
 def test_shipped_model_leaves_dark_good_colour_images_alone(enhancer, ungated, kind, name):
     x = _image(kind, name)[None]
     with torch.no_grad():
         y, z = enhancer(x, relative=False), ungated(x, relative=False)
-    assert _psnr(y, x) >= 35.0 and _psnr(z, x) < 35.0
+    assert _psnr(y, x) >= 35.0
+    assert (_psnr(z, x) < 35.0) == (name in UNGATED_HARMS)
 
 
 @pytest.mark.parametrize("name", DARK_UNSURE)
