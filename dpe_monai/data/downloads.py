@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["NO_DOWNLOAD_ENV", "SourceArchive", "cached_archive"]
+__all__ = ["NO_DOWNLOAD_ENV", "SourceArchive", "cache_dir", "cached_archive"]
 
 #: set to ``1`` to never download: a missing archive then raises :class:`FileNotFoundError`.
 NO_DOWNLOAD_ENV = "DPE_MONAI_NO_DOWNLOAD"
@@ -49,8 +49,12 @@ class SourceArchive:
     @property
     def path(self) -> Path:
         """Where the cached archive lives: ``$DPE_MONAI_CACHE/downloads/<filename>``."""
-        root = Path(os.environ.get("DPE_MONAI_CACHE", Path.home() / ".cache" / "dpe-monai")).expanduser()
-        return root / "downloads" / self.filename
+        return cache_dir() / self.filename
+
+
+def cache_dir() -> Path:
+    """The download cache: ``$DPE_MONAI_CACHE/downloads`` (default ``~/.cache/dpe-monai/downloads``)."""
+    return Path(os.environ.get("DPE_MONAI_CACHE", Path.home() / ".cache" / "dpe-monai")).expanduser() / "downloads"
 
 
 def _sha256(path: Path) -> str:
