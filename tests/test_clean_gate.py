@@ -120,7 +120,7 @@ def _image(kind: str, name: str) -> torch.Tensor:
 
 
 # since bundle 0.14.0 the tone branch (fitted with images darker than the luminance gate kept) leaves the fundus
-# photograph at about 41 dB of itself without the gate too; the other two still need the gate
+# photograph at 35 dB or more of itself without the gate too (asserted below); the other two still need the gate
 UNGATED_HARMS = {"rocket", "patch1246a"}
 
 
