@@ -39,7 +39,7 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _span(net: torch.nn.Module, x: torch.Tensor) -> float:
-    """Denoised minimum to 99.5th body percentile, as ``GlobalLocalNet._keep_own_scale`` measures it (the
+    """Denoised minimum to 99.5th body percentile, as ``dpe_monai.networks.scan_window.keep_own_scale`` measures it (the
     summary strides to about 65,536 values, the network reads every pixel: the same for the <= 256^2 slices here)."""
     from dpe_monai.networks.nonlocal_means import noise_sigma
 

@@ -15,7 +15,7 @@ with the noise-level function (NLF) estimated from the image itself. This probe 
 * ``vst_nlm_window``: that, then the denoised image's window;
 * ``vst_nlm_window_clip``: the same, but the upper window end stays at the *input's* maximum where the input has a
   saturated plateau there (>= 0.5 % of the body at the maximum, those pixels with on average >= 40 % of their 3x3
-  neighbours at it too: the rule of ``GlobalLocalNet._keep_saturation``); denoising pulls a clipped plateau below
+  neighbours at it too: the rule of ``scan_window.keep_saturation``); denoising pulls a clipped plateau below
   the clip level;
 * ``auto``: what ``GlobalLocalNet(noise_model="auto")`` does, ``vst_nlm_window_clip`` where the NLF ratio (below)
   is >= 2, else ``nlm_window``;

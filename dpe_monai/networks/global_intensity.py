@@ -200,6 +200,11 @@ class GlobalIntensity(nn.Module):
         window: the colour path's base window: ``"grey"`` (the quantiles of the channel mean, as the intensity
             contract windows a scan) or ``"channels"`` (the quantiles over all channel values, auto-levels' window:
             a red-dominant photograph's brightest channel is not clipped). Scans (``relative``) keep the grey one.
+        strength: the learned correction's strength, in [0, 1]: the MLP's outputs (window shift, log scale and curve
+            logits) are multiplied by it, so 0 is the base window exactly and 1 the correction as fitted; in between
+            the map moves monotonically from one to the other. Algorithm 1 erases an image's brightness convention,
+            so the correction can only restore its training targets' convention; a strength below 1 trades some of
+            that for images of other conventions (chosen held-out by ``scripts/tone_strength.py``).
     """
 
     def __init__(
@@ -215,11 +220,15 @@ class GlobalIntensity(nn.Module):
         max_log_scale: float = 3.0,
         samples: int = 65536,
         window: str = "grey",
+        strength: float = 1.0,
     ) -> None:
         super().__init__()
         if window not in ("grey", "channels"):
             raise ValueError(f"window must be 'grey' or 'channels', got {window!r}.")
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"strength must be in [0, 1], got {strength!r}.")
         self.window = window
+        self.strength = float(strength)
         self.in_channels = int(in_channels)
         self.thumb = int(thumb)
         self.n_quantiles = int(n_quantiles)
@@ -291,7 +300,7 @@ class GlobalIntensity(nn.Module):
             ],
             dim=1,
         )
-        out = self.mlp(feats)
+        out = self.mlp(feats) * self.strength
         if relative is not None:
             out = out * (1.0 - relative.to(out.dtype).reshape(-1, 1))
         # a window narrower than the floor on its width starts at the image's black point (a black image stays

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from dpe_monai.networks.clean_gate import CleanGate, check_exposed, exposure_weight, flatness_weight
+from dpe_monai.networks.clean_gate import CleanGate, check_exposed
 from dpe_monai.networks.dpenet import DPENet
 from dpe_monai.networks.global_intensity import (
     GlobalIntensity,
@@ -18,6 +17,7 @@ from dpe_monai.networks.global_intensity import (
 from dpe_monai.networks.nonlocal_means import NonLocalMeans, noise_level_function, noise_sigma
 from dpe_monai.networks.regional_limit import RegionalLimit
 from dpe_monai.networks.scan_refiner import ScanRefiner
+from dpe_monai.networks.scan_window import keep_own_scale, keep_saturation
 from dpe_monai.networks.tracing import tracing
 
 __all__ = ["GlobalLocalNet"]
@@ -55,9 +55,9 @@ class GlobalLocalNet(nn.Module):
     window, and noise widens the window measured on the noisy one); one spanning at least ``keep_scale[1]`` (exposed
     well: typically a scan the contract windowed relative to itself, a good 8-bit export) keeps its own scale and comes
     back as ``NLM(x)`` (re-windowing would only brighten an export that does not fill 0..255 and clip its tails);
-    in between the window moves linearly (:meth:`_keep_own_scale`). The body's residual is switched off for them.
-    Colour 8-bit images (photographs, ``relative`` = 0 or None) take the plain path above, unchanged: no NLM, the
-    learned tone map and the body. This is the measured
+    in between the window moves linearly (``scan_window.keep_own_scale``). The body's residual is switched off for them.
+    Colour 8-bit images (photographs, ``relative`` = 0 or None) take the plain path above: no NLM, the
+    learned tone map and the body (with ``colour_restore="nlm"``: NLM, then the tone map; no body). This is the measured
     choice for the shipped weights, whose body costs 5-8 dB on unseen scans against NLM + stretch
     (``benchmarks/results``).
 
@@ -88,7 +88,7 @@ class GlobalLocalNet(nn.Module):
             ``"auto"``: a signal-dependent (Poisson-Gaussian) model where the image shows one
             (:func:`noise_level_function`), denoised in its variance-stabilised domain, and a scan's window keeps
             the input's maximum where the input has a saturated plateau there (denoising would pull a clipped
-            plateau below the clip level; see :meth:`_keep_saturation`). The parameters from :meth:`estimate` then
+            plateau below the clip level; ``scan_window.keep_saturation``). The parameters from :meth:`estimate` then
             carry the gain as a column before the flag. Images whose noise shows no signal dependence get exactly
             the Gaussian model. The estimate is eager only: a TorchScript or ONNX graph that estimates its own
             parameters keeps the Gaussian model.
@@ -123,6 +123,14 @@ class GlobalLocalNet(nn.Module):
             tone-mapped image by more than ``t0``, and off from ``t1`` (:class:`RegionalLimit`; a dermoscopy prior
             that blackened regions of dark fundus photographs). None: off. Has no weights.
         tone_window: the colour path's base window, ``"grey"`` or ``"channels"`` (:class:`GlobalIntensity`).
+        tone_strength: the strength of the colour path's learned tone correction, in [0, 1] (0: the base window
+            alone; :class:`GlobalIntensity`). No weights: a checkpoint loads under any strength.
+        colour_restore: what restores a colour image after its tone map: ``"body"`` (the learned DPE residual, as
+            above) or ``"nlm"`` (needs ``prefilter="nlm"`` and ``prefilter_on="relative"``): the prefilter denoises
+            it in its own units at its own noise level, then the tone map, and the body is not run at all
+            (``y = T(NLM(x))``, the clean gate as before). Non-local means only averages similar patches of the
+            image, so it cannot paint a structure the image does not hold; the body, a dermoscopy prior on a CPU
+            budget, painted dark blotches and a grid into real fundus photographs.
     """
 
     def __init__(
@@ -147,6 +155,8 @@ class GlobalLocalNet(nn.Module):
         exposed: tuple[float, float] | None = None,
         regional_limit: tuple[float, float] | None = None,
         tone_window: str = "grey",
+        tone_strength: float = 1.0,
+        colour_restore: str = "body",
     ) -> None:
         super().__init__()
         if in_channels != out_channels:
@@ -165,6 +175,11 @@ class GlobalLocalNet(nn.Module):
         if noise_model == "auto" and prefilter != "nlm":
             raise ValueError("noise_model='auto' is the prefilter's noise model: it needs prefilter='nlm'.")
         self.prefilter_on = prefilter_on
+        if colour_restore not in ("body", "nlm"):
+            raise ValueError(f"colour_restore must be 'body' or 'nlm', got {colour_restore!r}.")
+        if colour_restore == "nlm" and (prefilter != "nlm" or prefilter_on != "relative"):
+            raise ValueError("colour_restore='nlm' needs prefilter='nlm' and prefilter_on='relative'.")
+        self.colour_nlm = colour_restore == "nlm"
         if keep_scale is not None and not 0.0 < keep_scale[0] < keep_scale[1] <= 1.0:
             raise ValueError(f"keep_scale must be (a, b) with 0 < a < b <= 1, or None; got {keep_scale!r}.")
         self.keep_scale = None if keep_scale is None else (float(keep_scale[0]), float(keep_scale[1]))
@@ -184,7 +199,9 @@ class GlobalLocalNet(nn.Module):
         self.refiner = ScanRefiner(spatial_dims, channels=refiner_channels) if scan_refiner else None
         self.gate = CleanGate(exposed=self.exposed) if clean_gate else None
         self.limit = None if regional_limit is None else RegionalLimit(spatial_dims, regional_limit)
-        self.global_branch = GlobalIntensity(in_channels=in_channels, thumb=thumb, knots=knots, window=tone_window)
+        self.global_branch = GlobalIntensity(
+            in_channels=in_channels, thumb=thumb, knots=knots, window=tone_window, strength=tone_strength
+        )
         self.body = DPENet(
             spatial_dims=spatial_dims,
             in_channels=2 * in_channels + 1,
@@ -231,8 +248,9 @@ class GlobalLocalNet(nn.Module):
                     den, branch.thumb, branch.n_quantiles, branch.lower, branch.upper, den[0, 0].numel(), False
                 )
                 if self.auto_noise and not torch.jit.is_scripting() and not tracing():
-                    every = self._keep_saturation(every, x, gain > 0)
-                every = self._keep_own_scale(every, den.float().mean(dim=1).reshape(den.shape[0], -1).amin(dim=1))
+                    every = keep_saturation(every, x, gain > 0, branch.upper)
+                floor = den.float().mean(dim=1).reshape(den.shape[0], -1).amin(dim=1)
+                every = keep_own_scale(every, floor, self.keep_scale, self.exposed)
                 summary = torch.where(rel[:, None], every, plain)
                 if x.ndim == self.spatial_dims + 2:  # the whole batch denoised (a volume's view is a sample)
                     reuse = den
@@ -248,45 +266,6 @@ class GlobalLocalNet(nn.Module):
             return params
         p = torch.zeros_like(params[:, 0]) if context is not None else self.gate(x).to(params.dtype)
         return torch.cat([params, p[:, None]], dim=1)
-
-    def _keep_saturation(self, summary: torch.Tensor, x: torch.Tensor, stabilised: torch.Tensor) -> torch.Tensor:
-        """``summary`` with its upper window end set to ``x``'s maximum for the images ``stabilised`` (``(B,)``
-        bool: denoised under the signal-dependent model, which pulls a clipped plateau below the clip level) where
-        ``x`` has a saturated *plateau* there: at least the share of the body above the upper percentile sits at the
-        maximum, and those pixels have on average at least 40 % of their 3x3 in-slice neighbours at it too (a
-        structure clipped at the window's top, e.g. bone in a soft-tissue CT window, rather than noise tails of
-        bright tissue crossing the clip level). Other images keep the Gaussian model's window exactly."""
-        b = x.shape[0]
-        grey = x.float().mean(dim=1)
-        if grey.ndim == 4:  # a volume (to a 2-D or a 3-D network): the test runs within its slices
-            grey = grey.movedim(-1, 1).reshape(-1, grey.shape[1], grey.shape[2])
-        flat = grey.reshape(b, -1)
-        top, bottom = flat.amax(dim=1, keepdim=True), flat.amin(dim=1, keepdim=True)
-        at_top = (flat == top) & (flat > bottom)
-        body = (flat > bottom).sum(dim=1).clamp_min(1)
-        frequent = at_top.sum(dim=1).float() >= (1.0 - self.global_branch.upper) * body.float()
-        ind = at_top.reshape(grey.shape).float()[:, None]
-        share = F.avg_pool2d(ind, 3, stride=1, padding=1, count_include_pad=False).reshape(b, -1)
-        clustered = (share * at_top).sum(dim=1) / at_top.sum(dim=1).clamp_min(1) >= 0.4
-        out = summary.clone()
-        out[:, 1] = torch.where(frequent & clustered & stabilised, top[:, 0].to(out.dtype), summary[:, 1])
-        return out
-
-    def _keep_own_scale(self, summary: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
-        """``summary`` with its window ``[q_lo, q_hi]`` moved towards ``[0, 1]`` by ``t = clip((w - a) / (b - a), 0,
-        1)``, ``w = q_hi - floor`` (``floor``: ``(B,)`` the denoised image's minimum, so a black background counts
-        as the image's black point) and ``(a, b) = keep_scale``: a scan exposed well enough keeps its own scale; with
-        ``exposed``, ``t`` is at least :func:`exposure_weight` of ``q_hi`` (a bright end near white), and it is at least
-        :func:`flatness_weight` of the window's width (an image with an (almost) empty window is not stretched)."""
-        keep = self.keep_scale
-        if keep is None:
-            return summary
-        lo, hi = summary[:, :1], summary[:, 1:2]
-        t = ((hi - floor[:, None].to(hi.dtype) - keep[0]) / (keep[1] - keep[0])).clamp(0.0, 1.0)
-        if self.exposed is not None:
-            t = torch.maximum(t, exposure_weight(hi, self.exposed))
-        t = torch.maximum(t, flatness_weight(hi - lo))  # an (almost) empty window: nothing to stretch
-        return torch.cat([lo * (1.0 - t), hi + t * (1.0 - hi), summary[:, 2:]], dim=1)
 
     def _denoised_view(self, x: torch.Tensor, sigma: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` denoised by the prefilter; a volume given to a 2-D network: up to 16 evenly spaced slices of it
@@ -364,8 +343,11 @@ class GlobalLocalNet(nn.Module):
                 params = torch.cat([params[:, :-2], params[:, -1:]], dim=1)
             if not self.relative_only:
                 x = self.restore(x, sigma, gain)
-            elif flagged:
+            elif flagged or self.colour_nlm:
                 keep = (flag <= 0.5).to(x.dtype)
+                if self.colour_nlm:  # colour images: NLM in their own units; scans: NLM (+ refiner); then the map
+                    den = self._colour_nlm(x, keep, sigma, gain, denoised)
+                    return apply_global_intensity(den, params[:, :-1]).clamp(0.0, 1.0)
                 if tracing():  # no data-dependent branches while exporting: both paths, selected
                     den = self.restore(x, sigma, gain) if denoised is None else denoised  # one NLM in the graph
                     x = torch.where(keep > 0, x, den)
@@ -385,6 +367,25 @@ class GlobalLocalNet(nn.Module):
             g = apply_global_intensity(x + self.input_scale * r[:, :c], params[:, :-1])
             r = r[:, c:]
         return (g + r).clamp(0.0, 1.0)
+
+    def _colour_nlm(
+        self,
+        x: torch.Tensor,
+        keep: torch.Tensor,
+        sigma: torch.Tensor,
+        gain: torch.Tensor | None,
+        denoised: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """``colour_restore="nlm"``: ``x`` denoised where ``keep`` (colour images: the prefilter alone, as the
+        refiner was trained on scans) and, elsewhere, as the scan path denoises it (prefilter and refiner)."""
+        assert self.prefilter is not None
+        colour = self.prefilter(x, sigma, gain)
+        if self.refiner is None:
+            return colour
+        if tracing() or bool((keep < 1).any()):
+            scan = self.refiner(x, colour, sigma) if denoised is None else denoised
+            return torch.where(keep > 0, colour, scan)
+        return colour
 
     @staticmethod
     def widen_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

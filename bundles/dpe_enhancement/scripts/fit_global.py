@@ -123,6 +123,35 @@ def _psnr(branch: torch.nn.Module, data: tuple[torch.Tensor, ...]) -> dict[str, 
     }
 
 
+def fit_branch(
+    branch: torch.nn.Module,
+    train_data: list[torch.Tensor],
+    weights: torch.Tensor,
+    steps: int,
+    batch: int,
+    lr: float,
+    seed: int,
+    val_data: list[torch.Tensor] | None = None,
+) -> None:
+    """Fit ``branch``'s MLP in place: L1 between the tone-mapped degraded pixels and the clean pixels of instances
+    drawn with ``weights`` (Adam, cosine schedule, seeded); logs the validation PSNR every 500 steps."""
+    from dpe_monai.networks.global_intensity import apply_global_intensity
+
+    opt = torch.optim.Adam(branch.mlp.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    gen = torch.Generator().manual_seed(seed)
+    for step in range(steps):
+        idx = torch.multinomial(weights, batch, replacement=True, generator=gen)
+        summary, low, clean = (t[idx] for t in train_data)
+        loss = (apply_global_intensity(low, branch(low, summary=summary)) - clean).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if val_data is not None and (step % 500 == 0 or step == steps - 1):
+            print(f"step {step}: L1 {float(loss):.4f}  val {_psnr(branch, val_data)}", flush=True)
+
+
 def fit(args: argparse.Namespace) -> dict[str, Any]:
     """Build the instances, fit the branch, write the checkpoint; returns the report."""
     from monai.data import load_decathlon_datalist
@@ -170,21 +199,7 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"{args.checkpoint} is not a GlobalLocalNet training checkpoint: {missing} {unexpected}")
     branch = net.global_branch  # fitted from scratch (its last layer zero: the percentile stretch)
     report: dict[str, Any] = {"validation_percentile_stretch": _psnr(branch, val_data), "sampling_shares": shares}
-    from dpe_monai.networks.global_intensity import apply_global_intensity
-
-    opt = torch.optim.Adam(branch.mlp.parameters(), lr=args.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.steps)
-    gen = torch.Generator().manual_seed(args.seed)
-    for step in range(args.steps):
-        idx = torch.multinomial(weights, args.batch, replacement=True, generator=gen)
-        summary, low, clean = (t[idx] for t in train_data)
-        loss = (apply_global_intensity(low, branch(low, summary=summary)) - clean).abs().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 500 == 0 or step == args.steps - 1:
-            print(f"step {step}: L1 {float(loss):.4f}  val {_psnr(branch, val_data)}", flush=True)
+    fit_branch(branch, train_data, weights, args.steps, args.batch, args.lr, args.seed, val_data)
     report["validation_after"] = _psnr(branch, val_data)
 
     fitted = {f"global_branch.{k}": v for k, v in branch.state_dict().items()}
