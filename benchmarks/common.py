@@ -171,6 +171,7 @@ def network_options(network: torch.nn.Module) -> dict[str, Any]:
         "regional_limit": None if getattr(network, "limit", None) is None else [network.limit.t0, network.limit.t1],
         "tone_window": getattr(network.global_branch, "window", "grey"),
         "tone_strength": getattr(network.global_branch, "strength", 1.0),
+        "colour_restore": "nlm" if getattr(network, "colour_nlm", False) else "body",
     }
 
 

