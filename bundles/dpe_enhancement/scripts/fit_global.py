@@ -231,6 +231,17 @@ def fit(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def add_fit_arguments(p: argparse.ArgumentParser) -> None:
+    """The instance recipe and the fit's optimisation options (shared with ``tone_strength.py``)."""
+    p.add_argument("--per_image", type=int, default=4)
+    p.add_argument("--clean_share", type=float, default=0.1)
+    p.add_argument("--max_side", type=int, default=512)
+    p.add_argument("--pixels", type=int, default=4096)
+    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Entry point."""
     import sys
@@ -248,13 +259,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=None,
         help="collection folder (default: dpe_monai.data.default_dataset_dir(), built on first use)",
     )
-    p.add_argument("--per_image", type=int, default=4)
-    p.add_argument("--clean_share", type=float, default=0.1)
-    p.add_argument("--max_side", type=int, default=512)
-    p.add_argument("--pixels", type=int, default=4096)
-    p.add_argument("--steps", type=int, default=6000)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
+    add_fit_arguments(p)
     p.add_argument("--epoch_length", type=int, default=200, help="recorded in the trainer state")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(

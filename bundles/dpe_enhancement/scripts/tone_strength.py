@@ -40,7 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # fit_global, beside this script
 
-from fit_global import _instances, _weights, fit_branch  # noqa: E402
+from fit_global import _instances, _weights, add_fit_arguments, fit_branch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -128,13 +128,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "tone_strength.json")
     p.add_argument("--dataset_dir", default=None, help="collection folder (default: built on first use)")
     p.add_argument("--strengths", type=float, nargs="+", default=[round(0.1 * i, 1) for i in range(11)])
-    p.add_argument("--per_image", type=int, default=4)
-    p.add_argument("--clean_share", type=float, default=0.1)
-    p.add_argument("--max_side", type=int, default=512)
-    p.add_argument("--pixels", type=int, default=4096)
-    p.add_argument("--steps", type=int, default=6000)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
+    add_fit_arguments(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--colour_only", action="store_true", help="as fit_global.py")
