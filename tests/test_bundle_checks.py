@@ -183,7 +183,8 @@ def test_training_never_writes_into_the_shipped_models_folder(config):
 
 def test_a_task_driven_checkpoint_loads_into_inference_with_the_documented_overrides():
     """The bundle docs' command for a task-driven fine-tune (``inference.json --network_def#prefilter None
-    --network_def#scan_refiner False --network_def#clean_gate False``) builds exactly the network that
+    --network_def#scan_refiner False --network_def#clean_gate False --network_def#colour_restore body``) builds
+    exactly the network that
     ``task_driven.json`` trains (it once missed the clean gate's keys)."""
     from monai.bundle import ConfigParser
 
@@ -192,7 +193,7 @@ def test_a_task_driven_checkpoint_loads_into_inference_with_the_documented_overr
     state = trained.get_parsed_content("network_def", instantiate=True).state_dict()
     infer = ConfigParser()
     infer.read_config(str(CONFIGS / "inference.json"))
-    for key, value in (("prefilter", None), ("scan_refiner", False), ("clean_gate", False)):
+    for key, value in (("prefilter", None), ("scan_refiner", False), ("clean_gate", False), ("colour_restore", "body")):
         infer[f"network_def#{key}"] = value
     infer.get_parsed_content("network_def", instantiate=True).load_state_dict(state, strict=True)
 

@@ -339,7 +339,8 @@ def load_network(network: torch.nn.Module, path: str | os.PathLike, exclude: Seq
             hint = (
                 "; a checkpoint trained by train.json or task_driven.json has no scan-path refiner or clean gate: "
                 "build the network it was trained as (bundle: --network_def#prefilter None --network_def#scan_refiner "
-                "False --network_def#clean_gate False; CLI: --network-config with its training config)"
+                "False --network_def#clean_gate False --network_def#colour_restore body; CLI: --network-config with "
+                "its training config)"
             )
         raise ValueError(
             f"{path} does not fit the network {type(network).__name__}: "
