@@ -376,9 +376,10 @@ class GlobalLocalNet(nn.Module):
         gain: torch.Tensor | None,
         denoised: torch.Tensor | None,
     ) -> torch.Tensor:
-        """``colour_restore="nlm"``: ``x`` denoised where ``keep`` (colour images: the prefilter alone, as the
-        refiner was trained on scans) and, elsewhere, as the scan path denoises it (prefilter and refiner)."""
+        """``x`` denoised: colour images (``keep``) by the prefilter alone, scans as the scan path (+ refiner)."""
         assert self.prefilter is not None
+        if not tracing() and x.device.type != "meta" and not bool((keep > 0).any()):  # scans only: denoised once
+            return self.restore(x, sigma, gain) if denoised is None else denoised
         colour = self.prefilter(x, sigma, gain)
         if self.refiner is None:
             return colour
@@ -390,9 +391,8 @@ class GlobalLocalNet(nn.Module):
 
     @staticmethod
     def widen_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """A plain (``denoise_first=False``) state dict converted for ``denoise_first=True``: the body's head gets a
-        zero-initialised input-domain group before its existing output-domain one, so the converted network
-        computes exactly what the plain one did."""
+        """A plain state dict converted for ``denoise_first=True``: the body's head gets a zero-initialised
+        input-domain group before its output-domain one, so the converted network computes what the plain one did."""
         state = dict(state)
         for key in [k for k in state if k.endswith("body.tail.weight") or k.endswith("body.tail.bias")]:
             w = state[key]
