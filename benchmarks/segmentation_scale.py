@@ -12,6 +12,8 @@ enhancer's output three ways:
 - ``at the clean scale``: the output mapped per image by the affine map that best fits it to the clean image (least
   squares): an oracle scale, the same for every enhancer, so what is left is the pixels;
 - ``at <other>'s scale``: the output fitted the same way to another enhancer's output (the two swap scales).
+- ``x <f>``: the output multiplied by ``f`` (``--scales``): how far the task's ranking moves with a change of scale
+  smaller than the one Algorithm 1 erases.
 
 Enhancers: the best classical method of that task (auto-levels + NLM), the shipped DPE and the shipped DPE without
 its scan refiner. Also reported per enhancer: the PSNR of the scale-fitted output against the clean image (pixel
@@ -83,6 +85,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for k, y in out.items():
             versions[f"{k} at the clean scale"] = _fit(y, data["image"])
             fidelity[k].append(_psnr(versions[f"{k} at the clean scale"], data["image"]))
+        for k, y in out.items():
+            for f in args.scales:
+                versions[f"{k} x {f:g}"] = (y * f).clamp(0.0, 1.0)
         for k in ("dpe", "dpe_no_refiner"):
             versions[f"{k} at {CLASSICAL}'s scale"] = _fit(out[k], out[CLASSICAL])
             versions[f"{CLASSICAL} at {k}'s scale"] = _fit(out[CLASSICAL], out[k])
@@ -120,6 +125,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work_dir", default=str(WORK / "downstream"))
     p.add_argument("--output", default=str(RESULTS / "candidates" / "segmentation_scale.json"))
+    p.add_argument(
+        "--scales", type=float, nargs="*", default=[0.99, 0.98, 0.95], help="each output also scored times these"
+    )
     return p
 
 
