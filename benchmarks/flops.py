@@ -17,14 +17,40 @@ import torch
 from torch import nn
 
 
+def nlm_flops(layer: nn.Module, shape: torch.Size) -> int:
+    """Arithmetic of one :class:`~dpe_monai.networks.NonLocalMeans` call on an input of ``shape`` ``(B, C, *spatial)``,
+    counted per output pixel and search shift: the squared difference and its channel mean (``3C``), the patch mean
+    (``2 (p - 1) + 1`` as separable sums), the weight (subtract, clamp, divide, exponential, cut-off: 5) and the
+    weighted sums (``2C + 1``). Elementwise work that ``FlopCounterMode`` does not see; ``exp`` counts as one."""
+    b, c = int(shape[0]), int(shape[1])
+    pixels = 1
+    for n in shape[2:]:
+        pixels *= int(n)
+    per_shift = 3 * c + 2 * (layer.patch_size - 1) + 1 + 5 + 2 * c + 1
+    return b * pixels * len(layer.shifts) * per_shift
+
+
 def gflops(net: nn.Module, size: int, channels: int = 3) -> float:
-    """Forward GFLOP (2 x multiply-accumulates of convolutions, matmuls) at ``size``^2, counted on the meta device."""
+    """Forward GFLOP at ``size``^2, counted on the meta device: 2 x multiply-accumulates of convolutions and matmuls
+    (``FlopCounterMode``) plus the non-local-means layers' elementwise arithmetic (:func:`nlm_flops`)."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    from dpe_monai.networks.nonlocal_means import NonLocalMeans
+
     meta = copy.deepcopy(net).to("meta")
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        meta(torch.empty(1, channels, size, size, device="meta"))
-    return counter.get_total_flops() / 1e9
+    extra = [0]
+
+    def count(layer: nn.Module, args: tuple, _out: Any) -> None:
+        extra[0] += nlm_flops(layer, args[0].shape)
+
+    hooks = [m.register_forward_hook(count) for m in meta.modules() if isinstance(m, NonLocalMeans)]
+    try:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            meta(torch.empty(1, channels, size, size, device="meta"))
+    finally:
+        for h in hooks:
+            h.remove()
+    return (counter.get_total_flops() + extra[0]) / 1e9
 
 
 def time_call(fn: Callable[[], Any], warmup: int, repeats: int) -> tuple[float, float]:

@@ -172,7 +172,7 @@ def latency(args: argparse.Namespace, net: nn.Module, device: torch.device) -> d
                 row["precision"] = cache[variant].precision
                 row["precision_check"] = cache[variant].precision_check
                 row["tiled"] = size > args.tile_size
-            if variant in SCAN_VARIANTS:  # the FLOP count is the network's; the NLM path is not counted
+            if variant in SCAN_VARIANTS:  # the count follows the colour path (the meta device takes no route flag)
                 row["gflop"] = row["gflops_per_s"] = None
                 row.pop("speedup_vs_paper_cpu", None)
             rows[variant][str(size)] = row

@@ -347,3 +347,25 @@ def test_scan_path_candidate_sends_every_image_down_the_scan_path():
     assert torch.equal(for_item(methods["dpe_scan_path"], False)(x), want)
     assert not torch.equal(for_item(methods["dpe"], False)(x), want)
     assert info["dpe_scan_path"]["kind"] == "candidate"
+
+
+def test_flop_count_includes_the_nlm_layers_arithmetic():
+    """The speed benchmark's GFLOP count sees non-local means (elementwise work ``FlopCounterMode`` misses): per pixel
+    and shift ``3C + 2(p - 1) + 1 + 5 + 2C + 1``; a convolution beside it is still counted by the counter."""
+    from benchmarks.flops import gflops
+    from dpe_monai.networks.nonlocal_means import NonLocalMeans
+
+    nlm = NonLocalMeans(2, patch_size=3, patch_distance=1)
+    per_shift = 3 * 3 + 2 * 2 + 1 + 5 + 2 * 3 + 1
+    assert round(gflops(nlm, 8) * 1e9) == 8 * 8 * 9 * per_shift
+
+    class Both(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.nlm = nlm
+            self.conv = torch.nn.Conv2d(3, 3, 1, bias=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(self.nlm(x, torch.full((x.shape[0],), 0.1, device=x.device)))
+
+    assert round(gflops(Both(), 8) * 1e9) == 8 * 8 * 9 * per_shift + 2 * 3 * 3 * 8 * 8
