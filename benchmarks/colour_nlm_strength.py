@@ -33,9 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import RESULTS, build_methods, machine_info, parse_cli, write_json
-
-COLLECTION = Path.home() / ".cache" / "dpe-monai" / "collection" / "datalist.json"
+from benchmarks.common import DEFAULT_DATASET, RESULTS, build_methods, machine_info, parse_cli, write_json
 
 
 def _items(datalist: Path, per_source: int) -> dict[str, list[dict[str, Any]]]:
@@ -64,6 +62,7 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from dpe_monai.data import ensure_collection
     from dpe_monai.evaluators.common import degrade, enhance, for_item, load_clean
 
     torch.set_num_threads(args.threads)
@@ -72,7 +71,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     dpe = methods["dpe"]
     layer = dpe.network.prefilter
     shipped = float(layer.h_factor)
-    groups = _items(Path(args.datalist), args.per_source)
+    groups = _items(Path(ensure_collection(args.dataset_dir)), args.per_source)
     scores: dict[str, dict[str, dict[str, list[float]]]] = {}
     counts: dict[str, dict[str, int]] = {}
     for name, items in groups.items():
@@ -134,7 +133,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--datalist", default=str(COLLECTION))
+    p.add_argument("--dataset_dir", default=str(DEFAULT_DATASET), help="the packaged collection (built if missing)")
     p.add_argument("--per_source", type=int, default=8)
     p.add_argument("--max_side", type=int, default=512)
     p.add_argument("--h_factors", type=float, nargs="+", default=[0.4, 0.6, 0.8, 1.0, 1.2])
